@@ -1,0 +1,385 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Cluster is a member of the federation. Its key, region/zone/group/name, is
+// how policies and imports refer to it.
+type Cluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ClusterSpec   `json:"spec,omitempty"`
+	Status ClusterStatus `json:"status,omitempty"`
+}
+
+// ClusterSpec says where a member cluster is and how to reach it.
+type ClusterSpec struct {
+	// Region of the cluster; part of its key. Defaults to "default".
+	// +optional
+	Region string `json:"region,omitempty"`
+	// Zone of the cluster; part of its key. Defaults to "default".
+	// +optional
+	Zone string `json:"zone,omitempty"`
+	// Group of the cluster; part of its key. Defaults to "default".
+	// +optional
+	Group string `json:"group,omitempty"`
+	// GatewayHost is the address (IP or DNS name) at which the cluster's
+	// ingress gateway is reachable from the other members.
+	GatewayHost string `json:"gatewayHost,omitempty"`
+	// GatewayPort is the port of the cluster's ingress gateway. Defaults to 80.
+	// +optional
+	GatewayPort int32 `json:"gatewayPort,omitempty"`
+	// Kubeconfig is the kubeconfig fedmesh uses to reach the member's API
+	// server. It is a credential: it is never shown in table output.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+}
+
+// ClusterStatus is what fedmesh observed of a member cluster.
+type ClusterStatus struct {
+	// Conditions of the member, such as Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ClusterKey is region/zone/group/name.
+	// +optional
+	ClusterKey string `json:"clusterKey,omitempty"`
+	// KubernetesVersion is the version the member's API server reports.
+	// +optional
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// ExportCount is the number of ServiceExports in the member.
+	// +optional
+	ExportCount int32 `json:"exportCount,omitempty"`
+	// LastHeartbeatTime is the last time fedmesh heard from the member.
+	// +optional
+	LastHeartbeatTime *metav1.Time `json:"lastHeartbeatTime,omitempty"`
+}
+
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ClusterList is a list of Clusters.
+type ClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []Cluster `json:"items"`
+}
+
+// LoadBalancerType is how consumers spread traffic over the clusters that
+// serve a service.
+type LoadBalancerType string
+
+const (
+	// LocalityLbType routes to the local cluster only. It is the default.
+	LocalityLbType LoadBalancerType = "Locality"
+	// FailOverLbType routes to remote targets only when the local service is
+	// absent or failing.
+	FailOverLbType LoadBalancerType = "FailOver"
+	// ActiveActiveLbType shares load between local and remote targets, by weight.
+	ActiveActiveLbType LoadBalancerType = "ActiveActive"
+)
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GlobalTrafficPolicy sets how consumers of the service of the same
+// namespace and name route across clusters.
+type GlobalTrafficPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   GlobalTrafficPolicySpec   `json:"spec,omitempty"`
+	Status GlobalTrafficPolicyStatus `json:"status,omitempty"`
+}
+
+// GlobalTrafficPolicySpec is the routing policy of one service.
+type GlobalTrafficPolicySpec struct {
+	// LbType is Locality (default), FailOver or ActiveActive.
+	// +optional
+	LbType LoadBalancerType `json:"lbType,omitempty"`
+	// Targets are the clusters traffic may go to. FailOver needs at least
+	// one; Locality takes none; ActiveActive with none means every
+	// exporting cluster.
+	// +optional
+	// +listType=atomic
+	Targets []TrafficTarget `json:"targets,omitempty"`
+}
+
+// TrafficTarget is one cluster a policy may route to.
+type TrafficTarget struct {
+	// ClusterKey is region/zone/group/name of the target cluster.
+	ClusterKey string `json:"clusterKey"`
+	// Weight is the target's share of traffic under ActiveActive.
+	// +optional
+	Weight *int32 `json:"weight,omitempty"`
+}
+
+// GlobalTrafficPolicyStatus is what fedmesh observed of a policy.
+type GlobalTrafficPolicyStatus struct {
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Targets tells, per target, whether it resolves.
+	// +optional
+	// +listType=map
+	// +listMapKey=clusterKey
+	Targets []TargetStatus `json:"targets,omitempty"`
+}
+
+// TargetStatus is the state of one policy target.
+type TargetStatus struct {
+	// ClusterKey of the target.
+	ClusterKey string `json:"clusterKey"`
+	// Known is true when a registered Cluster has this key.
+	// +optional
+	Known bool `json:"known,omitempty"`
+	// Ready is true when that Cluster is Ready.
+	// +optional
+	Ready bool `json:"ready,omitempty"`
+	// Exported is true when that Cluster exports the policy's service.
+	// +optional
+	Exported bool `json:"exported,omitempty"`
+	// Message explains a target that does not resolve.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GlobalTrafficPolicyList is a list of GlobalTrafficPolicies.
+type GlobalTrafficPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []GlobalTrafficPolicy `json:"items"`
+}
+
+// ServiceImportType is the kind of a ServiceImport.
+type ServiceImportType string
+
+const (
+	// ClusterSetIP imports are reached through a virtual IP. It is the default.
+	ClusterSetIP ServiceImportType = "ClusterSetIP"
+	// Headless imports are reached through their endpoints directly.
+	Headless ServiceImportType = "Headless"
+)
+
+// Protocol is a network protocol of a port (TCP, UDP or SCTP).
+type Protocol string
+
+// ServiceAffinity is the session affinity of a service (None or ClientIP).
+type ServiceAffinity string
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ServiceImport is a service as the federation sees it: the union of the
+// ServiceExports of the same namespace and name in the member clusters. On
+// the control plane it is computed, never stored.
+type ServiceImport struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ServiceImportSpec   `json:"spec,omitempty"`
+	Status ServiceImportStatus `json:"status,omitempty"`
+}
+
+// ServiceImportSpec describes an imported service.
+type ServiceImportSpec struct {
+	// +listType=atomic
+	Ports []ServicePort `json:"ports"`
+	// IPs are the virtual IPs of the import, when it has any.
+	// +optional
+	// +listType=atomic
+	IPs []string `json:"ips,omitempty"`
+	// Type is ClusterSetIP (default) or Headless.
+	// +optional
+	Type ServiceImportType `json:"type,omitempty"`
+	// +optional
+	SessionAffinity ServiceAffinity `json:"sessionAffinity,omitempty"`
+	// +optional
+	SessionAffinityConfig *SessionAffinityConfig `json:"sessionAffinityConfig,omitempty"`
+	// ServiceAccountName the exporters allow to call the service ("*" is any).
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+}
+
+// SessionAffinityConfig holds the session affinity settings of an import.
+type SessionAffinityConfig struct {
+	// +optional
+	ClientIP *ClientIPConfig `json:"clientIP,omitempty"`
+}
+
+// ClientIPConfig holds the settings of ClientIP session affinity.
+type ClientIPConfig struct {
+	// TimeoutSeconds is how long a sticky session lasts.
+	// +optional
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+}
+
+// ServicePort is one port of an imported service and where it is served.
+type ServicePort struct {
+	// +optional
+	Name string `json:"name,omitempty"`
+	// +optional
+	Protocol Protocol `json:"protocol,omitempty"`
+	// +optional
+	AppProtocol *string `json:"appProtocol,omitempty"`
+	Port        int32   `json:"port"`
+	// Endpoints are the exporting clusters' gateways serving this port.
+	// +optional
+	// +listType=atomic
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// Endpoint is one exporting cluster's way in to a port.
+type Endpoint struct {
+	ClusterKey string `json:"clusterKey"`
+	Target     Target `json:"target"`
+}
+
+// Target is a gateway address and path serving an exported port.
+type Target struct {
+	Host string `json:"host"`
+	IP   string `json:"ip"`
+	Port int32  `json:"port"`
+	Path string `json:"path"`
+}
+
+// ServiceImportStatus lists the clusters that export the service.
+type ServiceImportStatus struct {
+	// +optional
+	// +listType=map
+	// +listMapKey=cluster
+	Clusters []SourceStatus `json:"clusters,omitempty"`
+}
+
+// SourceStatus names one exporting cluster.
+type SourceStatus struct {
+	// Cluster is the key of the exporting cluster.
+	Cluster string `json:"cluster"`
+	// Addresses are where that cluster serves the import.
+	// +optional
+	// +listType=atomic
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ServiceImportList is a list of ServiceImports.
+type ServiceImportList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []ServiceImport `json:"items"`
+}
+
+// PathType is how an export rule's path matches (Exact or Prefix).
+type PathType string
+
+const (
+	PathTypeExact  PathType = "Exact"
+	PathTypePrefix PathType = "Prefix"
+)
+
+// ExportLoadBalancer is the algorithm the gateway uses for an export.
+type ExportLoadBalancer string
+
+const (
+	RoundRobinLoadBalancer ExportLoadBalancer = "RoundRobinLoadBalancer"
+	HashingLoadBalancer    ExportLoadBalancer = "HashingLoadBalancer"
+	LeastWorkLoadBalancer  ExportLoadBalancer = "LeastWorkLoadBalancer"
+)
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ServiceExport, in a member cluster, exports the Service of the same
+// namespace and name to the federation.
+type ServiceExport struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ServiceExportSpec   `json:"spec,omitempty"`
+	Status ServiceExportStatus `json:"status,omitempty"`
+}
+
+// ServiceExportSpec says how a Service is exposed to the other members.
+type ServiceExportSpec struct {
+	// ServiceAccountName allowed to call the service ("*" is any).
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// Rules expose ports of the Service at paths of the cluster's gateway.
+	// +optional
+	// +listType=atomic
+	Rules []ServiceExportRule `json:"rules,omitempty"`
+	// LoadBalancer is the gateway's algorithm. Defaults to RoundRobinLoadBalancer.
+	// +optional
+	LoadBalancer ExportLoadBalancer `json:"loadBalancer,omitempty"`
+	// +optional
+	SessionSticky bool `json:"sessionSticky,omitempty"`
+	// +optional
+	PathRewrite *PathRewrite `json:"pathRewrite,omitempty"`
+	// TargetClusters, when set, limits the export to these cluster keys.
+	// +optional
+	// +listType=atomic
+	TargetClusters []string `json:"targetClusters,omitempty"`
+}
+
+// ServiceExportRule exposes one port of the Service at a path.
+type ServiceExportRule struct {
+	PortNumber int32 `json:"portNumber"`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// +optional
+	PathType PathType `json:"pathType,omitempty"`
+}
+
+// PathRewrite rewrites the request path on its way to the Service.
+type PathRewrite struct {
+	// +optional
+	From string `json:"from,omitempty"`
+	// +optional
+	To string `json:"to,omitempty"`
+}
+
+// ServiceExportStatus holds the Valid and Conflict conditions of an export.
+type ServiceExportStatus struct {
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ServiceExportList is a list of ServiceExports.
+type ServiceExportList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	Items []ServiceExport `json:"items"`
+}
