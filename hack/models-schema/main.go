@@ -23,9 +23,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/fedmesh/fedmesh/generated/openapi"
 	"k8s.io/kube-openapi/pkg/common"
 	"k8s.io/kube-openapi/pkg/validation/spec"
-	"github.com/fedmesh/fedmesh/generated/openapi"
 )
 
 // Outputs openAPI schema JSON containing the schema definitions in zz_generated.openapi.go.
