@@ -86,6 +86,7 @@ type ClusterList struct {
 
 // LoadBalancerType is how consumers spread traffic over the clusters that
 // serve a service.
+// +enum
 type LoadBalancerType string
 
 const (
@@ -174,6 +175,7 @@ type GlobalTrafficPolicyList struct {
 }
 
 // ServiceImportType is the kind of a ServiceImport.
+// +enum
 type ServiceImportType string
 
 const (
@@ -293,6 +295,7 @@ type ServiceImportList struct {
 }
 
 // PathType is how an export rule's path matches (Exact or Prefix).
+// +enum
 type PathType string
 
 const (
@@ -301,6 +304,7 @@ const (
 )
 
 // ExportLoadBalancer is the algorithm the gateway uses for an export.
+// +enum
 type ExportLoadBalancer string
 
 const (

@@ -8,7 +8,7 @@ Licensed under the Apache License, Version 2.0 (the "License");
 you may not use this file except in compliance with the License.
 You may obtain a copy of the License at
 
-    http://www.apache.org/licenses/LICENSE-2.0
+	http://www.apache.org/licenses/LICENSE-2.0
 
 Unless required by applicable law or agreed to in writing, software
 distributed under the License is distributed on an "AS IS" BASIS,
@@ -483,9 +483,10 @@ func schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicySpec(ref common.Ref
 				Properties: map[string]spec.Schema{
 					"lbType": {
 						SchemaProps: spec.SchemaProps{
-							Description: "LbType is Locality (default), FailOver or ActiveActive.",
+							Description: "LbType is Locality (default), FailOver or ActiveActive.\n\nPossible enum values:\n - `\"ActiveActive\"` shares load between local and remote targets, by weight.\n - `\"FailOver\"` routes to remote targets only when the local service is absent or failing.\n - `\"Locality\"` routes to the local cluster only. It is the default.",
 							Type:        []string{"string"},
 							Format:      "",
+							Enum:        []interface{}{"ActiveActive", "FailOver", "Locality"},
 						},
 					},
 					"targets": {
@@ -712,8 +713,10 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportRule(ref common.Reference
 					},
 					"pathType": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"string"},
-							Format: "",
+							Description: "Possible enum values:\n - `\"Exact\"`\n - `\"Prefix\"`",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Exact", "Prefix"},
 						},
 					},
 				},
@@ -757,9 +760,10 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportSpec(ref common.Reference
 					},
 					"loadBalancer": {
 						SchemaProps: spec.SchemaProps{
-							Description: "LoadBalancer is the gateway's algorithm. Defaults to RoundRobinLoadBalancer.",
+							Description: "LoadBalancer is the gateway's algorithm. Defaults to RoundRobinLoadBalancer.\n\nPossible enum values:\n - `\"HashingLoadBalancer\"`\n - `\"LeastWorkLoadBalancer\"`\n - `\"RoundRobinLoadBalancer\"`",
 							Type:        []string{"string"},
 							Format:      "",
+							Enum:        []interface{}{"HashingLoadBalancer", "LeastWorkLoadBalancer", "RoundRobinLoadBalancer"},
 						},
 					},
 					"sessionSticky": {
@@ -975,9 +979,10 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceImportSpec(ref common.Reference
 					},
 					"type": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Type is ClusterSetIP (default) or Headless.",
+							Description: "Type is ClusterSetIP (default) or Headless.\n\nPossible enum values:\n - `\"ClusterSetIP\"` imports are reached through a virtual IP. It is the default.\n - `\"Headless\"` imports are reached through their endpoints directly.",
 							Type:        []string{"string"},
 							Format:      "",
+							Enum:        []interface{}{"ClusterSetIP", "Headless"},
 						},
 					},
 					"sessionAffinity": {

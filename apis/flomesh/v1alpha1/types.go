@@ -89,6 +89,7 @@ type ClusterList struct {
 
 // LoadBalancerType is how consumers spread traffic over the clusters that
 // serve a service.
+// +enum
 type LoadBalancerType string
 
 const (
@@ -178,6 +179,7 @@ type GlobalTrafficPolicyList struct {
 }
 
 // ServiceImportType is the kind of a ServiceImport.
+// +enum
 type ServiceImportType string
 
 const (
@@ -298,6 +300,7 @@ type ServiceImportList struct {
 }
 
 // PathType is how an export rule's path matches (Exact or Prefix).
+// +enum
 type PathType string
 
 const (
@@ -306,6 +309,7 @@ const (
 )
 
 // ExportLoadBalancer is the algorithm the gateway uses for an export.
+// +enum
 type ExportLoadBalancer string
 
 const (

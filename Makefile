@@ -1,0 +1,47 @@
+# fedmesh: a Kubernetes aggregated API server for multi-cluster service federation.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+BIN := _output/bin
+GO_PACKAGES := ./...
+# Integration tests start real etcd and kube-apiservers; give them room.
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all build test unit verify codegen test-binaries run clean
+
+all: build
+
+## build: compile fedmesh's binaries into _output/bin
+build:
+	go build -o $(BIN)/ ./cmd/...
+
+## test-binaries: build the pinned kube-apiserver, kubectl and etcd the tests run
+test-binaries:
+	hack/install-test-binaries.sh
+
+## test: verify, then run every test (unit and integration) on real servers
+test: verify test-binaries build
+	go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
+
+## unit: run the tests quickly, without the checks of verify
+unit:
+	go test -count=1 $(GO_PACKAGES)
+
+## verify: gofmt, go vet and generated-code freshness
+verify:
+	@bad=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^generated/') 2>/dev/null); \
+	  if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
+	go vet $(GO_PACKAGES)
+	hack/verify-codegen.sh
+
+## codegen: regenerate deepcopy, defaulters, conversions, OpenAPI and clients
+codegen:
+	hack/update-codegen.sh
+
+## run: start fedmesh-apiserver standalone with an embedded etcd (dev only)
+run: build
+	hack/run-standalone.sh
+
+clean:
+	rm -rf _output

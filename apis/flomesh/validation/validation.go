@@ -1,0 +1,584 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package validation holds the static validation of the internal flomesh.io
+// types: what can be decided from an object alone, without looking at other
+// objects (whether a target cluster is registered is admission's business).
+// Every error names its field, so the API server can answer with
+// apierrors.NewInvalid and kubectl can point at the offending field.
+//
+// Validation runs after defaulting, so fields that have defaults (cluster
+// key parts, gateway port, lbType) are required here.
+package validation
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/sets"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+)
+
+// ValidateClusterName checks the name of a Cluster. It must be a DNS-1123
+// label because it is the last part of the cluster key, and every part of a
+// key is a label.
+var ValidateClusterName = apivalidation.NameIsDNSLabel
+
+// ValidateGlobalTrafficPolicyName checks the name of a GlobalTrafficPolicy.
+// A policy governs the Service of the same name, and Service names are
+// labels, so a policy with any other name could never apply to anything.
+var ValidateGlobalTrafficPolicyName = apivalidation.NameIsDNSLabel
+
+// ValidateServiceExportName checks the name of a ServiceExport, which is the
+// name of the Service it exports.
+var ValidateServiceExportName = apivalidation.NameIsDNSLabel
+
+var clusterKeyPartNames = [flomesh.ClusterKeyParts]string{"region", "zone", "group", "name"}
+
+// ParseClusterKey splits a cluster key region/zone/group/name into its
+// parts. It fails, with a message fit for a field error, unless the key has
+// exactly four parts and each is a DNS-1123 label; so every key it accepts is
+// the key of some possible Cluster.
+func ParseClusterKey(key string) (region, zone, group, name string, err error) {
+	if key == "" {
+		return "", "", "", "", fmt.Errorf("must have the form region/zone/group/name")
+	}
+	parts := strings.Split(key, "/")
+	if len(parts) != flomesh.ClusterKeyParts {
+		return "", "", "", "", fmt.Errorf("must have the form region/zone/group/name (%d parts), got %d",
+			flomesh.ClusterKeyParts, len(parts))
+	}
+	var problems []string
+	for i, part := range parts {
+		if part == "" {
+			problems = append(problems, fmt.Sprintf("%s must not be empty", clusterKeyPartNames[i]))
+			continue
+		}
+		for _, msg := range utilvalidation.IsDNS1123Label(part) {
+			problems = append(problems, fmt.Sprintf("%s %q: %s", clusterKeyPartNames[i], part, msg))
+		}
+	}
+	if len(problems) > 0 {
+		return "", "", "", "", fmt.Errorf("must have the form region/zone/group/name with each part a DNS-1123 label: %s",
+			strings.Join(problems, "; "))
+	}
+	return parts[0], parts[1], parts[2], parts[3], nil
+}
+
+// ValidateClusterKey checks that key is a well-formed cluster key. It does
+// not check that a Cluster with that key exists.
+func ValidateClusterKey(key string, fldPath *field.Path) field.ErrorList {
+	if key == "" {
+		return field.ErrorList{field.Required(fldPath, "a cluster key region/zone/group/name is required")}
+	}
+	if _, _, _, _, err := ParseClusterKey(key); err != nil {
+		return field.ErrorList{field.Invalid(fldPath, key, err.Error())}
+	}
+	return nil
+}
+
+// validateClusterKeys checks a list of cluster keys and that none repeats.
+// Repeats are reported only for well-formed keys: a malformed key already has
+// its error, and a second one would say nothing new.
+func validateClusterKeys(keys []string, pathOf func(i int) *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	seen := sets.New[string]()
+	for i, key := range keys {
+		errs := ValidateClusterKey(key, pathOf(i))
+		allErrs = append(allErrs, errs...)
+		if len(errs) > 0 {
+			continue
+		}
+		if seen.Has(key) {
+			allErrs = append(allErrs, field.Duplicate(pathOf(i), key))
+		}
+		seen.Insert(key)
+	}
+	return allErrs
+}
+
+func validateKeyPart(value string, fldPath *field.Path) field.ErrorList {
+	if value == "" {
+		return field.ErrorList{field.Required(fldPath, "part of the cluster key; defaults to \"default\"")}
+	}
+	var allErrs field.ErrorList
+	for _, msg := range utilvalidation.IsDNS1123Label(value) {
+		allErrs = append(allErrs, field.Invalid(fldPath, value, msg))
+	}
+	return allErrs
+}
+
+func validatePort(port int32, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for _, msg := range utilvalidation.IsValidPortNum(int(port)) {
+		allErrs = append(allErrs, field.Invalid(fldPath, port, msg))
+	}
+	return allErrs
+}
+
+// validateGatewayHost accepts an IP address or a DNS name: the host part of
+// the URLs the other members dial, so a port, scheme or brackets here would
+// produce a broken URL later.
+func validateGatewayHost(host string, fldPath *field.Path) field.ErrorList {
+	if host == "" {
+		return field.ErrorList{field.Required(fldPath, "the address of the cluster's ingress gateway")}
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if msgs := utilvalidation.IsDNS1123Subdomain(host); len(msgs) > 0 {
+		return field.ErrorList{field.Invalid(fldPath, host,
+			"must be an IP address or a DNS-1123 subdomain, without scheme or port: "+strings.Join(msgs, "; "))}
+	}
+	return nil
+}
+
+// ValidateCluster checks a Cluster on creation.
+func ValidateCluster(c *flomesh.Cluster) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMeta(&c.ObjectMeta, false, ValidateClusterName, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateClusterSpec(&c.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+func validateClusterSpec(spec *flomesh.ClusterSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	allErrs = append(allErrs, validateKeyPart(spec.Region, fldPath.Child("region"))...)
+	allErrs = append(allErrs, validateKeyPart(spec.Zone, fldPath.Child("zone"))...)
+	allErrs = append(allErrs, validateKeyPart(spec.Group, fldPath.Child("group"))...)
+	allErrs = append(allErrs, validateGatewayHost(spec.GatewayHost, fldPath.Child("gatewayHost"))...)
+	allErrs = append(allErrs, validatePort(spec.GatewayPort, fldPath.Child("gatewayPort"))...)
+	allErrs = append(allErrs, ValidateKubeconfig(spec.Kubeconfig, fldPath.Child("kubeconfig"))...)
+	return allErrs
+}
+
+// ValidateClusterUpdate checks a Cluster on update.
+func ValidateClusterUpdate(newCluster, oldCluster *flomesh.Cluster) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMetaUpdate(&newCluster.ObjectMeta, &oldCluster.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateCluster(newCluster)...)
+	return allErrs
+}
+
+// ValidateClusterStatusUpdate checks a Cluster on update of its status.
+func ValidateClusterStatusUpdate(newCluster, oldCluster *flomesh.Cluster) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMetaUpdate(&newCluster.ObjectMeta, &oldCluster.ObjectMeta, field.NewPath("metadata"))
+	fldPath := field.NewPath("status")
+	status := &newCluster.Status
+	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, fldPath.Child("conditions"))...)
+	allErrs = append(allErrs, apivalidation.ValidateNonnegativeField(int64(status.ExportCount), fldPath.Child("exportCount"))...)
+	if status.ClusterKey != "" {
+		allErrs = append(allErrs, ValidateClusterKey(status.ClusterKey, fldPath.Child("clusterKey"))...)
+	}
+	return allErrs
+}
+
+// ValidateKubeconfig checks that a kubeconfig can take fedmesh to a member
+// cluster: it parses, and its current context names a cluster with a server
+// and a user with credentials. The kubeconfig is a secret, so no error
+// carries it, in part or in whole: details name the contexts, clusters and
+// users involved, never values.
+func ValidateKubeconfig(kubeconfig string, fldPath *field.Path) field.ErrorList {
+	invalid := func(format string, args ...any) *field.Error {
+		return field.Invalid(fldPath, field.OmitValueType{}, fmt.Sprintf(format, args...))
+	}
+	if strings.TrimSpace(kubeconfig) == "" {
+		return field.ErrorList{field.Required(fldPath, "a kubeconfig that reaches the member cluster is required")}
+	}
+	config, err := clientcmd.Load([]byte(kubeconfig))
+	if err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "couldn't get version/kind") {
+			// The decoder's wording names Go types; say what it means.
+			return field.ErrorList{invalid("does not parse: not a YAML or JSON object with apiVersion v1 and kind Config")}
+		}
+		return field.ErrorList{invalid("does not parse: %s", truncate(redact(msg, kubeconfig), maxParseErrorLength))}
+	}
+
+	contextName := config.CurrentContext
+	if contextName == "" {
+		return field.ErrorList{invalid("has no current-context")}
+	}
+	kubeContext, ok := config.Contexts[contextName]
+	if !ok || kubeContext == nil {
+		return field.ErrorList{invalid("current-context %s is not defined", quoteName(contextName))}
+	}
+
+	var allErrs field.ErrorList
+	switch cluster, ok := config.Clusters[kubeContext.Cluster]; {
+	case kubeContext.Cluster == "":
+		allErrs = append(allErrs, invalid("context %s names no cluster", quoteName(contextName)))
+	case !ok || cluster == nil:
+		allErrs = append(allErrs, invalid("cluster %s of context %s is not defined", quoteName(kubeContext.Cluster), quoteName(contextName)))
+	default:
+		for _, msg := range kubeconfigClusterProblems(cluster) {
+			allErrs = append(allErrs, invalid("cluster %s of context %s %s", quoteName(kubeContext.Cluster), quoteName(contextName), msg))
+		}
+	}
+	switch user, ok := config.AuthInfos[kubeContext.AuthInfo]; {
+	case kubeContext.AuthInfo == "":
+		allErrs = append(allErrs, invalid("context %s names no user", quoteName(contextName)))
+	case !ok || user == nil:
+		allErrs = append(allErrs, invalid("user %s of context %s is not defined", quoteName(kubeContext.AuthInfo), quoteName(contextName)))
+	default:
+		for _, msg := range kubeconfigUserProblems(user) {
+			allErrs = append(allErrs, invalid("user %s of context %s %s", quoteName(kubeContext.AuthInfo), quoteName(contextName), msg))
+		}
+	}
+	return allErrs
+}
+
+// quoteName quotes a context, cluster or user name of a kubeconfig for an
+// error, bounded so that a pathological name cannot bloat the response.
+func quoteName(name string) string {
+	return strconv.Quote(truncate(name, utilvalidation.DNS1123SubdomainMaxLength))
+}
+
+// kubeconfigClusterProblems returns what would keep client-go from building a
+// client for the cluster, phrased to follow `cluster "c" of context "x"`.
+func kubeconfigClusterProblems(cluster *clientcmdapi.Cluster) []string {
+	var problems []string
+	if cluster.Server == "" {
+		problems = append(problems, "names no server")
+	} else if !validServerURL(cluster.Server) {
+		// The URL is not repeated: it may carry user info.
+		problems = append(problems, "has a server that is not an http(s) URL with a host")
+	}
+	if cluster.InsecureSkipTLSVerify && (cluster.CertificateAuthority != "" || len(cluster.CertificateAuthorityData) > 0) {
+		// client-go refuses this combination when it builds the transport,
+		// which would otherwise surface only as a never-ready cluster.
+		problems = append(problems, "sets both insecure-skip-tls-verify and a certificate authority")
+	}
+	return problems
+}
+
+// validServerURL follows client-go, which takes a server without a scheme
+// to be https.
+func validServerURL(server string) bool {
+	if !strings.Contains(server, "://") {
+		server = "https://" + server
+	}
+	u, err := url.Parse(server)
+	if err != nil {
+		return false
+	}
+	return (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// kubeconfigUserProblems returns what would keep client-go from
+// authenticating as the user, phrased to follow `user "u" of context "x"`.
+// Only presence is checked: file paths refer to the API server's host and
+// certificate data is checked by the TLS handshake.
+func kubeconfigUserProblems(user *clientcmdapi.AuthInfo) []string {
+	var problems []string
+	hasCert := user.ClientCertificate != "" || len(user.ClientCertificateData) > 0
+	hasKey := user.ClientKey != "" || len(user.ClientKeyData) > 0
+	hasToken := user.Token != "" || user.TokenFile != ""
+	hasBasic := user.Username != ""
+	hasExec := user.Exec != nil
+	hasAuthProvider := user.AuthProvider != nil
+
+	switch {
+	case hasCert && !hasKey:
+		problems = append(problems, "has a client certificate but no client key")
+	case hasKey && !hasCert:
+		problems = append(problems, "has a client key but no client certificate")
+	}
+	if hasExec {
+		if user.Exec.Command == "" {
+			problems = append(problems, "has an exec plugin with no command")
+		}
+		if user.Exec.APIVersion == "" {
+			problems = append(problems, "has an exec plugin with no apiVersion")
+		}
+		if hasAuthProvider {
+			problems = append(problems, "has both an exec plugin and an auth-provider")
+		}
+	}
+	if hasAuthProvider && user.AuthProvider.Name == "" {
+		problems = append(problems, "has an auth-provider with no name")
+	}
+	if user.Token != "" && (user.Username != "" || user.Password != "") {
+		problems = append(problems, "has both a token and a username/password; only one may be set")
+	}
+	if !(hasCert && hasKey) && !hasToken && !hasBasic && !hasExec && !hasAuthProvider && len(problems) == 0 {
+		problems = append(problems, "has no credentials (token, tokenFile, client certificate and key, username/password, exec or auth-provider)")
+	}
+	return problems
+}
+
+// minRedactedLength is the length from which a word of the kubeconfig is
+// treated as a possible secret. Shorter words are too common to be worth
+// scrubbing and would mangle the parser's own wording.
+const minRedactedLength = 6
+
+// kubeconfigVocabulary holds the words a kubeconfig has that are not
+// secrets. Parser errors name them ("Config.clusters"), and scrubbing them
+// would make the errors unreadable.
+var kubeconfigVocabulary = sets.New(
+	"Config", "apiVersion", "kind", "preferences", "colors", "extensions", "extension",
+	"clusters", "cluster", "server", "tls-server-name", "insecure-skip-tls-verify",
+	"certificate-authority", "certificate-authority-data", "proxy-url", "disable-compression",
+	"contexts", "context", "current-context", "namespace", "users", "user", "name",
+	"client-certificate", "client-certificate-data", "client-key", "client-key-data",
+	"token", "tokenFile", "as", "as-uid", "as-groups", "as-user-extra",
+	"act-as", "act-as-uid", "act-as-groups", "act-as-user-extra",
+	"username", "password", "auth-provider", "config", "exec", "command", "args", "env",
+	"value", "installHint", "provideClusterInfo", "interactiveMode",
+	"client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1",
+	"IfAvailable", "Never", "Always", "true", "false", "null",
+)
+
+const (
+	// maxScannedErrorLength bounds the part of a parser message that is
+	// scrubbed, so that a huge quoted value cannot make scrubbing costly.
+	maxScannedErrorLength = 4096
+	// maxParseErrorLength bounds a parser message quoted in an error.
+	maxParseErrorLength = 256
+	redacted            = "<redacted>"
+)
+
+func isKubeconfigSeparator(r rune) bool {
+	return unicode.IsSpace(r) || strings.ContainsRune(`:,[]{}"'`+"`", r)
+}
+
+// secretCandidates returns the strings of a kubeconfig that a parser message
+// might quote: its words as written and, when the YAML parses, its scalars as
+// decoded (a quoted YAML value differs from its source text), each also in
+// the escaped form that %q gives it.
+func secretCandidates(kubeconfig string) []string {
+	candidates := sets.New[string]()
+	add := func(s string) {
+		if len(s) < minRedactedLength || kubeconfigVocabulary.Has(s) {
+			return
+		}
+		candidates.Insert(s)
+		if q := strconv.Quote(s); q[1:len(q)-1] != s {
+			candidates.Insert(q[1 : len(q)-1])
+		}
+	}
+	for _, w := range strings.FieldsFunc(kubeconfig, isKubeconfigSeparator) {
+		add(w)
+	}
+	var doc any
+	if yaml.Unmarshal([]byte(kubeconfig), &doc) == nil {
+		stack := []any{doc}
+		for len(stack) > 0 {
+			v := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			switch v := v.(type) {
+			case string:
+				add(v)
+			case map[string]any:
+				for k, e := range v {
+					add(k)
+					stack = append(stack, e)
+				}
+			case []any:
+				stack = append(stack, v...)
+			}
+		}
+	}
+	return candidates.UnsortedList()
+}
+
+// redact removes from a parser message everything of the kubeconfig that
+// could be a secret. The YAML and JSON decoders mostly report positions and
+// types, but some errors quote values (an unknown kind or apiVersion), and a
+// user who pastes a token where the kubeconfig belongs must not find it in
+// an event or an audit log.
+func redact(msg, kubeconfig string) string {
+	covered := make([]bool, len(msg))
+	if len(msg) > maxScannedErrorLength {
+		msg = msg[:maxScannedErrorLength]
+		covered = covered[:maxScannedErrorLength]
+		// The cut may leave the start of a secret that no longer matches
+		// any candidate whole.
+		end := len(msg)
+		for end > 0 {
+			r, size := utf8.DecodeLastRuneInString(msg[:end])
+			if isKubeconfigSeparator(r) {
+				break
+			}
+			end -= size
+		}
+		for i := end; i < len(msg); i++ {
+			covered[i] = true
+		}
+	}
+	// Marking every occurrence before replacing any keeps one replacement
+	// from hiding, or forming, another candidate.
+	for _, c := range secretCandidates(kubeconfig) {
+		for start := 0; start < len(msg); {
+			i := strings.Index(msg[start:], c)
+			if i < 0 {
+				break
+			}
+			i += start
+			for j := i; j < i+len(c); j++ {
+				covered[j] = true
+			}
+			start = i + 1
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		switch {
+		case !covered[i]:
+			b.WriteByte(msg[i])
+		case i == 0 || !covered[i-1]:
+			b.WriteString(redacted)
+		}
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+var supportedLbTypes = []flomesh.LoadBalancerType{
+	flomesh.LocalityLbType, flomesh.FailOverLbType, flomesh.ActiveActiveLbType,
+}
+
+// ValidateGlobalTrafficPolicy checks a GlobalTrafficPolicy on creation.
+func ValidateGlobalTrafficPolicy(p *flomesh.GlobalTrafficPolicy) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMeta(&p.ObjectMeta, true, ValidateGlobalTrafficPolicyName, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateGlobalTrafficPolicySpec(&p.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+func validateGlobalTrafficPolicySpec(spec *flomesh.GlobalTrafficPolicySpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	targetsPath := fldPath.Child("targets")
+
+	switch spec.LbType {
+	case "":
+		allErrs = append(allErrs, field.Required(fldPath.Child("lbType"), "defaults to Locality"))
+	case flomesh.LocalityLbType:
+		if len(spec.Targets) > 0 {
+			allErrs = append(allErrs, field.Forbidden(targetsPath,
+				"Locality routes to the local cluster only and takes no targets; use FailOver or ActiveActive to route to other clusters"))
+		}
+	case flomesh.FailOverLbType:
+		if len(spec.Targets) == 0 {
+			allErrs = append(allErrs, field.Required(targetsPath, "FailOver needs at least one target to fail over to"))
+		}
+	case flomesh.ActiveActiveLbType:
+		// No targets means every exporting cluster.
+	default:
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("lbType"), spec.LbType, supportedLbTypes))
+	}
+
+	keys := make([]string, len(spec.Targets))
+	for i, target := range spec.Targets {
+		keys[i] = target.ClusterKey
+		// Weights matter only under ActiveActive, but are kept under the
+		// other types so that switching lbType back does not lose them.
+		if target.Weight != nil && *target.Weight < 0 {
+			allErrs = append(allErrs, field.Invalid(targetsPath.Index(i).Child("weight"), *target.Weight,
+				"must be greater than or equal to 0"))
+		}
+	}
+	allErrs = append(allErrs, validateClusterKeys(keys, func(i int) *field.Path {
+		return targetsPath.Index(i).Child("clusterKey")
+	})...)
+	return allErrs
+}
+
+// ValidateGlobalTrafficPolicyUpdate checks a GlobalTrafficPolicy on update.
+func ValidateGlobalTrafficPolicyUpdate(newPolicy, oldPolicy *flomesh.GlobalTrafficPolicy) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMetaUpdate(&newPolicy.ObjectMeta, &oldPolicy.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateGlobalTrafficPolicy(newPolicy)...)
+	return allErrs
+}
+
+// ValidateGlobalTrafficPolicyStatusUpdate checks a GlobalTrafficPolicy on
+// update of its status.
+func ValidateGlobalTrafficPolicyStatusUpdate(newPolicy, oldPolicy *flomesh.GlobalTrafficPolicy) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMetaUpdate(&newPolicy.ObjectMeta, &oldPolicy.ObjectMeta, field.NewPath("metadata"))
+	fldPath := field.NewPath("status")
+	status := &newPolicy.Status
+	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, fldPath.Child("conditions"))...)
+	targetsPath := fldPath.Child("targets")
+	keys := make([]string, len(status.Targets))
+	for i := range status.Targets {
+		keys[i] = status.Targets[i].ClusterKey
+	}
+	// status.targets is a map list keyed by clusterKey: a repeated key
+	// would make server-side apply of the status fail.
+	allErrs = append(allErrs, validateClusterKeys(keys, func(i int) *field.Path {
+		return targetsPath.Index(i).Child("clusterKey")
+	})...)
+	return allErrs
+}
+
+var supportedPathTypes = []flomesh.PathType{flomesh.PathTypeExact, flomesh.PathTypePrefix}
+
+var supportedExportLoadBalancers = []flomesh.ExportLoadBalancer{
+	flomesh.RoundRobinLoadBalancer, flomesh.HashingLoadBalancer, flomesh.LeastWorkLoadBalancer,
+}
+
+// ValidateServiceExport checks a ServiceExport of a member cluster. Member
+// objects are read through clients that do not default, so the fields with
+// defaults (loadBalancer, rules[].pathType) may be empty and mean their
+// default.
+func ValidateServiceExport(e *flomesh.ServiceExport) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMeta(&e.ObjectMeta, true, ValidateServiceExportName, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateServiceExportSpec(&e.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+func validateServiceExportSpec(spec *flomesh.ServiceExportSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for i, rule := range spec.Rules {
+		rulePath := fldPath.Child("rules").Index(i)
+		allErrs = append(allErrs, validatePort(rule.PortNumber, rulePath.Child("portNumber"))...)
+		if rule.Path != "" && !strings.HasPrefix(rule.Path, "/") {
+			allErrs = append(allErrs, field.Invalid(rulePath.Child("path"), rule.Path, "must be an absolute path (start with \"/\")"))
+		}
+		if rule.PathType != "" && !sets.New(supportedPathTypes...).Has(rule.PathType) {
+			allErrs = append(allErrs, field.NotSupported(rulePath.Child("pathType"), rule.PathType, supportedPathTypes))
+		}
+	}
+	if spec.LoadBalancer != "" && !sets.New(supportedExportLoadBalancers...).Has(spec.LoadBalancer) {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("loadBalancer"), spec.LoadBalancer, supportedExportLoadBalancers))
+	}
+	if spec.PathRewrite != nil && spec.PathRewrite.From == "" {
+		allErrs = append(allErrs, field.Required(fldPath.Child("pathRewrite", "from"), "the path prefix to rewrite"))
+	}
+	targetsPath := fldPath.Child("targetClusters")
+	allErrs = append(allErrs, validateClusterKeys(spec.TargetClusters, targetsPath.Index)...)
+	return allErrs
+}

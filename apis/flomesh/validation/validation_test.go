@@ -1,0 +1,743 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package validation
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+)
+
+// testToken is a bearer token that must never appear in an error.
+const testToken = "sha256~Zm9vYmFyLXNlY3JldC10b2tlbi12YWx1ZQ"
+
+// want is one expected error: its type and the path of its field.
+type want struct {
+	Type  field.ErrorType
+	Field string
+}
+
+func errs(ws ...want) []want { return ws }
+
+func summarize(list field.ErrorList) []want {
+	got := make([]want, 0, len(list))
+	for _, e := range list {
+		got = append(got, want{Type: e.Type, Field: e.Field})
+	}
+	sort.Slice(got, func(i, j int) bool {
+		if got[i].Field != got[j].Field {
+			return got[i].Field < got[j].Field
+		}
+		return got[i].Type < got[j].Type
+	})
+	return got
+}
+
+// assertErrors checks that list holds exactly the wanted errors, in any
+// order, and prints the full errors when it does not.
+func assertErrors(t *testing.T, wanted []want, list field.ErrorList) {
+	t.Helper()
+	sorted := make([]want, len(wanted))
+	copy(sorted, wanted)
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].Field != sorted[j].Field {
+			return sorted[i].Field < sorted[j].Field
+		}
+		return sorted[i].Type < sorted[j].Type
+	})
+	assert.Equal(t, sorted, summarize(list), "errors: %v", list)
+}
+
+var (
+	testCertOnce         sync.Once
+	testCertPEM, testKey []byte
+)
+
+// testCertAndKey returns a self-signed client certificate and its key, so
+// the kubeconfigs of the tests look like real ones.
+func testCertAndKey(t testing.TB) (certPEM, keyPEM []byte) {
+	testCertOnce.Do(func() {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1),
+			Subject:      pkix.Name{CommonName: "fedmesh", Organization: []string{"system:masters"}},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			panic(err)
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			panic(err)
+		}
+		testCertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		testKey = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	})
+	return testCertPEM, testKey
+}
+
+// testKubeconfigObject is a kubeconfig with client certificate credentials
+// for a member at 192.168.1.110:6443.
+func testKubeconfigObject(t testing.TB) *clientcmdapi.Config {
+	certPEM, keyPEM := testCertAndKey(t)
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["member"] = &clientcmdapi.Cluster{
+		Server:                   "https://192.168.1.110:6443",
+		CertificateAuthorityData: certPEM,
+	}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: certPEM,
+		ClientKeyData:         keyPEM,
+	}
+	cfg.Contexts["member"] = &clientcmdapi.Context{Cluster: "member", AuthInfo: "admin"}
+	cfg.CurrentContext = "member"
+	return cfg
+}
+
+// testKubeconfig serializes the test kubeconfig after mutate changes it.
+func testKubeconfig(t testing.TB, mutate func(*clientcmdapi.Config)) string {
+	t.Helper()
+	cfg := testKubeconfigObject(t)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	data, err := clientcmd.Write(*cfg)
+	require.NoError(t, err)
+	return string(data)
+}
+
+// withUser replaces the credentials of the current user.
+func withUser(user *clientcmdapi.AuthInfo) func(*clientcmdapi.Config) {
+	return func(cfg *clientcmdapi.Config) { cfg.AuthInfos["admin"] = user }
+}
+
+func tokenKubeconfig(t testing.TB) string {
+	return testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Token: testToken}))
+}
+
+func TestParseClusterKey(t *testing.T) {
+	region, zone, group, name, err := ParseClusterKey("us-east/az-1/prod/cluster-1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"us-east", "az-1", "prod", "cluster-1"}, []string{region, zone, group, name})
+
+	for key, detail := range map[string]string{
+		"":                                "must have the form region/zone/group/name",
+		"default/default/cluster-1":       "must have the form region/zone/group/name (4 parts), got 3",
+		"a/b/c/d/e":                       "(4 parts), got 5",
+		"default//default/cluster-1":      "zone must not be empty",
+		"default/default/default/Cluster": `name "Cluster": a lowercase RFC 1123 label`,
+		"Default/default/default/c-1":     `region "Default"`,
+	} {
+		_, _, _, _, err := ParseClusterKey(key)
+		if assert.Error(t, err, key) {
+			assert.Contains(t, err.Error(), detail, key)
+		}
+	}
+}
+
+func TestValidateClusterKey(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	tests := []struct {
+		key  string
+		want []want
+	}{
+		{key: "default/default/default/cluster-1"},
+		{key: "us-east-1/a/b0/c"},
+		{key: "", want: errs(want{field.ErrorTypeRequired, "key"})},
+		{key: "cluster-1", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/cluster-1", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/default/cluster-1/", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "/default/default/cluster-1", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/default/Cluster-1", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/default/cluster_1", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/default/-cluster", want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/default/" + long, want: errs(want{field.ErrorTypeInvalid, "key"})},
+		{key: "default/default/default/cluster 1", want: errs(want{field.ErrorTypeInvalid, "key"})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			assertErrors(t, tc.want, ValidateClusterKey(tc.key, field.NewPath("key")))
+		})
+	}
+}
+
+func TestValidateClusterKeyMessage(t *testing.T) {
+	list := ValidateClusterKey("default/default/cluster-1", field.NewPath("spec", "targets").Index(1).Child("clusterKey"))
+	require.Len(t, list, 1)
+	assert.Equal(t,
+		`spec.targets[1].clusterKey: Invalid value: "default/default/cluster-1": must have the form region/zone/group/name (4 parts), got 3`,
+		list[0].Error())
+}
+
+func validCluster(t testing.TB) *flomesh.Cluster {
+	return &flomesh.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "cluster-1", ResourceVersion: "1"},
+		Spec: flomesh.ClusterSpec{
+			Region:      "default",
+			Zone:        "default",
+			Group:       "default",
+			GatewayHost: "192.168.1.110",
+			GatewayPort: 81,
+			Kubeconfig:  testKubeconfig(t, nil),
+		},
+	}
+}
+
+func TestValidateCluster(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*flomesh.Cluster)
+		want   []want
+	}{
+		{name: "valid", mutate: func(*flomesh.Cluster) {}},
+		{name: "valid with token kubeconfig", mutate: func(c *flomesh.Cluster) { c.Spec.Kubeconfig = tokenKubeconfig(t) }},
+		{name: "valid custom key parts", mutate: func(c *flomesh.Cluster) {
+			c.Spec.Region, c.Spec.Zone, c.Spec.Group = "us-east-1", "az-2", "prod"
+		}},
+		{name: "valid generated name", mutate: func(c *flomesh.Cluster) { c.Name, c.GenerateName = "member-x7k2p", "member-" }},
+
+		{name: "name missing", mutate: func(c *flomesh.Cluster) { c.Name = "" },
+			want: errs(want{field.ErrorTypeRequired, "metadata.name"})},
+		{name: "name not a label", mutate: func(c *flomesh.Cluster) { c.Name = "cluster.one" },
+			want: errs(want{field.ErrorTypeInvalid, "metadata.name"})},
+		{name: "namespace set", mutate: func(c *flomesh.Cluster) { c.Namespace = "default" },
+			want: errs(want{field.ErrorTypeForbidden, "metadata.namespace"})},
+
+		{name: "region empty", mutate: func(c *flomesh.Cluster) { c.Spec.Region = "" },
+			want: errs(want{field.ErrorTypeRequired, "spec.region"})},
+		{name: "zone not a label", mutate: func(c *flomesh.Cluster) { c.Spec.Zone = "Zone_A" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.zone"})},
+		{name: "group with slash", mutate: func(c *flomesh.Cluster) { c.Spec.Group = "a/b" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.group"})},
+
+		{name: "gateway host DNS name", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayHost = "gw.cluster-1.example.com" }},
+		{name: "gateway host IPv6", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayHost = "fd00::10" }},
+		{name: "gateway host missing", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayHost = "" },
+			want: errs(want{field.ErrorTypeRequired, "spec.gatewayHost"})},
+		{name: "gateway host with port", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayHost = "192.168.1.110:81" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.gatewayHost"})},
+		{name: "gateway host URL", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayHost = "http://gw.example.com" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.gatewayHost"})},
+		{name: "gateway host bracketed IPv6", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayHost = "[fd00::10]" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.gatewayHost"})},
+
+		{name: "gateway port 1", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayPort = 1 }},
+		{name: "gateway port 65535", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayPort = 65535 }},
+		{name: "gateway port 0", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayPort = 0 },
+			want: errs(want{field.ErrorTypeInvalid, "spec.gatewayPort"})},
+		{name: "gateway port 65536", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayPort = 65536 },
+			want: errs(want{field.ErrorTypeInvalid, "spec.gatewayPort"})},
+		{name: "gateway port negative", mutate: func(c *flomesh.Cluster) { c.Spec.GatewayPort = -80 },
+			want: errs(want{field.ErrorTypeInvalid, "spec.gatewayPort"})},
+
+		{name: "kubeconfig missing", mutate: func(c *flomesh.Cluster) { c.Spec.Kubeconfig = "" },
+			want: errs(want{field.ErrorTypeRequired, "spec.kubeconfig"})},
+		{name: "kubeconfig garbage", mutate: func(c *flomesh.Cluster) { c.Spec.Kubeconfig = "{{ not yaml" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.kubeconfig"})},
+
+		{name: "several errors", mutate: func(c *flomesh.Cluster) {
+			c.Spec.GatewayPort = 0
+			c.Spec.GatewayHost = ""
+			c.Spec.Kubeconfig = ""
+		}, want: errs(
+			want{field.ErrorTypeInvalid, "spec.gatewayPort"},
+			want{field.ErrorTypeRequired, "spec.gatewayHost"},
+			want{field.ErrorTypeRequired, "spec.kubeconfig"},
+		)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validCluster(t)
+			tc.mutate(c)
+			assertErrors(t, tc.want, ValidateCluster(c))
+		})
+	}
+}
+
+func TestValidateKubeconfig(t *testing.T) {
+	tests := []struct {
+		name       string
+		kubeconfig string
+		wantType   field.ErrorType // empty when valid
+		details    []string        // each must be the detail of one error
+	}{
+		{name: "client certificate and key data", kubeconfig: testKubeconfig(t, nil)},
+		{name: "token", kubeconfig: tokenKubeconfig(t)},
+		{name: "token file", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{TokenFile: "/var/run/secrets/member/token"}))},
+		{name: "client certificate and key files", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			ClientCertificate: "/etc/fedmesh/member.crt", ClientKey: "/etc/fedmesh/member.key"}))},
+		{name: "client certificate file and key data", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			ClientCertificate: "/etc/fedmesh/member.crt", ClientKeyData: []byte("key")}))},
+		{name: "basic auth", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Username: "admin", Password: "s3cret"}))},
+		{name: "exec plugin", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{
+			APIVersion: "client.authentication.k8s.io/v1", Command: "member-credentials"}}))},
+		{name: "auth provider", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc"}}))},
+		{name: "server without scheme", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "192.168.1.110:6443"
+		})},
+		{name: "insecure without CA", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].CertificateAuthorityData = nil
+			cfg.Clusters["member"].InsecureSkipTLSVerify = true
+		})},
+		{name: "other contexts may be broken", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Contexts["broken"] = &clientcmdapi.Context{Cluster: "nowhere", AuthInfo: "nobody"}
+		})},
+
+		{name: "empty", kubeconfig: "", wantType: field.ErrorTypeRequired},
+		{name: "blank", kubeconfig: "  \n\t\n", wantType: field.ErrorTypeRequired},
+		{name: "garbage", kubeconfig: "{{ this is: not [yaml", wantType: field.ErrorTypeInvalid,
+			details: []string{"does not parse: "}},
+		{name: "a token instead of a kubeconfig", kubeconfig: testToken, wantType: field.ErrorTypeInvalid,
+			details: []string{"does not parse: "}},
+		{name: "wrong kind", kubeconfig: "apiVersion: v1\nkind: Pod\n", wantType: field.ErrorTypeInvalid,
+			details: []string{"does not parse: "}},
+		{name: "no current-context", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) { cfg.CurrentContext = "" }),
+			wantType: field.ErrorTypeInvalid, details: []string{"has no current-context"}},
+		{name: "current-context not defined", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) { cfg.CurrentContext = "x" }),
+			wantType: field.ErrorTypeInvalid, details: []string{`current-context "x" is not defined`}},
+		{name: "context names no cluster", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Contexts["member"].Cluster = ""
+		}), wantType: field.ErrorTypeInvalid, details: []string{`context "member" names no cluster`}},
+		{name: "missing cluster", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			delete(cfg.Clusters, "member")
+		}), wantType: field.ErrorTypeInvalid, details: []string{`cluster "member" of context "member" is not defined`}},
+		{name: "empty server", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = ""
+		}), wantType: field.ErrorTypeInvalid, details: []string{`cluster "member" of context "member" names no server`}},
+		{name: "server not http", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "ftp://192.168.1.110"
+		}), wantType: field.ErrorTypeInvalid, details: []string{`cluster "member" of context "member" has a server that is not an http(s) URL with a host`}},
+		{name: "server without host", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://"
+		}), wantType: field.ErrorTypeInvalid, details: []string{`has a server that is not an http(s) URL with a host`}},
+		{name: "insecure with CA", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].InsecureSkipTLSVerify = true
+		}), wantType: field.ErrorTypeInvalid, details: []string{`sets both insecure-skip-tls-verify and a certificate authority`}},
+		{name: "context names no user", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Contexts["member"].AuthInfo = ""
+		}), wantType: field.ErrorTypeInvalid, details: []string{`context "member" names no user`}},
+		{name: "missing user", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			delete(cfg.AuthInfos, "admin")
+		}), wantType: field.ErrorTypeInvalid, details: []string{`user "admin" of context "member" is not defined`}},
+		{name: "no credentials", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{})),
+			wantType: field.ErrorTypeInvalid, details: []string{`user "admin" of context "member" has no credentials`}},
+		{name: "password without username", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Password: "s3cret"})),
+			wantType: field.ErrorTypeInvalid, details: []string{`has no credentials`}},
+		{name: "certificate without key", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["admin"].ClientKeyData = nil
+		}), wantType: field.ErrorTypeInvalid, details: []string{`has a client certificate but no client key`}},
+		{name: "key without certificate", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["admin"].ClientCertificateData = nil
+		}), wantType: field.ErrorTypeInvalid, details: []string{`has a client key but no client certificate`}},
+		{name: "exec without command", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{
+			APIVersion: "client.authentication.k8s.io/v1"}})),
+			wantType: field.ErrorTypeInvalid, details: []string{`has an exec plugin with no command`}},
+		{name: "exec and auth provider", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			Exec:         &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "creds"},
+			AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc"},
+		})), wantType: field.ErrorTypeInvalid, details: []string{`has both an exec plugin and an auth-provider`}},
+		{name: "token and basic auth", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			Token: testToken, Username: "admin", Password: "s3cret"})),
+			wantType: field.ErrorTypeInvalid, details: []string{`has both a token and a username/password`}},
+		{name: "no server and no credentials", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = ""
+			cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{}
+		}), wantType: field.ErrorTypeInvalid, details: []string{`names no server`, `has no credentials`}},
+	}
+	path := field.NewPath("spec", "kubeconfig")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			list := ValidateKubeconfig(tc.kubeconfig, path)
+			if tc.wantType == "" {
+				assert.Empty(t, list)
+				return
+			}
+			n := len(tc.details)
+			if n == 0 {
+				n = 1
+			}
+			require.Len(t, list, n, "errors: %v", list)
+			for i, e := range list {
+				assert.Equal(t, tc.wantType, e.Type)
+				assert.Equal(t, "spec.kubeconfig", e.Field)
+				if i < len(tc.details) {
+					assert.Contains(t, e.Detail, tc.details[i])
+				}
+				// The value is never part of the error.
+				if e.Type == field.ErrorTypeInvalid {
+					assert.Equal(t, field.OmitValueType{}, e.BadValue)
+				}
+			}
+		})
+	}
+}
+
+// TestKubeconfigErrorsDoNotLeakSecrets checks that a kubeconfig, which is
+// a credential, is never quoted back, including in the parser's messages
+// that quote values.
+func TestKubeconfigErrorsDoNotLeakSecrets(t *testing.T) {
+	_, keyPEM := testCertAndKey(t)
+	keyLine := strings.Split(string(keyPEM), "\n")[1]
+	tests := map[string]struct {
+		kubeconfig string
+		// rawLeaks is true when clientcmd.Load's own error quotes the
+		// secret, which proves the case exercises the scrubbing.
+		rawLeaks bool
+	}{
+		"no server": {kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = ""
+			cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: testToken}
+		})},
+		"token and basic auth": {kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			Token: testToken, Username: "admin", Password: testToken}))},
+		"the token alone":            {kubeconfig: testToken},
+		"the token in YAML":          {kubeconfig: "token: " + testToken + "\n"},
+		"broken YAML":                {kubeconfig: "users:\n- name: u\n  user:\n    token: [" + testToken + "\n"},
+		"token as apiVersion":        {kubeconfig: "apiVersion: " + testToken + "\nkind: Config\n", rawLeaks: true},
+		"token as kind":              {kubeconfig: "apiVersion: v1\nkind: " + testToken + "\n", rawLeaks: true},
+		"quoted token as kind":       {kubeconfig: "apiVersion: v1\nkind: \"" + testToken + "\"\n", rawLeaks: true},
+		"escaped token as kind":      {kubeconfig: "apiVersion: v1\nkind: \"\\x41" + testToken + "\"\n", rawLeaks: true},
+		"token in a kind phrase":     {kubeconfig: "apiVersion: v1\nkind: my token is " + testToken + "\n", rawLeaks: true},
+		"token with a quote as kind": {kubeconfig: "apiVersion: v1\nkind: '" + testToken + `"x'` + "\n", rawLeaks: true},
+		"token in a long kind": {kubeconfig: "apiVersion: v1\nkind: " + strings.Repeat("k", 5000) + testToken + "\n",
+			rawLeaks: true},
+		"key data as kind": {kubeconfig: "apiVersion: v1\nkind: " + keyLine + "\n", rawLeaks: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			secret := testToken
+			if strings.Contains(tc.kubeconfig, keyLine) {
+				secret = keyLine
+			}
+			if tc.rawLeaks {
+				_, err := clientcmd.Load([]byte(tc.kubeconfig))
+				require.Error(t, err)
+				require.Contains(t, err.Error(), strings.TrimPrefix(secret, "sha256~"),
+					"the case no longer exercises scrubbing")
+			}
+			list := ValidateKubeconfig(tc.kubeconfig, field.NewPath("spec", "kubeconfig"))
+			require.NotEmpty(t, list)
+			status := apierrors.NewInvalid(flomesh.Kind("Cluster"), "cluster-1", list)
+			for _, text := range []string{list.ToAggregate().Error(), status.Error(), fmt.Sprintf("%#v", status.ErrStatus)} {
+				assert.NotContains(t, text, secret)
+				// Not even a recognisable part of it.
+				assert.NotContains(t, text, secret[len(secret)-12:])
+			}
+		})
+	}
+}
+
+func TestRedact(t *testing.T) {
+	// The parser's wording and the kubeconfig's own field names survive.
+	msg := `json: cannot unmarshal string into Go struct field Config.clusters of type []v1.NamedCluster`
+	assert.Equal(t, msg, redact(msg, "apiVersion: v1\nkind: Config\nclusters: definitely-not-a-list\n"))
+	assert.Equal(t, `no kind "<redacted>" is registered`, redact(`no kind "abcdefgh" is registered`, "kind: abcdefgh"))
+	// Overlapping candidates collapse into one marker.
+	assert.Equal(t, `x <redacted> y`, redact(`x abcdefghij y`, "abcdefgh defghij"))
+}
+
+func validPolicy() *flomesh.GlobalTrafficPolicy {
+	return &flomesh.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "httpbin", Namespace: "httpbin", ResourceVersion: "1"},
+		Spec: flomesh.GlobalTrafficPolicySpec{
+			LbType: flomesh.FailOverLbType,
+			Targets: []flomesh.TrafficTarget{
+				{ClusterKey: "default/default/default/cluster-1"},
+				{ClusterKey: "default/default/default/cluster-3"},
+			},
+		},
+	}
+}
+
+func TestValidateGlobalTrafficPolicy(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*flomesh.GlobalTrafficPolicy)
+		want   []want
+	}{
+		{name: "failover", mutate: func(*flomesh.GlobalTrafficPolicy) {}},
+		{name: "active-active", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.LbType = flomesh.ActiveActiveLbType }},
+		{name: "active-active without targets", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.LbType, p.Spec.Targets = flomesh.ActiveActiveLbType, nil
+		}},
+		{name: "locality without targets", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.LbType, p.Spec.Targets = flomesh.LocalityLbType, nil
+		}},
+		{name: "active-active with weights", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.LbType = flomesh.ActiveActiveLbType
+			p.Spec.Targets[0].Weight = int32Ptr(0)
+			p.Spec.Targets[1].Weight = int32Ptr(100)
+		}},
+		{name: "failover keeps weights", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.Targets[0].Weight = int32Ptr(3)
+		}},
+
+		{name: "namespace missing", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Namespace = "" },
+			want: errs(want{field.ErrorTypeRequired, "metadata.namespace"})},
+		{name: "name not a label", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Name = "httpbin.v2" },
+			want: errs(want{field.ErrorTypeInvalid, "metadata.name"})},
+
+		{name: "lbType empty", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.LbType = "" },
+			want: errs(want{field.ErrorTypeRequired, "spec.lbType"})},
+		{name: "lbType unknown", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.LbType = "Failover" },
+			want: errs(want{field.ErrorTypeNotSupported, "spec.lbType"})},
+		{name: "failover without targets", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.Targets = nil },
+			want: errs(want{field.ErrorTypeRequired, "spec.targets"})},
+		{name: "locality with targets", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.LbType = flomesh.LocalityLbType },
+			want: errs(want{field.ErrorTypeForbidden, "spec.targets"})},
+
+		{name: "key malformed", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.Targets[1].ClusterKey = "default/default/cluster-3"
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.targets[1].clusterKey"})},
+		{name: "key empty", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.Targets[0].ClusterKey = "" },
+			want: errs(want{field.ErrorTypeRequired, "spec.targets[0].clusterKey"})},
+		{name: "key duplicate", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.Targets = append(p.Spec.Targets, flomesh.TrafficTarget{ClusterKey: "default/default/default/cluster-1"})
+		}, want: errs(want{field.ErrorTypeDuplicate, "spec.targets[2].clusterKey"})},
+		{name: "weight negative", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.LbType = flomesh.ActiveActiveLbType
+			p.Spec.Targets[1].Weight = int32Ptr(-1)
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.targets[1].weight"})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := validPolicy()
+			tc.mutate(p)
+			assertErrors(t, tc.want, ValidateGlobalTrafficPolicy(p))
+		})
+	}
+}
+
+func TestValidateGlobalTrafficPolicyUpdate(t *testing.T) {
+	old := validPolicy()
+
+	p := validPolicy()
+	p.Spec.LbType = flomesh.ActiveActiveLbType
+	assertErrors(t, nil, ValidateGlobalTrafficPolicyUpdate(p, old))
+
+	p = validPolicy()
+	p.Name = "other"
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "metadata.name"}), ValidateGlobalTrafficPolicyUpdate(p, old))
+
+	p = validPolicy()
+	p.Spec.Targets[0].ClusterKey = "cluster-1"
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "spec.targets[0].clusterKey"}), ValidateGlobalTrafficPolicyUpdate(p, old))
+}
+
+func condition(typ string) metav1.Condition {
+	return metav1.Condition{
+		Type:               typ,
+		Status:             metav1.ConditionTrue,
+		Reason:             "AsExpected",
+		LastTransitionTime: metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
+	}
+}
+
+func TestValidateGlobalTrafficPolicyStatusUpdate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*flomesh.GlobalTrafficPolicyStatus)
+		want   []want
+	}{
+		{name: "valid", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {}},
+		{name: "condition without reason", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) { s.Conditions[0].Reason = "" },
+			want: errs(want{field.ErrorTypeRequired, "status.conditions[0].reason"})},
+		{name: "condition status unknown", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) { s.Conditions[0].Status = "Maybe" },
+			want: errs(want{field.ErrorTypeNotSupported, "status.conditions[0].status"})},
+		{name: "condition repeated", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Conditions = append(s.Conditions, condition("Accepted"))
+		}, want: errs(want{field.ErrorTypeDuplicate, "status.conditions[1]"})},
+		{name: "target key malformed", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Targets[1].ClusterKey = "cluster-3"
+		}, want: errs(want{field.ErrorTypeInvalid, "status.targets[1].clusterKey"})},
+		{name: "target key repeated", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Targets[1].ClusterKey = s.Targets[0].ClusterKey
+		}, want: errs(want{field.ErrorTypeDuplicate, "status.targets[1].clusterKey"})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old := validPolicy()
+			p := validPolicy()
+			p.Status = flomesh.GlobalTrafficPolicyStatus{
+				Conditions: []metav1.Condition{condition("Accepted")},
+				Targets: []flomesh.TargetStatus{
+					{ClusterKey: "default/default/default/cluster-1", Known: true, Ready: true, Exported: true},
+					{ClusterKey: "default/default/default/cluster-3", Message: "cluster is not registered"},
+				},
+			}
+			tc.mutate(&p.Status)
+			assertErrors(t, tc.want, ValidateGlobalTrafficPolicyStatusUpdate(p, old))
+		})
+	}
+}
+
+func TestValidateClusterUpdate(t *testing.T) {
+	old := validCluster(t)
+
+	c := validCluster(t)
+	c.Spec.GatewayPort = 82
+	assertErrors(t, nil, ValidateClusterUpdate(c, old))
+
+	c = validCluster(t)
+	c.Name = "cluster-2"
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "metadata.name"}), ValidateClusterUpdate(c, old))
+
+	c = validCluster(t)
+	c.Spec.Kubeconfig = "not a kubeconfig"
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "spec.kubeconfig"}), ValidateClusterUpdate(c, old))
+}
+
+func TestValidateClusterStatusUpdate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*flomesh.ClusterStatus)
+		want   []want
+	}{
+		{name: "valid", mutate: func(*flomesh.ClusterStatus) {}},
+		{name: "empty", mutate: func(s *flomesh.ClusterStatus) { *s = flomesh.ClusterStatus{} }},
+		{name: "condition without type", mutate: func(s *flomesh.ClusterStatus) { s.Conditions[0].Type = "" },
+			want: errs(want{field.ErrorTypeRequired, "status.conditions[0].type"})},
+		{name: "condition without time", mutate: func(s *flomesh.ClusterStatus) {
+			s.Conditions[0].LastTransitionTime = metav1.Time{}
+		}, want: errs(want{field.ErrorTypeRequired, "status.conditions[0].lastTransitionTime"})},
+		{name: "export count negative", mutate: func(s *flomesh.ClusterStatus) { s.ExportCount = -1 },
+			want: errs(want{field.ErrorTypeInvalid, "status.exportCount"})},
+		{name: "cluster key malformed", mutate: func(s *flomesh.ClusterStatus) { s.ClusterKey = "default/cluster-1" },
+			want: errs(want{field.ErrorTypeInvalid, "status.clusterKey"})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old := validCluster(t)
+			c := validCluster(t)
+			now := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			c.Status = flomesh.ClusterStatus{
+				Conditions:        []metav1.Condition{condition("Ready")},
+				ClusterKey:        "default/default/default/cluster-1",
+				KubernetesVersion: "v1.37.2",
+				ExportCount:       2,
+				LastHeartbeatTime: &now,
+			}
+			tc.mutate(&c.Status)
+			assertErrors(t, tc.want, ValidateClusterStatusUpdate(c, old))
+		})
+	}
+
+	// Metadata still may not change in ways an update forbids.
+	old, c := validCluster(t), validCluster(t)
+	c.Name = "cluster-2"
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "metadata.name"}), ValidateClusterStatusUpdate(c, old))
+}
+
+func validExport() *flomesh.ServiceExport {
+	return &flomesh.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Name: "httpbin", Namespace: "httpbin"},
+		Spec: flomesh.ServiceExportSpec{
+			ServiceAccountName: "*",
+			Rules: []flomesh.ServiceExportRule{
+				{PortNumber: 8080, Path: "/cluster-1/httpbin-mesh", PathType: flomesh.PathTypePrefix},
+			},
+			LoadBalancer: flomesh.RoundRobinLoadBalancer,
+		},
+	}
+}
+
+func TestValidateServiceExport(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*flomesh.ServiceExport)
+		want   []want
+	}{
+		{name: "valid", mutate: func(*flomesh.ServiceExport) {}},
+		{name: "undefaulted", mutate: func(e *flomesh.ServiceExport) {
+			e.Spec.LoadBalancer = ""
+			e.Spec.Rules[0].PathType = ""
+		}},
+		{name: "exact path, hashing, rewrite and targets", mutate: func(e *flomesh.ServiceExport) {
+			e.Spec.Rules = append(e.Spec.Rules, flomesh.ServiceExportRule{PortNumber: 9090, Path: "/metrics", PathType: flomesh.PathTypeExact})
+			e.Spec.LoadBalancer = flomesh.HashingLoadBalancer
+			e.Spec.PathRewrite = &flomesh.PathRewrite{From: "^/cluster-1/httpbin-mesh", To: "/"}
+			e.Spec.TargetClusters = []string{"default/default/default/cluster-2", "default/default/default/cluster-3"}
+		}},
+		{name: "no path", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "" }},
+
+		{name: "namespace missing", mutate: func(e *flomesh.ServiceExport) { e.Namespace = "" },
+			want: errs(want{field.ErrorTypeRequired, "metadata.namespace"})},
+		{name: "port 0", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].PortNumber = 0 },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].portNumber"})},
+		{name: "port too large", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].PortNumber = 70000 },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].portNumber"})},
+		{name: "relative path", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "cluster-1/httpbin" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "path type unknown", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].PathType = "Regex" },
+			want: errs(want{field.ErrorTypeNotSupported, "spec.rules[0].pathType"})},
+		{name: "load balancer unknown", mutate: func(e *flomesh.ServiceExport) { e.Spec.LoadBalancer = "Random" },
+			want: errs(want{field.ErrorTypeNotSupported, "spec.loadBalancer"})},
+		{name: "rewrite without from", mutate: func(e *flomesh.ServiceExport) { e.Spec.PathRewrite = &flomesh.PathRewrite{To: "/"} },
+			want: errs(want{field.ErrorTypeRequired, "spec.pathRewrite.from"})},
+		{name: "target key malformed", mutate: func(e *flomesh.ServiceExport) {
+			e.Spec.TargetClusters = []string{"default/default/default/cluster-2", "cluster-3"}
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.targetClusters[1]"})},
+		{name: "target key repeated", mutate: func(e *flomesh.ServiceExport) {
+			e.Spec.TargetClusters = []string{"default/default/default/cluster-2", "default/default/default/cluster-2"}
+		}, want: errs(want{field.ErrorTypeDuplicate, "spec.targetClusters[1]"})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := validExport()
+			tc.mutate(e)
+			assertErrors(t, tc.want, ValidateServiceExport(e))
+		})
+	}
+}
+
+func TestNotSupportedListsValues(t *testing.T) {
+	p := validPolicy()
+	p.Spec.LbType = "RoundRobin"
+	list := ValidateGlobalTrafficPolicy(p)
+	require.Len(t, list, 1)
+	assert.Contains(t, list[0].Error(), `supported values: "Locality", "FailOver", "ActiveActive"`)
+}
+
+func int32Ptr(v int32) *int32 { return &v }

@@ -1,0 +1,119 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+// Package apiserver assembles fedmesh-apiserver: its scheme, its
+// configuration and the flomesh.io API group it serves.
+package apiserver
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/install"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	clusterstorage "github.com/fedmesh/fedmesh/pkg/registry/cluster"
+	gtpstorage "github.com/fedmesh/fedmesh/pkg/registry/globaltrafficpolicy"
+)
+
+var (
+	// Scheme knows every type fedmesh-apiserver serves.
+	Scheme = runtime.NewScheme()
+	// Codecs serializes the types of Scheme.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+func init() {
+	install.Install(Scheme)
+
+	// The generic server decodes its options (ListOptions, DeleteOptions...)
+	// as the unversioned meta types.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
+	Scheme.AddUnversionedTypes(unversioned,
+		&metav1.Status{},
+		&metav1.APIVersions{},
+		&metav1.APIGroupList{},
+		&metav1.APIGroup{},
+		&metav1.APIResourceList{},
+	)
+}
+
+// ExtraConfig holds fedmesh's own configuration.
+type ExtraConfig struct{}
+
+// Config is the configuration of fedmesh-apiserver.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+// Server is a running fedmesh-apiserver.
+type Server struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+type completedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// CompletedConfig is a Config whose defaults are filled in; only Complete makes one.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// Complete fills in the fields not set.
+func (cfg *Config) Complete() CompletedConfig {
+	return CompletedConfig{&completedConfig{
+		GenericConfig: cfg.GenericConfig.Complete(),
+		ExtraConfig:   &cfg.ExtraConfig,
+	}}
+}
+
+// New returns a fedmesh-apiserver with the flomesh.io group installed.
+func (c completedConfig) New() (*Server, error) {
+	genericServer, err := c.GenericConfig.New("fedmesh-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{GenericAPIServer: genericServer}
+
+	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(flomesh.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	getter := c.GenericConfig.RESTOptionsGetter
+
+	clusters, clusterStatus, err := clusterstorage.NewREST(Scheme, getter)
+	if err != nil {
+		return nil, err
+	}
+	policies, policyStatus, err := gtpstorage.NewREST(Scheme, getter)
+	if err != nil {
+		return nil, err
+	}
+	apiGroupInfo.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+		"clusters":                     clusters,
+		"clusters/status":              clusterStatus,
+		"globaltrafficpolicies":        policies,
+		"globaltrafficpolicies/status": policyStatus,
+	}
+	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,168 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	basecompatibility "k8s.io/component-base/compatibility"
+	baseversion "k8s.io/component-base/version"
+	netutils "k8s.io/utils/net"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	fedmeshopenapi "github.com/fedmesh/fedmesh/generated/openapi"
+)
+
+// DefaultEtcdPathPrefix is where fedmesh keeps its objects in etcd.
+const DefaultEtcdPathPrefix = "/registry/flomesh.io"
+
+// Options are the command-line options of fedmesh-apiserver.
+type Options struct {
+	RecommendedOptions *genericoptions.RecommendedOptions
+	// ComponentGlobalsRegistry holds the effective version and feature gates.
+	ComponentGlobalsRegistry basecompatibility.ComponentGlobalsRegistry
+
+	// Standalone serves without a control-plane cluster: no delegated
+	// authentication or authorization, no admission that needs the core API.
+	Standalone bool
+
+	// DataDir is where the embedded etcd keeps its data when no
+	// --etcd-servers are given.
+	DataDir string
+
+	StdOut io.Writer
+	StdErr io.Writer
+
+	// embeddedEtcd is set by Complete when it started one.
+	embeddedEtcd *EmbeddedEtcd
+}
+
+// NewOptions returns the default options.
+func NewOptions(out, errOut io.Writer) *Options {
+	o := &Options{
+		RecommendedOptions: genericoptions.NewRecommendedOptions(
+			DefaultEtcdPathPrefix,
+			Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
+		),
+		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
+		DataDir:                  "fedmesh-data",
+		StdOut:                   out,
+		StdErr:                   errOut,
+	}
+	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
+		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	// fedmesh follows the Kubernetes version of the libraries it is built
+	// on; the registry's Set, called once flags are parsed, applies it.
+	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
+		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
+		utilfeature.DefaultMutableFeatureGate)
+	return o
+}
+
+// AddFlags adds the flags of fedmesh-apiserver to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.RecommendedOptions.AddFlags(fs)
+	o.ComponentGlobalsRegistry.AddFlags(fs)
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir,
+		"Directory of the embedded etcd, which is started when --etcd-servers is empty.")
+	fs.BoolVar(&o.Standalone, "standalone", o.Standalone,
+		"Serve without a control-plane cluster, for development and tests: clients authenticate only by "+
+			"certificates of --client-ca-file, only the system:masters group is authorized, and admission "+
+			"plugins that need the core Kubernetes API are off.")
+}
+
+// Complete fills in what the flags left out. Without --etcd-servers it
+// starts the embedded etcd, so that validation sees a server to use.
+func (o *Options) Complete() error {
+	if o.Standalone {
+		ro := o.RecommendedOptions
+		ro.CoreAPI = nil
+		ro.Admission = nil
+		ro.Features.EnablePriorityAndFairness = false
+		ro.Authentication.RemoteKubeConfigFileOptional = true
+		ro.Authorization.RemoteKubeConfigFileOptional = true
+	}
+	if len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0 {
+		e, err := StartEmbeddedEtcd(o.DataDir)
+		if err != nil {
+			return err
+		}
+		o.embeddedEtcd = e
+		o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList = []string{e.ClientURL}
+	}
+	return nil
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	errs = append(errs, o.RecommendedOptions.Validate()...)
+	errs = append(errs, o.ComponentGlobalsRegistry.Validate()...)
+	return utilerrors.NewAggregate(errs)
+}
+
+// Config returns the server configuration the options describe.
+func (o *Options) Config() (*Config, error) {
+	if err := o.RecommendedOptions.SecureServing.MaybeDefaultWithSelfSignedCerts(
+		"localhost", nil, []net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("error creating self-signed certificates: %w", err)
+	}
+
+	serverConfig := genericapiserver.NewRecommendedConfig(Codecs)
+	namer := openapi.NewDefinitionNamer(Scheme)
+	serverConfig.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(fedmeshopenapi.GetOpenAPIDefinitions, namer)
+	serverConfig.OpenAPIConfig.Info.Title = "fedmesh"
+	serverConfig.OpenAPIConfig.Info.Version = "v1alpha1"
+	serverConfig.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(fedmeshopenapi.GetOpenAPIDefinitions, namer)
+	serverConfig.OpenAPIV3Config.Info.Title = "fedmesh"
+	serverConfig.OpenAPIV3Config.Info.Version = "v1alpha1"
+
+	serverConfig.FeatureGate = o.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	serverConfig.EffectiveVersion = o.ComponentGlobalsRegistry.EffectiveVersionFor(basecompatibility.DefaultKubeComponent)
+
+	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
+		return nil, err
+	}
+	return &Config{GenericConfig: serverConfig}, nil
+}
+
+// Run starts fedmesh-apiserver and serves until ctx is done.
+func (o *Options) Run(ctx context.Context) error {
+	if o.embeddedEtcd != nil {
+		defer o.embeddedEtcd.Stop()
+	}
+	config, err := o.Config()
+	if err != nil {
+		return err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+}
