@@ -37,8 +37,9 @@ import (
 )
 
 // The seed manifests are the objects users of the original walkthrough
-// apply; fedmesh must accept each unchanged. testdata/seed holds verbatim
-// copies, so the test does not depend on where the repository is cloned.
+// apply; fedmesh must accept each unchanged. artifacts/examples holds
+// verbatim copies, so the test does not depend on where the repository is
+// cloned.
 
 // seedDecoder decodes the way the API server does: strictly, with
 // defaulting, into the internal version.
@@ -53,7 +54,7 @@ func seedDecoder(t *testing.T) runtime.Decoder {
 // substituted, as the user of the walkthrough would.
 func readSeed(t *testing.T, name string, vars map[string]string) [][]byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "seed", name))
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "artifacts", "examples", name))
 	require.NoError(t, err)
 	text := string(data)
 	for k, v := range vars {

@@ -147,3 +147,18 @@ func firstOr(s []string, def string) string {
 	}
 	return def
 }
+
+// WriteSigningKey writes a fresh ECDSA private key, as service-account
+// token signers use, to <dir>/<name>.key and returns its path.
+func (ca *CA) WriteSigningKey(dir, name string) (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	f := filepath.Join(dir, name+".key")
+	return f, os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+}

@@ -1,0 +1,259 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package framework
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	fedmeshNamespace      = "fedmesh"
+	fedmeshServiceAccount = "fedmesh-apiserver"
+	fedmeshService        = "fedmesh-apiserver"
+	apiServiceName        = "v1alpha1.flomesh.io"
+	// FieldManager is the field manager of what the framework applies.
+	FieldManager = "fedmesh-test-framework"
+)
+
+var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+
+// startFedmesh registers fedmesh-apiserver on the control plane with the
+// manifests of artifacts/deploy, runs it as its ServiceAccount, and waits
+// until the aggregator reports the APIService Available.
+func (f *Federation) startFedmesh(ctx context.Context, extraArgs []string) error {
+	bins, err := fedmeshBinaries()
+	if err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	if err := f.applyDeployManifests(ctx, port); err != nil {
+		return fmt.Errorf("applying artifacts/deploy: %w", err)
+	}
+	kubeconfig, err := f.serviceAccountKubeconfig(ctx)
+	if err != nil {
+		return err
+	}
+	p := &process{
+		name: "fedmesh-apiserver", binary: filepath.Join(bins, "fedmesh-apiserver"), gentle: true,
+		logPath: filepath.Join(f.dir, "logs", "fedmesh-apiserver.log"),
+		args: append([]string{
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+			"--etcd-servers=" + f.etcdURL, "--etcd-prefix=/fedmesh",
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
+		}, extraArgs...),
+	}
+	if err := p.start(); err != nil {
+		return err
+	}
+	f.track(p)
+	f.fedmesh, f.fedmeshPort = p, port
+	return waitFor(ctx, 90*time.Second, p, f.apiServiceAvailable)
+}
+
+// FedmeshLog is the path of fedmesh-apiserver's log.
+func (f *Federation) FedmeshLog() string { return f.fedmesh.logPath }
+
+// applyDeployManifests applies every file of artifacts/deploy, patched
+// only where loopback demands: the Service points at 127.0.0.1 and the
+// APIService carries the test CA and fedmesh-apiserver's port.
+func (f *Federation) applyDeployManifests(ctx context.Context, port int) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(root, "artifacts", "deploy", "*.yaml"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	objs := []*unstructured.Unstructured{}
+	for _, file := range files {
+		docs, err := readObjects(file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		objs = append(objs, docs...)
+	}
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "Service" && o.GetName() == fedmeshService:
+			// Endpoints and EndpointSlices reject loopback addresses; an
+			// ExternalName Service is how the aggregator reaches 127.0.0.1.
+			o.Object["spec"] = map[string]interface{}{"type": "ExternalName", "externalName": "127.0.0.1"}
+		case o.GetKind() == "APIService" && o.GetName() == apiServiceName:
+			if err := unstructured.SetNestedField(o.Object, base64.StdEncoding.EncodeToString(f.certs.ca.CertPEM), "spec", "caBundle"); err != nil {
+				return err
+			}
+			if err := unstructured.SetNestedField(o.Object, int64(port), "spec", "service", "port"); err != nil {
+				return err
+			}
+		}
+	}
+	return f.ControlPlane.Apply(ctx, objs...)
+}
+
+// Apply server-side applies objects to the cluster.
+func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
+	cfg := c.Config()
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		data, err := o.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data,
+			metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}); err != nil {
+			return fmt.Errorf("applying %s %s/%s: %w", gvk.Kind, o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func readObjects(file string) ([]*unstructured.Unstructured, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err == io.EOF {
+			return objs, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig holding a token of
+// fedmesh-apiserver's ServiceAccount, so the server runs with the identity
+// and permissions the deploy manifests give it, not as an admin.
+func (f *Federation) serviceAccountKubeconfig(ctx context.Context) (string, error) {
+	tr, err := f.ControlPlane.Kube().CoreV1().ServiceAccounts(fedmeshNamespace).CreateToken(ctx, fedmeshServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token of %s/%s: %w", fedmeshNamespace, fedmeshServiceAccount, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["control-plane"] = &clientcmdapi.Cluster{Server: f.ControlPlane.Server(), CertificateAuthorityData: f.certs.ca.CertPEM}
+	cfg.AuthInfos[fedmeshServiceAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["fedmesh"] = &clientcmdapi.Context{Cluster: "control-plane", AuthInfo: fedmeshServiceAccount}
+	cfg.CurrentContext = "fedmesh"
+	path := filepath.Join(f.dir, "fedmesh-apiserver.kubeconfig")
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// apiServiceAvailable succeeds when the aggregator reports fedmesh's
+// APIService Available.
+func (f *Federation) apiServiceAvailable(ctx context.Context) error {
+	dyn, err := dynamic.NewForConfig(f.ControlPlane.Config())
+	if err != nil {
+		return err
+	}
+	u, err := dyn.Resource(apiServiceGVR).Get(ctx, apiServiceName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]interface{})
+		if m["type"] == "Available" {
+			if m["status"] == "True" {
+				return nil
+			}
+			return fmt.Errorf("APIService %s not Available: %v: %v", apiServiceName, m["reason"], m["message"])
+		}
+	}
+	return fmt.Errorf("APIService %s has no Available condition yet", apiServiceName)
+}
+
+func withCodecs(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme.Scheme).WithoutConversion()
+	return c
+}
+
+func httpGet(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
