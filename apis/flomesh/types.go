@@ -266,12 +266,32 @@ type Target struct {
 	Path string `json:"path"`
 }
 
-// ServiceImportStatus lists the clusters that export the service.
+// ServiceImportStatus lists the clusters that export the service, and the
+// state of each cluster's export.
 type ServiceImportStatus struct {
+	// Clusters are the clusters whose valid exports serve the import.
 	// +optional
 	// +listType=map
 	// +listMapKey=cluster
 	Clusters []SourceStatus `json:"clusters,omitempty"`
+	// Exports holds the Valid and Conflict conditions of every cluster's
+	// ServiceExport of this service, valid or not, as fedmesh computed them;
+	// the syncer writes them back onto the members' ServiceExports.
+	// +optional
+	// +listType=map
+	// +listMapKey=cluster
+	Exports []ExportStatus `json:"exports,omitempty"`
+}
+
+// ExportStatus is the computed state of one cluster's export of a service.
+type ExportStatus struct {
+	// Cluster is the key of the exporting cluster.
+	Cluster string `json:"cluster"`
+	// Conditions are Valid and Conflict, as KEP-1645 defines them.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // SourceStatus names one exporting cluster.

@@ -39,6 +39,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ClusterSpec{}.OpenAPIModelName():               schema_fedmesh_apis_flomesh_v1alpha1_ClusterSpec(ref),
 		v1alpha1.ClusterStatus{}.OpenAPIModelName():             schema_fedmesh_apis_flomesh_v1alpha1_ClusterStatus(ref),
 		v1alpha1.Endpoint{}.OpenAPIModelName():                  schema_fedmesh_apis_flomesh_v1alpha1_Endpoint(ref),
+		v1alpha1.ExportStatus{}.OpenAPIModelName():              schema_fedmesh_apis_flomesh_v1alpha1_ExportStatus(ref),
 		v1alpha1.GlobalTrafficPolicy{}.OpenAPIModelName():       schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicy(ref),
 		v1alpha1.GlobalTrafficPolicyList{}.OpenAPIModelName():   schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicyList(ref),
 		v1alpha1.GlobalTrafficPolicySpec{}.OpenAPIModelName():   schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicySpec(ref),
@@ -376,6 +377,51 @@ func schema_fedmesh_apis_flomesh_v1alpha1_Endpoint(ref common.ReferenceCallback)
 		},
 		Dependencies: []string{
 			v1alpha1.Target{}.OpenAPIModelName()},
+	}
+}
+
+func schema_fedmesh_apis_flomesh_v1alpha1_ExportStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ExportStatus is the computed state of one cluster's export of a service.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"cluster": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Cluster is the key of the exporting cluster.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Conditions are Valid and Conflict, as KEP-1645 defines them.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"cluster"},
+			},
+		},
+		Dependencies: []string{
+			v1.Condition{}.OpenAPIModelName()},
 	}
 }
 
@@ -1016,7 +1062,7 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceImportStatus(ref common.Referen
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "ServiceImportStatus lists the clusters that export the service.",
+				Description: "ServiceImportStatus lists the clusters that export the service, and the state of each cluster's export.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"clusters": {
@@ -1029,7 +1075,8 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceImportStatus(ref common.Referen
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Type: []string{"array"},
+							Description: "Clusters are the clusters whose valid exports serve the import.",
+							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
@@ -1039,11 +1086,32 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceImportStatus(ref common.Referen
 							},
 						},
 					},
+					"exports": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"cluster",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Exports holds the Valid and Conflict conditions of every cluster's ServiceExport of this service, valid or not, as fedmesh computed them; the syncer writes them back onto the members' ServiceExports.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.ExportStatus{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.SourceStatus{}.OpenAPIModelName()},
+			v1alpha1.ExportStatus{}.OpenAPIModelName(), v1alpha1.SourceStatus{}.OpenAPIModelName()},
 	}
 }
 

@@ -52,6 +52,11 @@ func (in Endpoint) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ExportStatus) OpenAPIModelName() string {
+	return "io.flomesh.v1alpha1.ExportStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in GlobalTrafficPolicy) OpenAPIModelName() string {
 	return "io.flomesh.v1alpha1.GlobalTrafficPolicy"
 }

@@ -21,9 +21,15 @@ package v1alpha1
 // ServiceImportStatusApplyConfiguration represents a declarative configuration of the ServiceImportStatus type for use
 // with apply.
 //
-// ServiceImportStatus lists the clusters that export the service.
+// ServiceImportStatus lists the clusters that export the service, and the
+// state of each cluster's export.
 type ServiceImportStatusApplyConfiguration struct {
+	// Clusters are the clusters whose valid exports serve the import.
 	Clusters []SourceStatusApplyConfiguration `json:"clusters,omitempty"`
+	// Exports holds the Valid and Conflict conditions of every cluster's
+	// ServiceExport of this service, valid or not, as fedmesh computed them;
+	// the syncer writes them back onto the members' ServiceExports.
+	Exports []ExportStatusApplyConfiguration `json:"exports,omitempty"`
 }
 
 // ServiceImportStatusApplyConfiguration constructs a declarative configuration of the ServiceImportStatus type for use with
@@ -41,6 +47,19 @@ func (b *ServiceImportStatusApplyConfiguration) WithClusters(values ...*SourceSt
 			panic("nil value passed to WithClusters")
 		}
 		b.Clusters = append(b.Clusters, *values[i])
+	}
+	return b
+}
+
+// WithExports adds the given value to the Exports field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Exports field.
+func (b *ServiceImportStatusApplyConfiguration) WithExports(values ...*ExportStatusApplyConfiguration) *ServiceImportStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithExports")
+		}
+		b.Exports = append(b.Exports, *values[i])
 	}
 	return b
 }
