@@ -28,8 +28,12 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/install"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
+	"github.com/fedmesh/fedmesh/pkg/clusterset"
 	clusterstorage "github.com/fedmesh/fedmesh/pkg/registry/cluster"
 	gtpstorage "github.com/fedmesh/fedmesh/pkg/registry/globaltrafficpolicy"
+	"github.com/fedmesh/fedmesh/pkg/registry/serviceimport"
 )
 
 var (
@@ -56,7 +60,13 @@ func init() {
 }
 
 // ExtraConfig holds fedmesh's own configuration.
-type ExtraConfig struct{}
+type ExtraConfig struct {
+	// Clusterset tunes the connections to the member clusters.
+	Clusterset clusterset.Options
+	// DisableClusterset serves the API without connecting to members, for
+	// tests that feed the imports themselves.
+	DisableClusterset bool
+}
 
 // Config is the configuration of fedmesh-apiserver.
 type Config struct {
@@ -67,6 +77,8 @@ type Config struct {
 // Server is a running fedmesh-apiserver.
 type Server struct {
 	GenericAPIServer *genericapiserver.GenericAPIServer
+	// Imports holds the computed ServiceImports the server serves.
+	Imports *serviceimport.Aggregate
 }
 
 type completedConfig struct {
@@ -93,7 +105,7 @@ func (c completedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{GenericAPIServer: genericServer}
+	s := &Server{GenericAPIServer: genericServer, Imports: serviceimport.NewAggregate(serviceimport.DefaultHistory)}
 
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(flomesh.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	getter := c.GenericConfig.RESTOptionsGetter
@@ -111,9 +123,24 @@ func (c completedConfig) New() (*Server, error) {
 		"clusters/status":              clusterStatus,
 		"globaltrafficpolicies":        policies,
 		"globaltrafficpolicies/status": policyStatus,
+		"serviceimports":               serviceimport.NewREST(s.Imports),
 	}
 	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
+	}
+	if !c.ExtraConfig.DisableClusterset {
+		opts := c.ExtraConfig.Clusterset
+		s.GenericAPIServer.AddPostStartHookOrDie("start-clusterset", func(hc genericapiserver.PostStartHookContext) error {
+			client, err := versioned.NewForConfig(hc.LoopbackClientConfig)
+			if err != nil {
+				return err
+			}
+			factory := fedinformers.NewSharedInformerFactory(client, 0)
+			controller := clusterset.New(client, factory, s.Imports, opts)
+			factory.Start(hc.Done())
+			go controller.Run(hc)
+			return nil
+		})
 	}
 	return s, nil
 }

@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
+	"github.com/fedmesh/fedmesh/pkg/registry/serviceimport"
 	"github.com/fedmesh/fedmesh/test/framework/pki"
 )
 
@@ -35,6 +36,9 @@ import (
 var (
 	adminConfig *rest.Config
 	testCA      *pki.CA
+	// testImports is the server's aggregate of ServiceImports, which the
+	// tests feed directly.
+	testImports *serviceimport.Aggregate
 )
 
 func TestMain(m *testing.M) {
@@ -103,7 +107,18 @@ func startServer(ctx context.Context, dir string, stopped chan<- error) (*rest.C
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	go func() { stopped <- o.Run(ctx) }()
+	config, err := o.Config()
+	if err != nil {
+		return nil, err
+	}
+	// The tests feed the imports themselves.
+	config.ExtraConfig.DisableClusterset = true
+	server, err := config.Complete().New()
+	if err != nil {
+		return nil, err
+	}
+	testImports = server.Imports
+	go func() { stopped <- server.GenericAPIServer.PrepareRun().RunWithContext(ctx) }()
 
 	cfg := &rest.Config{
 		Host: "https://" + ln.Addr().String(),

@@ -36,6 +36,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	fedmeshopenapi "github.com/fedmesh/fedmesh/generated/openapi"
+	"github.com/fedmesh/fedmesh/pkg/clusterset"
 )
 
 // DefaultEtcdPathPrefix is where fedmesh keeps its objects in etcd.
@@ -50,6 +51,9 @@ type Options struct {
 	// Standalone serves without a control-plane cluster: no delegated
 	// authentication or authorization, no admission that needs the core API.
 	Standalone bool
+
+	// Clusterset tunes the connections to the member clusters.
+	Clusterset clusterset.Options
 
 	// DataDir is where the embedded etcd keeps its data when no
 	// --etcd-servers are given.
@@ -71,6 +75,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 		),
 		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
 		DataDir:                  "fedmesh-data",
+		Clusterset:               clusterset.DefaultOptions(),
 		StdOut:                   out,
 		StdErr:                   errOut,
 	}
@@ -90,6 +95,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.ComponentGlobalsRegistry.AddFlags(fs)
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir,
 		"Directory of the embedded etcd, which is started when --etcd-servers is empty.")
+	fs.DurationVar(&o.Clusterset.UnavailableGrace, "member-unavailable-grace", o.Clusterset.UnavailableGrace,
+		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports.")
 	fs.BoolVar(&o.Standalone, "standalone", o.Standalone,
 		"Serve without a control-plane cluster, for development and tests: clients authenticate only by "+
 			"certificates of --client-ca-file, only the system:masters group is authorized, and admission "+
@@ -148,7 +155,7 @@ func (o *Options) Config() (*Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
 		return nil, err
 	}
-	return &Config{GenericConfig: serverConfig}, nil
+	return &Config{GenericConfig: serverConfig, ExtraConfig: ExtraConfig{Clusterset: o.Clusterset}}, nil
 }
 
 // Run starts fedmesh-apiserver and serves until ctx is done.

@@ -1,0 +1,333 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package clusterset
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
+	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/imports"
+)
+
+// Reasons of a Cluster's Ready condition.
+const (
+	ReasonConnected         = "Connected"
+	ReasonSyncing           = "Syncing"
+	ReasonUnreachable       = "Unreachable"
+	ReasonUnauthorized      = "Unauthorized"
+	ReasonForbidden         = "Forbidden"
+	ReasonInvalidKubeconfig = "InvalidKubeconfig"
+	ReasonCRDMissing        = "CRDMissing"
+	ConditionReady          = "Ready"
+	probeTimeout            = 3 * time.Second
+	serviceExportsResource  = "serviceexports"
+)
+
+// member is the connection to one member cluster: its clients, the caches
+// of its ServiceExports and Services, and what fedmesh knows of its health.
+type member struct {
+	name string
+	// spec is the Cluster spec the connection was built from; a change of
+	// kubeconfig or gateway builds a new member.
+	spec v1alpha1.ClusterSpec
+	info imports.Cluster
+
+	kube    kubernetes.Interface
+	fedmesh versioned.Interface
+	stop    context.CancelFunc
+	ctx     context.Context
+
+	exports  fedlisters.ServiceExportLister
+	services corelisters.ServiceLister
+	synced   []cache.InformerSynced
+
+	mu        sync.Mutex
+	ready     metav1.Condition
+	version   string
+	heartbeat time.Time
+	// notReadySince is when the member last stopped being Ready; zero
+	// while Ready.
+	notReadySince time.Time
+	informersUp   bool
+	// probing is set while a probe runs, so probes never pile up on a
+	// member that answers slowly.
+	probing atomic.Bool
+}
+
+// newMember builds the clients of a member from its Cluster. A kubeconfig
+// that cannot be used gives a member that is never Ready, with the reason.
+func newMember(parent context.Context, c *v1alpha1.Cluster) *member {
+	ctx, cancel := context.WithCancel(parent)
+	m := &member{name: c.Name, spec: *c.Spec.DeepCopy(), ctx: ctx, stop: cancel, info: clusterInfo(c)}
+	m.notReadySince = time.Now()
+	cfg, err := restConfig(c.Spec.Kubeconfig)
+	if err != nil {
+		m.ready = condition(metav1.ConditionFalse, ReasonInvalidKubeconfig, err.Error())
+		return m
+	}
+	m.kube, err = kubernetes.NewForConfig(cfg)
+	if err == nil {
+		m.fedmesh, err = versioned.NewForConfig(cfg)
+	}
+	if err != nil {
+		m.ready = condition(metav1.ConditionFalse, ReasonInvalidKubeconfig, err.Error())
+		return m
+	}
+	m.ready = condition(metav1.ConditionUnknown, ReasonSyncing, "connecting")
+	return m
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	// One slow member must never hold the others: every call is bounded.
+	cfg.Timeout = 30 * time.Second
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "fedmesh-apiserver"
+	return cfg, nil
+}
+
+// clusterInfo is what the import computation needs of a Cluster.
+func clusterInfo(c *v1alpha1.Cluster) imports.Cluster {
+	info := imports.Cluster{
+		Name:        c.Name,
+		Key:         strings.Join([]string{c.Spec.Region, c.Spec.Zone, c.Spec.Group, c.Name}, "/"),
+		GatewayHost: c.Spec.GatewayHost,
+		GatewayPort: c.Spec.GatewayPort,
+	}
+	if ip := net.ParseIP(c.Spec.GatewayHost); ip != nil {
+		info.GatewayIP = ip.String()
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if addrs, err := net.DefaultResolver.LookupHost(ctx, c.Spec.GatewayHost); err == nil && len(addrs) > 0 {
+			info.GatewayIP = addrs[0]
+		}
+	}
+	return info
+}
+
+func condition(status metav1.ConditionStatus, reason, message string) metav1.Condition {
+	return metav1.Condition{Type: ConditionReady, Status: status, Reason: reason, Message: message}
+}
+
+// probe checks the member once: it answers, the credentials work, and the
+// ServiceExport CRD is installed. On the first success it starts the
+// caches, and reports Syncing until they have synced.
+func (m *member) probe(onChange func(namespace, name string)) {
+	if m.kube == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, probeTimeout)
+	defer cancel()
+	cond := m.check(ctx)
+	if cond.Status == metav1.ConditionTrue {
+		m.mu.Lock()
+		up := m.informersUp
+		m.informersUp = true
+		m.mu.Unlock()
+		if !up {
+			m.startInformers(onChange)
+		}
+		for _, synced := range m.synced {
+			if !synced() {
+				cond = condition(metav1.ConditionFalse, ReasonSyncing, "caches of ServiceExports and Services are syncing")
+				break
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cond.Status == metav1.ConditionTrue {
+		m.heartbeat = time.Now()
+		m.notReadySince = time.Time{}
+	} else if m.notReadySince.IsZero() {
+		m.notReadySince = time.Now()
+	}
+	m.ready = cond
+}
+
+func (m *member) check(ctx context.Context) metav1.Condition {
+	// Every call carries ctx, so a member that does not answer costs one
+	// probe timeout and no more.
+	rc := m.kube.Discovery().RESTClient()
+	raw, err := rc.Get().AbsPath("/version").Do(ctx).Raw()
+	if err != nil {
+		return failure(err)
+	}
+	var info version.Info
+	if err := json.Unmarshal(raw, &info); err == nil {
+		m.mu.Lock()
+		m.version = info.GitVersion
+		m.mu.Unlock()
+	}
+	raw, err = rc.Get().AbsPath("/apis/" + v1alpha1.SchemeGroupVersion.String()).Do(ctx).Raw()
+	if err != nil && !apierrors.IsNotFound(err) {
+		return failure(err)
+	}
+	found := false
+	var list metav1.APIResourceList
+	if err == nil && json.Unmarshal(raw, &list) == nil {
+		for _, r := range list.APIResources {
+			found = found || r.Name == serviceExportsResource
+		}
+	}
+	if !found {
+		return condition(metav1.ConditionFalse, ReasonCRDMissing, "the member has no serviceexports.flomesh.io CRD")
+	}
+	// Permission to watch what fedmesh caches is checked by the caches
+	// themselves; a forbidden list shows as never synced.
+	return condition(metav1.ConditionTrue, ReasonConnected, "connected, caches synced")
+}
+
+func failure(err error) metav1.Condition {
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return condition(metav1.ConditionFalse, ReasonUnauthorized, "the member refused the kubeconfig's credentials")
+	case apierrors.IsForbidden(err):
+		return condition(metav1.ConditionFalse, ReasonForbidden, err.Error())
+	default:
+		var netErr net.Error
+		msg := err.Error()
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			msg = "no answer within " + probeTimeout.String()
+		}
+		return condition(metav1.ConditionFalse, ReasonUnreachable, msg)
+	}
+}
+
+// dropManagedFields keeps managed fields, which fedmesh never reads, out
+// of the caches.
+func dropManagedFields(obj interface{}) (interface{}, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+func (m *member) startInformers(onChange func(namespace, name string)) {
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { notify(obj, onChange) },
+		UpdateFunc: func(_, obj interface{}) { notify(obj, onChange) },
+		DeleteFunc: func(obj interface{}) { notify(obj, onChange) },
+	}
+	fed := fedinformers.NewSharedInformerFactoryWithOptions(m.fedmesh, 0, fedinformers.WithTransform(dropManagedFields))
+	exports := fed.Flomesh().V1alpha1().ServiceExports()
+	_, _ = exports.Informer().AddEventHandler(handler)
+	kube := informers.NewSharedInformerFactoryWithOptions(m.kube, 0, informers.WithTransform(dropManagedFields))
+	services := kube.Core().V1().Services()
+	// A Service matters only when an export names it; the handler checks.
+	_, _ = services.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { m.notifyService(obj, onChange) },
+		UpdateFunc: func(_, obj interface{}) { m.notifyService(obj, onChange) },
+		DeleteFunc: func(obj interface{}) { m.notifyService(obj, onChange) },
+	})
+	m.exports, m.services = exports.Lister(), services.Lister()
+	m.synced = []cache.InformerSynced{exports.Informer().HasSynced, services.Informer().HasSynced}
+	fed.Start(m.ctx.Done())
+	kube.Start(m.ctx.Done())
+}
+
+func notify(obj interface{}, onChange func(namespace, name string)) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if a, err := meta.Accessor(obj); err == nil {
+		onChange(a.GetNamespace(), a.GetName())
+	}
+}
+
+func (m *member) notifyService(obj interface{}, onChange func(namespace, name string)) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	svc, ok := obj.(*corev1.Service)
+	if !ok || m.exports == nil {
+		return
+	}
+	if _, err := m.exports.ServiceExports(svc.Namespace).Get(svc.Name); err == nil {
+		onChange(svc.Namespace, svc.Name)
+	}
+}
+
+// export returns the member's export of namespace/name and its Service,
+// when the caches have them.
+func (m *member) export(namespace, name string) (imports.Export, bool) {
+	if m.exports == nil {
+		return imports.Export{}, false
+	}
+	e, err := m.exports.ServiceExports(namespace).Get(name)
+	if err != nil {
+		return imports.Export{}, false
+	}
+	svc, err := m.services.Services(namespace).Get(name)
+	if err != nil {
+		svc = nil
+	}
+	return imports.Export{Cluster: m.info, Export: e, Service: svc}, true
+}
+
+// exportKeys lists namespace/name of every export the member has.
+func (m *member) exportKeys() [][2]string {
+	if m.exports == nil {
+		return nil
+	}
+	list, err := m.exports.List(labelsEverything)
+	if err != nil {
+		return nil
+	}
+	keys := make([][2]string, 0, len(list))
+	for _, e := range list {
+		keys = append(keys, [2]string{e.Namespace, e.Name})
+	}
+	return keys
+}
+
+// serving reports whether the member's endpoints belong in the imports:
+// while Ready, and for the grace after it stopped being Ready.
+func (m *member) serving(grace time.Duration, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exports == nil {
+		return false
+	}
+	return m.notReadySince.IsZero() || now.Sub(m.notReadySince) < grace
+}

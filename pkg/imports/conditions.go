@@ -1,0 +1,118 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package imports
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+)
+
+// Condition types of an export, as KEP-1645 names them. Compute reports both
+// on every export, in this order, so that a condition written back onto a
+// member's ServiceExport is always replaced rather than left stale.
+const (
+	// ConditionValid tells whether the export can be served at all.
+	ConditionValid = "Valid"
+	// ConditionConflict tells whether the exports of the service disagree
+	// on a property, in which case the oldest export's value is used.
+	ConditionConflict = "Conflict"
+)
+
+// Reasons of the Valid condition.
+const (
+	// ReasonValid: the Service exists and every rule names one of its ports.
+	ReasonValid = "Valid"
+	// ReasonServiceNotFound: the cluster has no Service of the export's
+	// namespace and name.
+	ReasonServiceNotFound = "ServiceNotFound"
+	// ReasonExternalNameService: the Service is an ExternalName, which is
+	// a DNS alias with no ports to route to; KEP-1645 does not export it.
+	ReasonExternalNameService = "ExternalNameService"
+	// ReasonNoRules: the export has no rules, so it exposes nothing.
+	ReasonNoRules = "NoRules"
+	// ReasonPortNotFound: a rule names a port number the Service lacks.
+	ReasonPortNotFound = "PortNotFound"
+	// ReasonDuplicatePort: two rules expose the same port number at
+	// different paths, which would give one cluster two endpoints for a
+	// port and leave consumers to guess which one is meant.
+	ReasonDuplicatePort = "DuplicatePort"
+)
+
+// Reasons of the Conflict condition. The names are those of the
+// Multi-Cluster Services API (sigs.k8s.io/mcs-api), so that tools written
+// for it read fedmesh's conditions unchanged.
+const (
+	// ReasonNoConflicts is the reason of every Conflict=False condition.
+	ReasonNoConflicts = "NoConflicts"
+	// ReasonPortConflict: exports define the same port number with a
+	// different name, protocol or appProtocol.
+	ReasonPortConflict = "PortConflict"
+	// ReasonTypeConflict: some exported Services are headless and some are not.
+	ReasonTypeConflict = "TypeConflict"
+	// ReasonSessionAffinityConflict: exported Services differ in sessionAffinity.
+	ReasonSessionAffinityConflict = "SessionAffinityConflict"
+	// ReasonSessionAffinityConfigConflict: exported Services agree on
+	// sessionAffinity but differ in its configuration (the ClientIP timeout).
+	ReasonSessionAffinityConfigConflict = "SessionAffinityConfigConflict"
+	// ReasonServiceAccountNameConflict: exports differ in serviceAccountName.
+	ReasonServiceAccountNameConflict = "ServiceAccountNameConflict"
+)
+
+// conflictOrder is the precedence of the conflict reasons. A Condition has
+// one reason, so when the exports disagree on several properties the first
+// of them in this order names the condition and the message lists them all.
+var conflictOrder = []string{
+	ReasonPortConflict,
+	ReasonTypeConflict,
+	ReasonSessionAffinityConflict,
+	ReasonSessionAffinityConfigConflict,
+	ReasonServiceAccountNameConflict,
+}
+
+// ExportConditions returns the conditions Compute reported for the export
+// of the cluster with key clusterKey, or nil when imp has none for it. The
+// syncer uses it to write the conditions back onto that ServiceExport. The
+// slice is imp's own: copy it before changing it.
+func ExportConditions(imp *flomesh.ServiceImport, clusterKey string) []metav1.Condition {
+	if imp == nil {
+		return nil
+	}
+	for i := range imp.Status.Exports {
+		if imp.Status.Exports[i].Cluster == clusterKey {
+			return imp.Status.Exports[i].Conditions
+		}
+	}
+	return nil
+}
+
+// newCondition builds a condition of an export. Its LastTransitionTime is
+// the export's creation time rather than the wall clock: every replica of
+// fedmesh-apiserver must compute byte-identical imports, and an export's
+// conditions can only have started to hold once the export existed. The
+// writer of the conditions keeps an older transition time when the status
+// did not change.
+func newCondition(condType string, status metav1.ConditionStatus, reason, message string, e *candidate) metav1.Condition {
+	return metav1.Condition{
+		Type:               condType,
+		Status:             status,
+		ObservedGeneration: e.export.Generation,
+		LastTransitionTime: e.export.CreationTimestamp,
+		Reason:             reason,
+		Message:            message,
+	}
+}

@@ -1,0 +1,638 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package imports computes the ServiceImport of an exported service from the
+// ServiceExports and Services of the member clusters that export it.
+//
+// It is pure: it knows no clients, servers or clocks, and its result depends
+// only on its arguments, never on their order. Every replica of
+// fedmesh-apiserver therefore computes byte-identical imports from the same
+// member state, which lets the imports be served from memory without a
+// leader and compared cheaply before a watch event is sent.
+//
+// The rules follow KEP-1645 (Multi-Cluster Services API):
+//
+//   - An export is Valid when the cluster has a Service of the same namespace
+//     and name, the Service is not an ExternalName, and every rule of the
+//     export names a port of the Service. Invalid exports serve nothing.
+//   - Valid exports are merged. Where they disagree on a property — the
+//     definition of a port number, the type (headless or not), the session
+//     affinity, the serviceAccountName — the oldest export (by creation
+//     time, ties broken by cluster key) wins, and every export of the
+//     service is marked Conflict=True until they agree again.
+//   - Each exported port lists one endpoint per valid exporting cluster: the
+//     cluster's gateway and the export rule's path.
+package imports
+
+import (
+	"cmp"
+	"crypto/sha1"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+)
+
+// Cluster is what the computation needs of a member cluster.
+type Cluster struct {
+	// Name of the Cluster object.
+	Name string
+	// Key is the cluster key, region/zone/group/name. It identifies the
+	// cluster in endpoints and statuses, and breaks ties between exports
+	// created in the same second.
+	Key string
+	// GatewayHost is the address (IP or DNS name) of the cluster's gateway.
+	GatewayHost string
+	// GatewayIP is GatewayHost if it is an IP, else its address as the
+	// caller resolved it. It may be empty; the endpoint then has no IP and
+	// consumers use the host.
+	GatewayIP string
+	// GatewayPort is the port of the cluster's gateway.
+	GatewayPort int32
+}
+
+// Export is one cluster's ServiceExport of a service, with the Service of
+// the same namespace and name in that cluster.
+type Export struct {
+	Cluster Cluster
+	// Export is the member's ServiceExport. An Export whose Export is nil is
+	// ignored, so callers may pass the slots of deleted exports.
+	Export *v1alpha1.ServiceExport
+	// Service is the member's Service of the export's namespace and name,
+	// or nil when the Service does not exist.
+	Service *corev1.Service
+}
+
+// Compute returns the ServiceImport of namespace/name given every cluster's
+// export of it, in any order. It returns nil when exports holds no export.
+//
+// The caller pairs each export with its cluster and Service; Compute trusts
+// that the exports are of namespace/name and that each cluster appears once.
+// Should a cluster key appear twice, the older export is used and the other
+// ignored, so that the result stays well-formed (the statuses are maps keyed
+// by cluster).
+//
+// The import exists as long as any export does, even when none is valid:
+// its status then carries the Valid=False conditions the syncer writes back
+// onto the exports, and its spec has no ports.
+//
+// The work is proportional to the number of exports (and their rules), not
+// to the size of the federation: the caller indexes exports by service and
+// recomputes only the services that changed.
+//
+// Metadata is derived from the inputs, so that every replica agrees: the UID
+// is a name-based UUID (see UID), the creation time is that of the oldest
+// export. ResourceVersion is left to the caller, which owns the counter.
+func Compute(namespace, name string, exports []Export) *flomesh.ServiceImport {
+	byKey := make([]*candidate, 0, len(exports))
+	for i := range exports {
+		if exports[i].Export == nil {
+			continue
+		}
+		byKey = append(byKey, newCandidate(namespace, name, &exports[i]))
+	}
+	if len(byKey) == 0 {
+		return nil
+	}
+	// Sort by key, the oldest first among equal keys, and keep one export
+	// per key.
+	slices.SortFunc(byKey, func(a, b *candidate) int {
+		if c := strings.Compare(a.cluster.Key, b.cluster.Key); c != 0 {
+			return c
+		}
+		return compareAge(a, b)
+	})
+	byKey = slices.CompactFunc(byKey, func(a, b *candidate) bool { return a.cluster.Key == b.cluster.Key })
+
+	byAge := slices.Clone(byKey)
+	slices.SortFunc(byAge, compareAge)
+
+	r := resolve(byAge)
+
+	imp := &flomesh.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:         namespace,
+			Name:              name,
+			UID:               UID(namespace, name),
+			CreationTimestamp: byAge[0].export.CreationTimestamp,
+		},
+		Spec: flomesh.ServiceImportSpec{
+			Ports: r.servicePorts(byKey),
+			Type:  flomesh.ClusterSetIP,
+		},
+	}
+	if w := r.winner; w != nil {
+		if w.headless {
+			imp.Spec.Type = flomesh.Headless
+		}
+		imp.Spec.SessionAffinity = w.affinity
+		imp.Spec.SessionAffinityConfig = w.affinityConfig.DeepCopy()
+		imp.Spec.ServiceAccountName = w.serviceAccountName
+	}
+	imp.Status = r.status(namespace, name, byKey)
+	return imp
+}
+
+// uidNamespace is the RFC 4122 name space for URLs, of which the import
+// UIDs are version-5 (SHA-1, name-based) UUIDs.
+var uidNamespace = [16]byte{0x6b, 0xa7, 0xb8, 0x11, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+
+// UID returns the UID of the ServiceImport namespace/name: the version-5
+// UUID, in the URL name space, of "flomesh.io/serviceimport/<ns>/<name>".
+//
+// An import is computed, never stored, so no server assigns it a UID. A
+// name-based one is the same on every replica and across restarts, so
+// clients that key caches by UID see one object, and it changes only when
+// the name does.
+func UID(namespace, name string) types.UID {
+	h := sha1.New()
+	h.Write(uidNamespace[:])
+	h.Write([]byte("flomesh.io/serviceimport/" + namespace + "/" + name))
+	var u [16]byte
+	copy(u[:], h.Sum(nil))
+	u[6] = (u[6] & 0x0f) | 0x50 // version 5
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return types.UID(fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]))
+}
+
+// Equal reports whether a and b are the same import, ignoring their
+// ResourceVersions. The caller bumps its resource version and sends a watch
+// event only when a recomputed import is not Equal to the one it serves, so
+// that member churn that changes nothing (a resync, a Service's status)
+// causes no events. Nil and empty lists are equal, as they serialize alike.
+func Equal(a, b *flomesh.ServiceImport) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	am, bm := a.ObjectMeta, b.ObjectMeta
+	am.ResourceVersion, bm.ResourceVersion = "", ""
+	return a.TypeMeta == b.TypeMeta &&
+		equality.Semantic.DeepEqual(am, bm) &&
+		equality.Semantic.DeepEqual(a.Spec, b.Spec) &&
+		equality.Semantic.DeepEqual(a.Status, b.Status)
+}
+
+// portSpec is what KEP-1645 requires the exports of a service to agree on
+// for one port of a given number.
+type portSpec struct {
+	name     string
+	protocol flomesh.Protocol
+	// appProtocol is "" when unset; the API rejects an empty appProtocol,
+	// so the two cannot be confused.
+	appProtocol string
+}
+
+func (p portSpec) String(number int32) string {
+	s := fmt.Sprintf("%d/%s", number, p.protocol)
+	if p.name != "" {
+		s += " name=" + p.name
+	}
+	if p.appProtocol != "" {
+		s += " appProtocol=" + p.appProtocol
+	}
+	return s
+}
+
+func comparePortSpecs(a, b portSpec) int {
+	if c := strings.Compare(string(a.protocol), string(b.protocol)); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.name, b.name); c != 0 {
+		return c
+	}
+	return strings.Compare(a.appProtocol, b.appProtocol)
+}
+
+// formatSpecs renders the definition of a port number, which has several
+// ports when the Service serves the number on several protocols.
+func formatSpecs(number int32, specs []portSpec) string {
+	parts := make([]string, len(specs))
+	for i, s := range specs {
+		parts[i] = s.String(number)
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// exportedPort is one rule of a valid export: a port number of the Service
+// with every Service port of that number, and the gateway path serving it.
+type exportedPort struct {
+	number int32
+	path   string
+	// specs are sorted by protocol, then name. A rule names only a number,
+	// so it exports every protocol the Service serves on it (such as DNS on
+	// 53/TCP and 53/UDP), and exports must agree on the whole set.
+	specs []portSpec
+}
+
+// candidate is one export being merged.
+type candidate struct {
+	cluster Cluster
+	export  *v1alpha1.ServiceExport
+
+	validReason  string
+	validMessage string
+
+	// The rest is set only for valid exports.
+
+	// ports are sorted by number.
+	ports              []exportedPort
+	headless           bool
+	affinity           flomesh.ServiceAffinity
+	affinityConfig     *flomesh.SessionAffinityConfig
+	serviceAccountName string
+}
+
+func (c *candidate) valid() bool { return c.validReason == ReasonValid }
+
+func (c *candidate) port(number int32) *exportedPort {
+	i, ok := slices.BinarySearchFunc(c.ports, number, func(p exportedPort, n int32) int { return cmp.Compare(p.number, n) })
+	if !ok {
+		return nil
+	}
+	return &c.ports[i]
+}
+
+// compareAge orders exports oldest first, as KEP-1645 resolves conflicts.
+// Creation times have a resolution of one second, so ties are common and
+// are broken by cluster key, then UID, to give every replica one order.
+func compareAge(a, b *candidate) int {
+	if c := a.export.CreationTimestamp.Compare(b.export.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.cluster.Key, b.cluster.Key); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.export.UID), string(b.export.UID))
+}
+
+// newCandidate validates an export against its Service and, when it is
+// valid, extracts what the merge compares.
+func newCandidate(namespace, name string, e *Export) *candidate {
+	c := &candidate{cluster: e.Cluster, export: e.Export}
+	svc := e.Service
+	ref := namespace + "/" + name
+	switch {
+	case svc == nil:
+		c.validReason = ReasonServiceNotFound
+		c.validMessage = fmt.Sprintf("Service %s does not exist", ref)
+		return c
+	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		c.validReason = ReasonExternalNameService
+		c.validMessage = fmt.Sprintf("Service %s is of type ExternalName, which cannot be exported", ref)
+		return c
+	case len(e.Export.Spec.Rules) == 0:
+		c.validReason = ReasonNoRules
+		c.validMessage = "the export has no rules, so it exposes no port"
+		return c
+	}
+
+	var missing, duplicate []string
+	ports := make([]exportedPort, 0, len(e.Export.Spec.Rules))
+	for i, rule := range e.Export.Spec.Rules {
+		specs := specsOf(svc, rule.PortNumber)
+		if len(specs) == 0 {
+			missing = append(missing, fmt.Sprintf("rule %d: port %d is not a port of Service %s", i, rule.PortNumber, ref))
+			continue
+		}
+		if j := slices.IndexFunc(ports, func(p exportedPort) bool { return p.number == rule.PortNumber }); j >= 0 {
+			// The same port at the same path twice is redundant, not
+			// ambiguous; only differing paths invalidate the export.
+			if ports[j].path != rule.Path {
+				duplicate = append(duplicate, fmt.Sprintf("rules expose port %d at both %q and %q", rule.PortNumber, ports[j].path, rule.Path))
+			}
+			continue
+		}
+		ports = append(ports, exportedPort{number: rule.PortNumber, path: rule.Path, specs: specs})
+	}
+	switch {
+	case len(missing) > 0:
+		c.validReason = ReasonPortNotFound
+		c.validMessage = strings.Join(missing, "; ")
+		return c
+	case len(duplicate) > 0:
+		c.validReason = ReasonDuplicatePort
+		c.validMessage = strings.Join(duplicate, "; ")
+		return c
+	}
+
+	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
+	c.validReason = ReasonValid
+	c.validMessage = fmt.Sprintf("Service %s exists and has a port for every rule", ref)
+	c.ports = ports
+	c.headless = svc.Spec.ClusterIP == corev1.ClusterIPNone
+	c.serviceAccountName = e.Export.Spec.ServiceAccountName
+	// "None" is the absence of affinity and the API server's default; it is
+	// left empty, as the seed's import shows, so that a defaulted and an
+	// undefaulted Service do not conflict.
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		c.affinity = flomesh.ServiceAffinity(svc.Spec.SessionAffinity)
+		if cfg := svc.Spec.SessionAffinityConfig; cfg != nil && cfg.ClientIP != nil {
+			c.affinityConfig = &flomesh.SessionAffinityConfig{ClientIP: &flomesh.ClientIPConfig{}}
+			if t := cfg.ClientIP.TimeoutSeconds; t != nil {
+				v := *t
+				c.affinityConfig.ClientIP.TimeoutSeconds = &v
+			}
+		}
+	}
+	return c
+}
+
+// specsOf returns the definitions of the Service's ports numbered number,
+// sorted by protocol then name. An unset protocol is TCP, the API's default.
+func specsOf(svc *corev1.Service, number int32) []portSpec {
+	var specs []portSpec
+	for _, p := range svc.Spec.Ports {
+		if p.Port != number {
+			continue
+		}
+		s := portSpec{name: p.Name, protocol: flomesh.Protocol(p.Protocol)}
+		if s.protocol == "" {
+			s.protocol = flomesh.Protocol(corev1.ProtocolTCP)
+		}
+		if p.AppProtocol != nil {
+			s.appProtocol = *p.AppProtocol
+		}
+		specs = append(specs, s)
+	}
+	slices.SortFunc(specs, comparePortSpecs)
+	return specs
+}
+
+// resolvedPort is the winning definition of a port number: that of the
+// oldest valid export that exposes the number. Exports that define it
+// otherwise are losers.
+type resolvedPort struct {
+	number int32
+	specs  []portSpec
+	owner  *candidate
+	losers []*candidate
+}
+
+// resolution is the outcome of merging the valid exports of a service.
+type resolution struct {
+	// winner is the oldest valid export, whose type, session affinity and
+	// serviceAccountName the import takes; nil when no export is valid.
+	winner *candidate
+	// ports are sorted by number.
+	ports []resolvedPort
+	// conflict is the reason and message of the Conflict condition of
+	// every valid export, or "" when the exports agree.
+	conflictReason  string
+	conflictMessage string
+}
+
+// resolve merges the valid exports, given oldest first.
+//
+// Each port number is resolved on its own, by the oldest export exposing
+// it, so that an export that adds a port to a service does not conflict
+// with older exports that lack it: KEP-1645 merges ports as a union. The
+// other properties are the service's as a whole and come from the oldest
+// valid export.
+//
+// A conflict does not stop an export from serving: its endpoints remain for
+// every port whose definition matches the resolved one, and are dropped
+// only for the ports it defines differently, where a consumer routing by the
+// resolved definition (say, TCP) could reach a backend speaking another
+// (say, UDP). Differences in type, affinity or serviceAccountName do not
+// change where traffic for a port can go, so they drop no endpoints.
+func resolve(byAge []*candidate) *resolution {
+	r := &resolution{}
+	valid := make([]*candidate, 0, len(byAge))
+	for _, c := range byAge {
+		if c.valid() {
+			valid = append(valid, c)
+		}
+	}
+	if len(valid) == 0 {
+		return r
+	}
+	w := valid[0]
+	r.winner = w
+
+	for _, c := range valid {
+		for _, p := range c.ports {
+			i, found := slices.BinarySearchFunc(r.ports, p.number, func(rp resolvedPort, n int32) int { return cmp.Compare(rp.number, n) })
+			switch {
+			case !found:
+				r.ports = slices.Insert(r.ports, i, resolvedPort{number: p.number, specs: p.specs, owner: c})
+			case !slices.Equal(r.ports[i].specs, p.specs):
+				r.ports[i].losers = append(r.ports[i].losers, c)
+			}
+		}
+	}
+
+	conflicts := map[string][]string{}
+	for _, rp := range r.ports {
+		if len(rp.losers) == 0 {
+			continue
+		}
+		others := make([]string, len(rp.losers))
+		for i, l := range rp.losers {
+			others[i] = fmt.Sprintf("%s (%s)", formatSpecs(rp.number, l.port(rp.number).specs), l.cluster.Key)
+		}
+		conflicts[ReasonPortConflict] = append(conflicts[ReasonPortConflict], conflictMessage(
+			fmt.Sprintf("port %d", rp.number), formatSpecs(rp.number, rp.specs), rp.owner, others))
+	}
+
+	var kinds, affinities, configs, accounts []string
+	for _, c := range valid[1:] {
+		if c.headless != w.headless {
+			kinds = append(kinds, fmt.Sprintf("%s (%s)", importType(c), c.cluster.Key))
+		}
+		if c.affinity != w.affinity {
+			affinities = append(affinities, fmt.Sprintf("%s (%s)", affinityString(c.affinity), c.cluster.Key))
+		} else if !equality.Semantic.DeepEqual(c.affinityConfig, w.affinityConfig) {
+			// Compared only under the same affinity: a different affinity
+			// is reported once, not again as a different configuration.
+			configs = append(configs, fmt.Sprintf("%s (%s)", affinityConfigString(c.affinityConfig), c.cluster.Key))
+		}
+		if c.serviceAccountName != w.serviceAccountName {
+			accounts = append(accounts, fmt.Sprintf("%q (%s)", c.serviceAccountName, c.cluster.Key))
+		}
+	}
+	if len(kinds) > 0 {
+		conflicts[ReasonTypeConflict] = []string{conflictMessage("type", string(importType(w)), w, kinds)}
+	}
+	if len(affinities) > 0 {
+		conflicts[ReasonSessionAffinityConflict] = []string{conflictMessage("sessionAffinity", affinityString(w.affinity), w, affinities)}
+	}
+	if len(configs) > 0 {
+		conflicts[ReasonSessionAffinityConfigConflict] = []string{conflictMessage("sessionAffinityConfig", affinityConfigString(w.affinityConfig), w, configs)}
+	}
+	if len(accounts) > 0 {
+		conflicts[ReasonServiceAccountNameConflict] = []string{conflictMessage("serviceAccountName", strconv.Quote(w.serviceAccountName), w, accounts)}
+	}
+
+	var messages []string
+	for _, reason := range conflictOrder {
+		if len(conflicts[reason]) == 0 {
+			continue
+		}
+		if r.conflictReason == "" {
+			r.conflictReason = reason
+		}
+		messages = append(messages, conflicts[reason]...)
+	}
+	r.conflictMessage = strings.Join(messages, "; ")
+	return r
+}
+
+// conflictMessage says which value of a property is used and which are not.
+func conflictMessage(property, winning string, owner *candidate, others []string) string {
+	return fmt.Sprintf("%s conflicts: using %s of the oldest export (%s) over %s",
+		property, winning, owner.cluster.Key, strings.Join(others, ", "))
+}
+
+func importType(c *candidate) flomesh.ServiceImportType {
+	if c.headless {
+		return flomesh.Headless
+	}
+	return flomesh.ClusterSetIP
+}
+
+func affinityString(a flomesh.ServiceAffinity) string {
+	if a == "" {
+		return string(corev1.ServiceAffinityNone)
+	}
+	return string(a)
+}
+
+func affinityConfigString(cfg *flomesh.SessionAffinityConfig) string {
+	if cfg == nil || cfg.ClientIP == nil {
+		return "none"
+	}
+	if cfg.ClientIP.TimeoutSeconds == nil {
+		return "clientIP.timeoutSeconds unset"
+	}
+	return fmt.Sprintf("clientIP.timeoutSeconds=%d", *cfg.ClientIP.TimeoutSeconds)
+}
+
+// servicePorts builds the import's ports, sorted by number then protocol,
+// each with the endpoints, sorted by cluster key, of the valid exports that
+// define the port as resolved. The list is never nil: the field is required
+// and serializes as [] when nothing is exported.
+func (r *resolution) servicePorts(byKey []*candidate) []flomesh.ServicePort {
+	n := 0
+	for _, rp := range r.ports {
+		n += len(rp.specs)
+	}
+	ports := make([]flomesh.ServicePort, 0, n)
+	for _, rp := range r.ports {
+		var endpoints []flomesh.Endpoint
+		for _, c := range byKey {
+			if !c.valid() {
+				continue
+			}
+			p := c.port(rp.number)
+			if p == nil || !slices.Equal(p.specs, rp.specs) {
+				continue
+			}
+			endpoints = append(endpoints, flomesh.Endpoint{
+				ClusterKey: c.cluster.Key,
+				Target: flomesh.Target{
+					Host: c.cluster.GatewayHost,
+					IP:   c.cluster.GatewayIP,
+					Port: c.cluster.GatewayPort,
+					Path: p.path,
+				},
+			})
+		}
+		for i, s := range rp.specs {
+			sp := flomesh.ServicePort{
+				Name:      s.name,
+				Protocol:  s.protocol,
+				Port:      rp.number,
+				Endpoints: endpoints,
+			}
+			if i > 0 {
+				// Ports of one number must not share a backing array, or
+				// a caller editing one would edit the other.
+				sp.Endpoints = slices.Clone(endpoints)
+			}
+			if s.appProtocol != "" {
+				ap := s.appProtocol
+				sp.AppProtocol = &ap
+			}
+			ports = append(ports, sp)
+		}
+	}
+	return ports
+}
+
+// status lists the clusters serving the import and the conditions of every
+// export, both sorted by cluster key.
+func (r *resolution) status(namespace, name string, byKey []*candidate) flomesh.ServiceImportStatus {
+	var st flomesh.ServiceImportStatus
+	st.Exports = make([]flomesh.ExportStatus, 0, len(byKey))
+	for _, c := range byKey {
+		validStatus := metav1.ConditionFalse
+		if c.valid() {
+			validStatus = metav1.ConditionTrue
+		}
+		valid := newCondition(ConditionValid, validStatus, c.validReason, c.validMessage, c)
+		var conflict metav1.Condition
+		switch {
+		case !c.valid():
+			// Conflicts are among valid exports only. The condition is
+			// still reported, False, so that a Conflict=True left from
+			// when the export was valid is cleared.
+			conflict = newCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts,
+				"the export is not valid, so it takes no part in conflict resolution", c)
+		case r.conflictReason != "":
+			conflict = newCondition(ConditionConflict, metav1.ConditionTrue, r.conflictReason, r.conflictMessage, c)
+		default:
+			conflict = newCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts,
+				fmt.Sprintf("the valid exports of %s/%s agree", namespace, name), c)
+		}
+		st.Exports = append(st.Exports, flomesh.ExportStatus{
+			Cluster:    c.cluster.Key,
+			Conditions: []metav1.Condition{valid, conflict},
+		})
+		if c.valid() {
+			st.Clusters = append(st.Clusters, flomesh.SourceStatus{
+				Cluster:   c.cluster.Key,
+				Addresses: gatewayAddresses(c.cluster),
+			})
+		}
+	}
+	return st
+}
+
+// gatewayAddresses returns where a cluster serves its exports: its gateway
+// host and port, and also the resolved IP and port when the host is a name.
+func gatewayAddresses(c Cluster) []string {
+	port := strconv.Itoa(int(c.GatewayPort))
+	var addrs []string
+	if c.GatewayHost != "" {
+		addrs = append(addrs, net.JoinHostPort(c.GatewayHost, port))
+	}
+	if c.GatewayIP != "" && c.GatewayIP != c.GatewayHost {
+		addrs = append(addrs, net.JoinHostPort(c.GatewayIP, port))
+	}
+	return addrs
+}

@@ -1,0 +1,756 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package imports
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"os"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/install"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+)
+
+const (
+	ns   = "httpbin"
+	name = "httpbin"
+)
+
+// t0 is the creation time of the oldest export in the tests; exports made
+// with age n were created n minutes later.
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func key(n int) string { return fmt.Sprintf("default/default/default/cluster-%d", n) }
+
+// cluster is member cluster-n of the walkthrough: one gateway host, port 80+n.
+func cluster(n int) Cluster {
+	return Cluster{
+		Name:        fmt.Sprintf("cluster-%d", n),
+		Key:         key(n),
+		GatewayHost: "192.168.1.110",
+		GatewayIP:   "192.168.1.110",
+		GatewayPort: int32(80 + n),
+	}
+}
+
+func rule(port int32, path string) v1alpha1.ServiceExportRule {
+	return v1alpha1.ServiceExportRule{PortNumber: port, Path: path, PathType: v1alpha1.PathTypePrefix}
+}
+
+// export is a defaulted ServiceExport of httpbin/httpbin created age
+// minutes after t0.
+func export(age int, sa string, rules ...v1alpha1.ServiceExportRule) *v1alpha1.ServiceExport {
+	return &v1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:         ns,
+			Name:              name,
+			UID:               types.UID(fmt.Sprintf("uid-%d", age)),
+			Generation:        int64(age + 1),
+			CreationTimestamp: metav1.NewTime(t0.Add(time.Duration(age) * time.Minute)),
+		},
+		Spec: v1alpha1.ServiceExportSpec{
+			ServiceAccountName: sa,
+			Rules:              rules,
+			LoadBalancer:       v1alpha1.RoundRobinLoadBalancer,
+		},
+	}
+}
+
+// service is httpbin.yaml's Service as an API server returns it, defaults
+// set, with the given ports (8080/TCP when none).
+func service(ports ...corev1.ServicePort) *corev1.Service {
+	if len(ports) == 0 {
+		ports = []corev1.ServicePort{tcp("", 8080)}
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{
+			Type:            corev1.ServiceTypeClusterIP,
+			ClusterIP:       "10.96.0.10",
+			ClusterIPs:      []string{"10.96.0.10"},
+			Ports:           ports,
+			Selector:        map[string]string{"app": "pipy"},
+			SessionAffinity: corev1.ServiceAffinityNone,
+		},
+	}
+}
+
+func port(name string, number int32, proto corev1.Protocol) corev1.ServicePort {
+	return corev1.ServicePort{Name: name, Port: number, Protocol: proto, TargetPort: intstr.FromInt32(number)}
+}
+
+func tcp(name string, number int32) corev1.ServicePort { return port(name, number, corev1.ProtocolTCP) }
+
+func headless(s *corev1.Service) *corev1.Service {
+	s.Spec.ClusterIP, s.Spec.ClusterIPs = corev1.ClusterIPNone, []string{corev1.ClusterIPNone}
+	return s
+}
+
+func clientIP(s *corev1.Service, timeout int32) *corev1.Service {
+	s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To(timeout)}}
+	return s
+}
+
+func endpoint(n int, path string) flomesh.Endpoint {
+	c := cluster(n)
+	return flomesh.Endpoint{ClusterKey: c.Key, Target: flomesh.Target{Host: c.GatewayHost, IP: c.GatewayIP, Port: c.GatewayPort, Path: path}}
+}
+
+func path(n int) string { return fmt.Sprintf("/cluster-%d/httpbin-mesh", n) }
+
+// walkthrough returns the exports of the walkthrough: httpbin exported by
+// cluster-1 and then cluster-3.
+func walkthrough() []Export {
+	return []Export{
+		{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
+		{Cluster: cluster(3), Export: export(1, "*", rule(8080, path(3))), Service: service()},
+	}
+}
+
+func newScheme(t testing.TB) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	install.Install(scheme)
+	return scheme
+}
+
+// kubectlJSON renders v as `kubectl get -o jsonpath='{.spec}'` does: keys
+// sorted, two-space indent, with a trailing newline as in the seed file.
+func kubectlJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(t, err)
+	var generic any
+	require.NoError(t, json.Unmarshal(raw, &generic))
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	require.NoError(t, enc.Encode(generic))
+	return buf.Bytes()
+}
+
+// TestSeed checks that the walkthrough yields exactly the ServiceImport spec
+// the walkthrough shows, once served as v1alpha1.
+func TestSeed(t *testing.T) {
+	imp := Compute(ns, name, walkthrough())
+	require.NotNil(t, imp)
+
+	var out v1alpha1.ServiceImport
+	require.NoError(t, newScheme(t).Convert(imp, &out, nil))
+
+	want, err := os.ReadFile("testdata/serviceimport-httpbin.json")
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(kubectlJSON(t, out.Spec)))
+
+	assert.Equal(t, ns, imp.Namespace)
+	assert.Equal(t, name, imp.Name)
+	assert.Equal(t, types.UID("98c5b199-0a52-5ce6-8d3b-3a7fdc5c6102"), imp.UID, "the UUIDv5 of the import's name in the URL name space")
+	assert.Equal(t, metav1.NewTime(t0), imp.CreationTimestamp, "the oldest export's creation time")
+	assert.Empty(t, imp.ResourceVersion)
+	assert.Empty(t, imp.Labels)
+	assert.Equal(t, []flomesh.SourceStatus{
+		{Cluster: key(1), Addresses: []string{"192.168.1.110:81"}},
+		{Cluster: key(3), Addresses: []string{"192.168.1.110:83"}},
+	}, imp.Status.Clusters)
+	for _, es := range imp.Status.Exports {
+		assertCondition(t, imp, es.Cluster, ConditionValid, metav1.ConditionTrue, ReasonValid)
+		assertCondition(t, imp, es.Cluster, ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
+	}
+}
+
+func TestNoExports(t *testing.T) {
+	assert.Nil(t, Compute(ns, name, nil))
+	assert.Nil(t, Compute(ns, name, []Export{}))
+	assert.Nil(t, Compute(ns, name, []Export{{Cluster: cluster(1), Service: service()}}), "an entry without an export is no export")
+}
+
+// want is the expected state of one export in the import's status.
+type want struct {
+	valid    string // reason of Valid; Valid is True only for ReasonValid
+	conflict string // reason of Conflict; Conflict is False only for ReasonNoConflicts
+}
+
+func TestCompute(t *testing.T) {
+	ok := want{valid: ReasonValid, conflict: ReasonNoConflicts}
+
+	tests := []struct {
+		name    string
+		exports []Export
+		// wantSpec is the whole expected spec.
+		wantSpec flomesh.ServiceImportSpec
+		// wantExports is the expected state of each export, by cluster key.
+		wantExports map[string]want
+		// wantMessages must each occur in the Conflict message of every
+		// valid export, or in the Valid message of each invalid one.
+		wantMessages []string
+	}{
+		{
+			name:    "single cluster",
+			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()}},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{
+					{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1))}},
+				},
+			},
+			wantExports: map[string]want{key(1): ok},
+		},
+		{
+			name: "a rule's port is missing: the export is invalid and serves nothing",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)), rule(9090, "/metrics")), Service: service()},
+			},
+			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports:  map[string]want{key(1): {valid: ReasonPortNotFound, conflict: ReasonNoConflicts}},
+			wantMessages: []string{"rule 1: port 9090"},
+		},
+		{
+			name: "an invalid export does not stop a valid one",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(9090, path(1))), Service: service()},
+				{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{
+					{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(2, path(2))}},
+				},
+			},
+			wantExports: map[string]want{key(1): {valid: ReasonPortNotFound, conflict: ReasonNoConflicts}, key(2): ok},
+		},
+		{
+			name:         "Service missing",
+			exports:      []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)))}},
+			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports:  map[string]want{key(1): {valid: ReasonServiceNotFound, conflict: ReasonNoConflicts}},
+			wantMessages: []string{"httpbin/httpbin"},
+		},
+		{
+			name: "ExternalName Service",
+			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: func() *corev1.Service {
+				s := service()
+				s.Spec = corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "httpbin.example.com", Ports: s.Spec.Ports}
+				return s
+			}()}},
+			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports: map[string]want{key(1): {valid: ReasonExternalNameService, conflict: ReasonNoConflicts}},
+		},
+		{
+			name:        "no rules",
+			exports:     []Export{{Cluster: cluster(1), Export: export(0, "*"), Service: service()}},
+			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports: map[string]want{key(1): {valid: ReasonNoRules, conflict: ReasonNoConflicts}},
+		},
+		{
+			name: "one port at two paths",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "/a"), rule(8080, "/b")), Service: service()},
+			},
+			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports: map[string]want{key(1): {valid: ReasonDuplicatePort, conflict: ReasonNoConflicts}},
+		},
+		{
+			name: "one port twice at the same path is redundant, not invalid",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)), rule(8080, path(1))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1))}}},
+			},
+			wantExports: map[string]want{key(1): ok},
+		},
+		{
+			name:    "headless Service",
+			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: headless(service())}},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.Headless,
+				ServiceAccountName: "*",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1))}}},
+			},
+			wantExports: map[string]want{key(1): ok},
+		},
+		{
+			name:    "ClientIP session affinity is carried",
+			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: clientIP(service(), 300)}},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:                  flomesh.ClusterSetIP,
+				ServiceAccountName:    "*",
+				SessionAffinity:       "ClientIP",
+				SessionAffinityConfig: &flomesh.SessionAffinityConfig{ClientIP: &flomesh.ClientIPConfig{TimeoutSeconds: ptr.To[int32](300)}},
+				Ports:                 []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1))}}},
+			},
+			wantExports: map[string]want{key(1): ok},
+		},
+		{
+			name: "endpoints sorted by key regardless of input or age order",
+			exports: []Export{
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
+				{Cluster: cluster(1), Export: export(2, "*", rule(8080, path(1))), Service: service()},
+				{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{
+					{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1)), endpoint(2, path(2)), endpoint(3, path(3))}},
+				},
+			},
+			wantExports: map[string]want{key(1): ok, key(2): ok, key(3): ok},
+		},
+		{
+			name: "multiple rules on multiple ports, ports sorted by number then protocol",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(9090, "/c1/metrics"), rule(53, "/c1/dns"), rule(8080, "/c1/web")),
+					Service: service(tcp("web", 8080), tcp("metrics", 9090), port("dns", 53, corev1.ProtocolUDP), port("dns-tcp", 53, corev1.ProtocolTCP))},
+				{Cluster: cluster(2), Export: export(1, "*", rule(8080, "/c2/web")),
+					Service: service(tcp("web", 8080), tcp("metrics", 9090))},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{
+					{Name: "dns-tcp", Port: 53, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, "/c1/dns")}},
+					{Name: "dns", Port: 53, Protocol: "UDP", Endpoints: []flomesh.Endpoint{endpoint(1, "/c1/dns")}},
+					{Name: "web", Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, "/c1/web"), endpoint(2, "/c2/web")}},
+					{Name: "metrics", Port: 9090, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, "/c1/metrics")}},
+				},
+			},
+			// A port only some clusters export is a union, not a conflict.
+			wantExports: map[string]want{key(1): ok, key(2): ok},
+		},
+		{
+			name: "appProtocol is carried",
+			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: func() *corev1.Service {
+				p := tcp("http", 8080)
+				p.AppProtocol = ptr.To("kubernetes.io/h2c")
+				return service(p)
+			}()}},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{
+					{Name: "http", Port: 8080, Protocol: "TCP", AppProtocol: ptr.To("kubernetes.io/h2c"), Endpoints: []flomesh.Endpoint{endpoint(1, path(1))}},
+				},
+			},
+			wantExports: map[string]want{key(1): ok},
+		},
+		{
+			name: "member without gateway IP",
+			exports: []Export{{Cluster: func() Cluster {
+				c := cluster(1)
+				c.GatewayHost, c.GatewayIP = "gw.cluster-1.example", ""
+				return c
+			}(), Export: export(0, "*", rule(8080, path(1))), Service: service()}},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{
+					{ClusterKey: key(1), Target: flomesh.Target{Host: "gw.cluster-1.example", IP: "", Port: 81, Path: path(1)}},
+				}}},
+			},
+			wantExports: map[string]want{key(1): ok},
+		},
+
+		// Conflicts (KEP-1645): the oldest valid export wins. In each case
+		// the oldest export is cluster-3's, so that winning by age is not
+		// mistaken for winning by key order.
+		{
+			name: "conflict: protocol of a port",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: service(port("", 8080, corev1.ProtocolUDP))},
+				{Cluster: cluster(2), Export: export(2, "*", rule(8080, path(2))), Service: service()},
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				// cluster-1 defines 8080 otherwise and serves no endpoint for it.
+				Ports: []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(2, path(2)), endpoint(3, path(3))}}},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonPortConflict}, key(2): {ReasonValid, ReasonPortConflict}, key(3): {ReasonValid, ReasonPortConflict}},
+			wantMessages: []string{"port 8080", "8080/TCP of the oldest export (" + key(3) + ")", "8080/UDP (" + key(1) + ")"},
+		},
+		{
+			name: "conflict: name of a port; other ports still merge",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1)), rule(9090, "/c1/metrics")), Service: service(tcp("web", 8080), tcp("metrics", 9090))},
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3)), rule(9090, "/c3/metrics")), Service: service(tcp("http", 8080), tcp("metrics", 9090))},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports: []flomesh.ServicePort{
+					{Name: "http", Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(3, path(3))}},
+					{Name: "metrics", Port: 9090, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, "/c1/metrics"), endpoint(3, "/c3/metrics")}},
+				},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonPortConflict}, key(3): {ReasonValid, ReasonPortConflict}},
+			wantMessages: []string{"8080/TCP name=http of the oldest export (" + key(3) + ") over 8080/TCP name=web (" + key(1) + ")"},
+		},
+		{
+			name: "conflict: headless and not",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: service()},
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: headless(service())},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.Headless,
+				ServiceAccountName: "*",
+				// The type changes no port, so both clusters serve.
+				Ports: []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}}},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonTypeConflict}, key(3): {ReasonValid, ReasonTypeConflict}},
+			wantMessages: []string{"type conflicts: using Headless of the oldest export (" + key(3) + ") over ClusterSetIP (" + key(1) + ")"},
+		},
+		{
+			name: "conflict: serviceAccountName",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: service()},
+				{Cluster: cluster(3), Export: export(0, "sleep", rule(8080, path(3))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "sleep",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}}},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonServiceAccountNameConflict}, key(3): {ReasonValid, ReasonServiceAccountNameConflict}},
+			wantMessages: []string{`serviceAccountName conflicts: using "sleep" of the oldest export (` + key(3) + `) over "*" (` + key(1) + `)`},
+		},
+		{
+			name: "conflict: session affinity",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: clientIP(service(), 300)},
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}}},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonSessionAffinityConflict}, key(3): {ReasonValid, ReasonSessionAffinityConflict}},
+			wantMessages: []string{"sessionAffinity conflicts: using None of the oldest export (" + key(3) + ") over ClientIP (" + key(1) + ")"},
+		},
+		{
+			name: "conflict: session affinity timeout",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: clientIP(service(), 300)},
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: clientIP(service(), 10800)},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:                  flomesh.ClusterSetIP,
+				ServiceAccountName:    "*",
+				SessionAffinity:       "ClientIP",
+				SessionAffinityConfig: &flomesh.SessionAffinityConfig{ClientIP: &flomesh.ClientIPConfig{TimeoutSeconds: ptr.To[int32](10800)}},
+				Ports:                 []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}}},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonSessionAffinityConfigConflict}, key(3): {ReasonValid, ReasonSessionAffinityConfigConflict}},
+			wantMessages: []string{"timeoutSeconds=10800 of the oldest export (" + key(3) + ")"},
+		},
+		{
+			name: "conflict: several properties; the reason is the first, the message lists all",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(1, "other", rule(8080, path(1))), Service: headless(service(port("", 8080, corev1.ProtocolUDP)))},
+				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(3, path(3))}}},
+			},
+			wantExports:  map[string]want{key(1): {ReasonValid, ReasonPortConflict}, key(3): {ReasonValid, ReasonPortConflict}},
+			wantMessages: []string{"port 8080 conflicts", "type conflicts", "serviceAccountName conflicts"},
+		},
+		{
+			name: "conflict: ties in creation time are broken by cluster key",
+			exports: []Export{
+				{Cluster: cluster(2), Export: export(0, "late", rule(8080, path(2))), Service: service()},
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(1, path(1)), endpoint(2, path(2))}}},
+			},
+			wantExports: map[string]want{key(1): {ReasonValid, ReasonServiceAccountNameConflict}, key(2): {ReasonValid, ReasonServiceAccountNameConflict}},
+		},
+		{
+			name: "conflict: an invalid export is no party to it, even when oldest",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "old"), Service: service()},
+				{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()},
+				{Cluster: cluster(3), Export: export(2, "*", rule(8080, path(3))), Service: service()},
+			},
+			wantSpec: flomesh.ServiceImportSpec{
+				Type:               flomesh.ClusterSetIP,
+				ServiceAccountName: "*",
+				Ports:              []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(2, path(2)), endpoint(3, path(3))}}},
+			},
+			wantExports: map[string]want{key(1): {ReasonNoRules, ReasonNoConflicts}, key(2): ok, key(3): ok},
+		},
+	}
+
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			imp := Compute(ns, name, tc.exports)
+			require.NotNil(t, imp)
+			assert.Equal(t, tc.wantSpec, imp.Spec)
+			assertStatus(t, imp, tc.exports, tc.wantExports, tc.wantMessages)
+		})
+	}
+}
+
+// assertStatus checks the import's status against the expected state of
+// each export, and the properties every status must have.
+func assertStatus(t *testing.T, imp *flomesh.ServiceImport, exports []Export, wants map[string]want, messages []string) {
+	t.Helper()
+	var keys, validKeys []string
+	for k, w := range wants {
+		keys = append(keys, k)
+		if w.valid == ReasonValid {
+			validKeys = append(validKeys, k)
+		}
+	}
+	slices.Sort(keys)
+	slices.Sort(validKeys)
+
+	var gotKeys, gotClusters []string
+	for _, es := range imp.Status.Exports {
+		gotKeys = append(gotKeys, es.Cluster)
+	}
+	for _, c := range imp.Status.Clusters {
+		gotClusters = append(gotClusters, c.Cluster)
+	}
+	assert.Equal(t, keys, gotKeys, "one status per export, sorted by key")
+	assert.Equal(t, validKeys, gotClusters, "clusters are those of valid exports, sorted by key")
+
+	for _, e := range exports {
+		k := e.Cluster.Key
+		w := wants[k]
+		validStatus := metav1.ConditionFalse
+		if w.valid == ReasonValid {
+			validStatus = metav1.ConditionTrue
+		}
+		conflictStatus := metav1.ConditionTrue
+		if w.conflict == ReasonNoConflicts {
+			conflictStatus = metav1.ConditionFalse
+		}
+		conds := ExportConditions(imp, k)
+		require.Len(t, conds, 2, k)
+		assert.Equal(t, ConditionValid, conds[0].Type)
+		assert.Equal(t, ConditionConflict, conds[1].Type)
+		for _, c := range conds {
+			assert.Equal(t, e.Export.CreationTimestamp, c.LastTransitionTime, "%s %s: transition time is the export's creation", k, c.Type)
+			assert.Equal(t, e.Export.Generation, c.ObservedGeneration, "%s %s", k, c.Type)
+			assert.NotEmpty(t, c.Message, "%s %s", k, c.Type)
+		}
+		assertCondition(t, imp, k, ConditionValid, validStatus, w.valid)
+		assertCondition(t, imp, k, ConditionConflict, conflictStatus, w.conflict)
+		for _, m := range messages {
+			if w.valid == ReasonValid {
+				assert.Contains(t, conds[1].Message, m, k)
+			} else {
+				assert.Contains(t, conds[0].Message, m, k)
+			}
+		}
+	}
+}
+
+func assertCondition(t *testing.T, imp *flomesh.ServiceImport, clusterKey, condType string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	c := findCondition(ExportConditions(imp, clusterKey), condType)
+	if !assert.NotNil(t, c, "%s: no %s condition", clusterKey, condType) {
+		return
+	}
+	assert.Equal(t, status, c.Status, "%s %s status (%s)", clusterKey, condType, c.Message)
+	assert.Equal(t, reason, c.Reason, "%s %s reason (%s)", clusterKey, condType, c.Message)
+}
+
+func findCondition(conds []metav1.Condition, condType string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == condType {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// TestConflictClears checks that the Conflict mark goes away from every
+// export once the exports agree again, and that the import then serves the
+// cluster that conflicted.
+func TestConflictClears(t *testing.T) {
+	exports := []Export{
+		{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
+		{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service(port("", 8080, corev1.ProtocolUDP))},
+	}
+	imp := Compute(ns, name, exports)
+	for _, k := range []string{key(1), key(2)} {
+		assertCondition(t, imp, k, ConditionConflict, metav1.ConditionTrue, ReasonPortConflict)
+	}
+	assert.Equal(t, []flomesh.Endpoint{endpoint(1, path(1))}, imp.Spec.Ports[0].Endpoints)
+
+	// The owner of cluster-2 fixes the Service.
+	exports[1].Service = service()
+	fixed := Compute(ns, name, exports)
+	for _, k := range []string{key(1), key(2)} {
+		assertCondition(t, fixed, k, ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
+	}
+	assert.Equal(t, []flomesh.Endpoint{endpoint(1, path(1)), endpoint(2, path(2))}, fixed.Spec.Ports[0].Endpoints)
+	assert.False(t, Equal(imp, fixed))
+
+	// The conflict also ends when the conflicting export goes away.
+	exports[1].Service = service(port("", 8080, corev1.ProtocolUDP))
+	alone := Compute(ns, name, exports[:1])
+	assertCondition(t, alone, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
+}
+
+// TestDuplicateClusterKey checks that a cluster listed twice yields one
+// status entry, from its older export.
+func TestDuplicateClusterKey(t *testing.T) {
+	imp := Compute(ns, name, []Export{
+		{Cluster: cluster(1), Export: export(1, "new", rule(8080, "/new")), Service: service()},
+		{Cluster: cluster(1), Export: export(0, "old", rule(8080, "/old")), Service: service()},
+	})
+	require.Len(t, imp.Status.Exports, 1)
+	assert.Equal(t, "old", imp.Spec.ServiceAccountName)
+	assert.Equal(t, []flomesh.Endpoint{endpoint(1, "/old")}, imp.Spec.Ports[0].Endpoints)
+}
+
+// TestDeterministic checks that the order of the exports does not matter:
+// every replica, whatever order its caches list in, serves the same bytes.
+func TestDeterministic(t *testing.T) {
+	exports := benchmarkExports(8)
+	// Make it interesting: a conflict, an invalid export, a tie in age.
+	exports[5].Service = service(port("", 8080, corev1.ProtocolUDP))
+	exports[6].Service = nil
+	exports[7].Export.CreationTimestamp = exports[2].Export.CreationTimestamp
+
+	want := Compute(ns, name, exports)
+	wantJSON, err := json.Marshal(want)
+	require.NoError(t, err)
+
+	rnd := rand.New(rand.NewSource(1))
+	for i := 0; i < 50; i++ {
+		shuffled := slices.Clone(exports)
+		rnd.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		got := Compute(ns, name, shuffled)
+		require.True(t, reflect.DeepEqual(want, got), "order %d differs", i)
+		gotJSON, err := json.Marshal(got)
+		require.NoError(t, err)
+		require.Equal(t, string(wantJSON), string(gotJSON))
+		require.True(t, Equal(want, got))
+	}
+}
+
+// TestComputeDoesNotAlias checks that the import shares no memory with its
+// inputs, so the caller may hand it out while the caches change.
+func TestComputeDoesNotAlias(t *testing.T) {
+	exports := walkthrough()
+	svc := clientIP(service(), 300)
+	exports[0].Service, exports[1].Service = svc, clientIP(service(), 300)
+	imp := Compute(ns, name, exports)
+	before := imp.DeepCopy()
+
+	*svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = 1
+	exports[0].Export.Spec.Rules[0].Path = "/changed"
+	exports[0].Export.CreationTimestamp = metav1.NewTime(t0.Add(time.Hour))
+	assert.True(t, Equal(before, imp))
+}
+
+func TestEqual(t *testing.T) {
+	a := Compute(ns, name, walkthrough())
+	b := a.DeepCopy()
+	b.ResourceVersion = "42"
+	assert.True(t, Equal(a, b), "resourceVersion is ignored")
+
+	b.Status.Clusters[0].Addresses = []string{}
+	a.Status.Clusters[0].Addresses = nil
+	assert.True(t, Equal(a, b), "nil and empty lists are equal")
+
+	c := a.DeepCopy()
+	c.Spec.Ports[0].Endpoints[1].Target.Path = "/other"
+	assert.False(t, Equal(a, c))
+
+	d := a.DeepCopy()
+	d.Status.Exports[0].Conditions[1].Status = metav1.ConditionTrue
+	assert.False(t, Equal(a, d))
+
+	assert.True(t, Equal(nil, nil))
+	assert.False(t, Equal(a, nil))
+	assert.False(t, Equal(nil, a))
+}
+
+func TestGatewayAddresses(t *testing.T) {
+	tests := []struct {
+		cluster Cluster
+		want    []string
+	}{
+		{Cluster{GatewayHost: "192.168.1.110", GatewayIP: "192.168.1.110", GatewayPort: 81}, []string{"192.168.1.110:81"}},
+		{Cluster{GatewayHost: "gw.example", GatewayIP: "10.0.0.1", GatewayPort: 80}, []string{"gw.example:80", "10.0.0.1:80"}},
+		{Cluster{GatewayHost: "gw.example", GatewayPort: 80}, []string{"gw.example:80"}},
+		{Cluster{GatewayHost: "fd00::1", GatewayIP: "fd00::1", GatewayPort: 80}, []string{"[fd00::1]:80"}},
+		{Cluster{}, nil},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, gatewayAddresses(tc.cluster), "%+v", tc.cluster)
+	}
+}
+
+// benchmarkExports returns n clusters exporting httpbin with two ports each.
+func benchmarkExports(n int) []Export {
+	exports := make([]Export, n)
+	for i := range exports {
+		c := i + 1
+		exports[i] = Export{
+			Cluster: cluster(c),
+			Export:  export(n-i, "*", rule(8080, path(c)), rule(9090, fmt.Sprintf("/cluster-%d/metrics", c))),
+			Service: service(tcp("http", 8080), tcp("metrics", 9090)),
+		}
+	}
+	return exports
+}
+
+func BenchmarkCompute(b *testing.B) {
+	exports := benchmarkExports(8)
+	b.ReportAllocs()
+	for b.Loop() {
+		if Compute(ns, name, exports) == nil {
+			b.Fatal("no import")
+		}
+	}
+}

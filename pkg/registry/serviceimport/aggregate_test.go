@@ -1,0 +1,207 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package serviceimport
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/storage"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+)
+
+func imp(ns, name string, port int32) *flomesh.ServiceImport {
+	return &flomesh.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{{Port: port, Protocol: "TCP"}}},
+	}
+}
+
+func equalSpec(a, b *flomesh.ServiceImport) bool {
+	return apiequality.Semantic.DeepEqual(a.Spec, b.Spec)
+}
+
+var everything = storage.SelectionPredicate{Label: labels.Everything(), Field: fields.Everything(), GetAttrs: getAttrs}
+
+func next(t *testing.T, w watch.Interface) watch.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-w.ResultChan():
+		require.True(t, ok, "watch ended early")
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return watch.Event{}
+	}
+}
+
+func TestSetIsIdempotentAndVersioned(t *testing.T) {
+	a := NewAggregate(10)
+	assert.True(t, a.Set(imp("ns", "a", 80), equalSpec))
+	first, _ := a.Get("ns", "a")
+	assert.False(t, a.Set(imp("ns", "a", 80), equalSpec), "an equal import is no change")
+	again, _ := a.Get("ns", "a")
+	assert.Equal(t, first.ResourceVersion, again.ResourceVersion)
+	assert.True(t, a.Set(imp("ns", "a", 81), equalSpec))
+	changed, _ := a.Get("ns", "a")
+	assert.NotEqual(t, first.ResourceVersion, changed.ResourceVersion)
+	assert.True(t, a.Delete("ns", "a"))
+	assert.False(t, a.Delete("ns", "a"))
+	_, ok := a.Get("ns", "a")
+	assert.False(t, ok)
+}
+
+func TestListFiltersAndSorts(t *testing.T) {
+	a := NewAggregate(10)
+	b := imp("ns2", "b", 80)
+	b.Labels = map[string]string{"app": "b"}
+	a.Set(b, equalSpec)
+	a.Set(imp("ns1", "z", 80), equalSpec)
+	a.Set(imp("ns1", "a", 80), equalSpec)
+
+	items, rv, err := a.List("", everything)
+	require.NoError(t, err)
+	require.Len(t, items, 3)
+	assert.Equal(t, []string{"ns1/a", "ns1/z", "ns2/b"}, []string{
+		items[0].Namespace + "/" + items[0].Name, items[1].Namespace + "/" + items[1].Name, items[2].Namespace + "/" + items[2].Name})
+	assert.NotEmpty(t, rv)
+
+	items, _, err = a.List("ns1", everything)
+	require.NoError(t, err)
+	assert.Len(t, items, 2)
+
+	byLabel := everything
+	byLabel.Label = labels.SelectorFromSet(labels.Set{"app": "b"})
+	items, _, err = a.List("", byLabel)
+	require.NoError(t, err)
+	require.Len(t, items, 1)
+	assert.Equal(t, "b", items[0].Name)
+
+	byName := everything
+	byName.Field = fields.OneTermEqualSelector("metadata.name", "z")
+	items, _, err = a.List("", byName)
+	require.NoError(t, err)
+	require.Len(t, items, 1)
+	assert.Equal(t, "z", items[0].Name)
+}
+
+func TestWatchResumesFromHistory(t *testing.T) {
+	a := NewAggregate(100)
+	a.Set(imp("ns", "a", 80), equalSpec)
+	_, rv, _ := a.List("", everything)
+	a.Set(imp("ns", "b", 80), equalSpec)
+	a.Set(imp("ns", "a", 81), equalSpec)
+	a.Delete("ns", "b")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := a.Watch(ctx, watchOptions{pred: everything, resourceVersion: rv})
+	require.NoError(t, err)
+	defer w.Stop()
+	for _, want := range []struct {
+		typ  watch.EventType
+		name string
+	}{{watch.Added, "b"}, {watch.Modified, "a"}, {watch.Deleted, "b"}} {
+		ev := next(t, w)
+		assert.Equal(t, want.typ, ev.Type)
+		assert.Equal(t, want.name, ev.Object.(*flomesh.ServiceImport).Name)
+	}
+	// And live events follow.
+	a.Set(imp("ns", "c", 80), equalSpec)
+	ev := next(t, w)
+	assert.Equal(t, watch.Added, ev.Type)
+	assert.Equal(t, "c", ev.Object.(*flomesh.ServiceImport).Name)
+}
+
+func TestWatchTooOldOrForeignVersionIsGone(t *testing.T) {
+	a := NewAggregate(3)
+	a.Set(imp("ns", "a", 80), equalSpec)
+	_, old, _ := a.List("", everything)
+	for port := int32(81); port < 90; port++ {
+		a.Set(imp("ns", "a", port), equalSpec)
+	}
+	_, err := a.Watch(context.Background(), watchOptions{pred: everything, resourceVersion: old})
+	assert.True(t, apierrors.IsResourceExpired(err), "a version older than the history: want 410, got %v", err)
+
+	other := NewAggregate(3)
+	other.Set(imp("ns", "a", 80), equalSpec)
+	_, foreign, _ := other.List("", everything)
+	_, err = a.Watch(context.Background(), watchOptions{pred: everything, resourceVersion: foreign})
+	assert.True(t, apierrors.IsResourceExpired(err), "another replica's version: want 410, got %v", err)
+
+	_, err = a.Watch(context.Background(), watchOptions{pred: everything, resourceVersion: "abc"})
+	assert.True(t, apierrors.IsBadRequest(err), "want 400, got %v", err)
+}
+
+func TestWatchSendInitialEventsEndsWithBookmark(t *testing.T) {
+	a := NewAggregate(10)
+	a.Set(imp("ns", "a", 80), equalSpec)
+	a.Set(imp("other", "b", 80), equalSpec)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := a.Watch(ctx, watchOptions{namespace: "ns", pred: everything, sendInitialEvents: true, bookmarks: true})
+	require.NoError(t, err)
+	defer w.Stop()
+
+	ev := next(t, w)
+	assert.Equal(t, watch.Added, ev.Type)
+	assert.Equal(t, "a", ev.Object.(*flomesh.ServiceImport).Name, "only the namespace watched")
+	ev = next(t, w)
+	require.Equal(t, watch.Bookmark, ev.Type)
+	bm := ev.Object.(*flomesh.ServiceImport)
+	assert.Equal(t, "true", bm.Annotations[metav1.InitialEventsAnnotationKey])
+	_, rv, _ := a.List("", everything)
+	assert.Equal(t, rv, bm.ResourceVersion)
+}
+
+func TestSlowWatcherIsEndedNotWaitedFor(t *testing.T) {
+	a := NewAggregate(10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := a.Watch(ctx, watchOptions{pred: everything, resourceVersion: "0"})
+	require.NoError(t, err)
+	defer w.Stop()
+	// Nobody reads the watch; the writer must never block.
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < watcherBuffer+10; i++ {
+			a.Set(imp("ns", "a"+strconv.Itoa(i), 80), equalSpec)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a slow watcher blocked the aggregate")
+	}
+	// The watch delivers what it had buffered, then ends.
+	n := 0
+	for range w.ResultChan() {
+		n++
+	}
+	assert.Less(t, n, watcherBuffer+10)
+}
