@@ -255,11 +255,12 @@ func (c *Controller) probe(m *member) {
 		return
 	}
 	defer m.probing.Store(false)
-	before := m.serving(c.opts.UnavailableGrace, time.Now())
 	m.probe(c.enqueueService)
-	after := m.serving(c.opts.UnavailableGrace, time.Now())
-	if before != after {
-		klog.InfoS("Member endpoints changed", "cluster", m.name, "serving", after)
+	// The grace runs out between probes as well as during one: compare
+	// with what the imports were last computed with.
+	serving := m.serving(c.opts.UnavailableGrace, time.Now())
+	if serving != m.lastServing.Swap(serving) {
+		klog.InfoS("Member endpoints changed", "cluster", m.name, "serving", serving)
 		for _, k := range m.exportKeys() {
 			c.enqueueService(k[0], k[1])
 		}

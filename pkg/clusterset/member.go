@@ -88,6 +88,9 @@ type member struct {
 	// probing is set while a probe runs, so probes never pile up on a
 	// member that answers slowly.
 	probing atomic.Bool
+	// lastServing is whether the imports were last computed with the
+	// member's endpoints in.
+	lastServing atomic.Bool
 }
 
 // newMember builds the clients of a member from its Cluster. A kubeconfig
