@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails when the generated code is stale: it regenerates into a scratch copy
-# of the module and diffs apis/, generated/ and the API-rule list against it.
+# of the module and diffs apis/, generated/, the API-rule list and the
+# member CRDs (artifacts/crds) against it.
 set -o errexit
 set -o nounset
 set -o pipefail
@@ -14,7 +15,7 @@ tar -C "${SCRIPT_ROOT}" --exclude=./_output --exclude=./.git -cf - . | tar -C "$
 "${TMP}/hack/update-codegen.sh" >/dev/null
 
 ret=0
-for d in apis generated hack/api-rules; do
+for d in apis generated hack/api-rules artifacts/crds; do
   diff -Naupr "${SCRIPT_ROOT}/${d}" "${TMP}/${d}" || ret=1
 done
 if [[ ${ret} -eq 0 ]]; then

@@ -34,6 +34,11 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -167,6 +172,9 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 	if err := errors.Join(errs...); err != nil {
 		return f, err
 	}
+	if err := f.installMemberCRDs(ctx); err != nil {
+		return f, fmt.Errorf("member CRDs: %w", err)
+	}
 	if opts.WithoutFedmesh {
 		return f, nil
 	}
@@ -174,6 +182,104 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 		return f, fmt.Errorf("fedmesh-apiserver: %w", err)
 	}
 	return f, nil
+}
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// installMemberCRDs applies the CRDs of artifacts/crds to every member, the
+// members in parallel, and waits until each member serves them: every CRD
+// reports Established and discovery lists its resource, so that a kubectl
+// started right after finds it.
+func (f *Federation) installMemberCRDs(ctx context.Context) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(root, "artifacts", "crds", "*.yaml"))
+	if err != nil {
+		return err
+	}
+	var crds []*unstructured.Unstructured
+	for _, file := range files {
+		objs, err := readObjects(file)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		crds = append(crds, objs...)
+	}
+	if len(crds) == 0 {
+		return fmt.Errorf("no CRDs in %s: run hack/update-codegen.sh", filepath.Join(root, "artifacts", "crds"))
+	}
+	served := func(ctx context.Context, m *Cluster, crd *unstructured.Unstructured) error {
+		dyn, err := dynamic.NewForConfig(m.Config())
+		if err != nil {
+			return err
+		}
+		u, err := dyn.Resource(crdGVR).Get(ctx, crd.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		established := false
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			if c, _ := c.(map[string]interface{}); c["type"] == "Established" && c["status"] == "True" {
+				established = true
+			}
+		}
+		if !established {
+			return fmt.Errorf("CRD %s not Established", crd.GetName())
+		}
+		group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+		plural, _, _ := unstructured.NestedString(u.Object, "spec", "names", "plural")
+		versions, _, _ := unstructured.NestedSlice(u.Object, "spec", "versions")
+		dc, err := discovery.NewDiscoveryClientForConfig(m.Config())
+		if err != nil {
+			return err
+		}
+		for _, v := range versions {
+			v, _ := v.(map[string]interface{})
+			if v["served"] != true {
+				continue
+			}
+			gv := fmt.Sprintf("%s/%v", group, v["name"])
+			list, err := dc.ServerResourcesForGroupVersion(gv)
+			if err != nil {
+				return err
+			}
+			found := false
+			for _, r := range list.APIResources {
+				found = found || r.Name == plural
+			}
+			if !found {
+				return fmt.Errorf("discovery of %s does not list %s yet", gv, plural)
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(f.Members))
+	var wg sync.WaitGroup
+	for i, m := range f.Members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			objs := make([]*unstructured.Unstructured, len(crds))
+			for j, crd := range crds {
+				objs[j] = crd.DeepCopy()
+			}
+			if err := m.Apply(ctx, objs...); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", m.Name, err)
+				return
+			}
+			for _, crd := range objs {
+				if err := waitFor(ctx, 30*time.Second, m.proc, func(ctx context.Context) error { return served(ctx, m, crd) }); err != nil {
+					errs[i] = fmt.Errorf("%s: %w", m.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Member returns the member of that name.

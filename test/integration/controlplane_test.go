@@ -85,7 +85,7 @@ func TestControlPlane(t *testing.T) {
 			header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
 			assert.Equal(t, []string{"NAME", "KEY", "GATEWAY", "READY", "AGE"}, header)
 			for _, name := range members {
-				assert.Regexp(t, "(?m)^"+name+" +default/default/default/"+name+` +127\.0\.0\.1:8[13] +Unknown +\S+$`, out)
+				assert.Regexp(t, "(?m)^"+name+" +default/default/default/"+name+` +127\.0\.0\.1:8[13] +(Unknown|False|True) +\S+$`, out)
 			}
 			assert.NotContains(t, out, "certificate-authority-data", "no kubeconfig in the table")
 

@@ -90,6 +90,7 @@ type ClusterList struct {
 // LoadBalancerType is how consumers spread traffic over the clusters that
 // serve a service.
 // +enum
+// +kubebuilder:validation:Enum=Locality;FailOver;ActiveActive
 type LoadBalancerType string
 
 const (
@@ -104,6 +105,10 @@ const (
 
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:resource:path=globaltrafficpolicies,singular=globaltrafficpolicy,shortName=gtp,scope=Namespaced
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="LB Type",type=string,JSONPath=`.spec.lbType`,description="how consumers route: Locality, FailOver or ActiveActive"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // GlobalTrafficPolicy sets how consumers of the service of the same
 // namespace and name route across clusters.
@@ -119,6 +124,7 @@ type GlobalTrafficPolicy struct {
 type GlobalTrafficPolicySpec struct {
 	// LbType is Locality (default), FailOver or ActiveActive.
 	// +optional
+	// +kubebuilder:default=Locality
 	LbType LoadBalancerType `json:"lbType,omitempty"`
 	// Targets are the clusters traffic may go to. FailOver needs at least
 	// one; Locality takes none; ActiveActive with none means every
@@ -180,6 +186,7 @@ type GlobalTrafficPolicyList struct {
 
 // ServiceImportType is the kind of a ServiceImport.
 // +enum
+// +kubebuilder:validation:Enum=ClusterSetIP;Headless
 type ServiceImportType string
 
 const (
@@ -197,6 +204,10 @@ type ServiceAffinity string
 
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:resource:path=serviceimports,singular=serviceimport,shortName=simp,scope=Namespaced
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`,description="ClusterSetIP or Headless"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // ServiceImport is a service as the federation sees it: the union of the
 // ServiceExports of the same namespace and name in the member clusters. On
@@ -219,6 +230,7 @@ type ServiceImportSpec struct {
 	IPs []string `json:"ips,omitempty"`
 	// Type is ClusterSetIP (default) or Headless.
 	// +optional
+	// +kubebuilder:default=ClusterSetIP
 	Type ServiceImportType `json:"type,omitempty"`
 	// +optional
 	SessionAffinity ServiceAffinity `json:"sessionAffinity,omitempty"`
@@ -250,7 +262,9 @@ type ServicePort struct {
 	Protocol Protocol `json:"protocol,omitempty"`
 	// +optional
 	AppProtocol *string `json:"appProtocol,omitempty"`
-	Port        int32   `json:"port"`
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
 	// Endpoints are the exporting clusters' gateways serving this port.
 	// +optional
 	// +listType=atomic
@@ -267,6 +281,8 @@ type Endpoint struct {
 type Target struct {
 	Host string `json:"host"`
 	IP   string `json:"ip"`
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	Port int32  `json:"port"`
 	Path string `json:"path"`
 }
@@ -321,6 +337,7 @@ type ServiceImportList struct {
 
 // PathType is how an export rule's path matches (Exact or Prefix).
 // +enum
+// +kubebuilder:validation:Enum=Exact;Prefix
 type PathType string
 
 const (
@@ -330,6 +347,7 @@ const (
 
 // ExportLoadBalancer is the algorithm the gateway uses for an export.
 // +enum
+// +kubebuilder:validation:Enum=RoundRobinLoadBalancer;HashingLoadBalancer;LeastWorkLoadBalancer
 type ExportLoadBalancer string
 
 const (
@@ -340,6 +358,11 @@ const (
 
 // +genclient
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:resource:path=serviceexports,singular=serviceexport,shortName=sexp,scope=Namespaced
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=`.status.conditions[?(@.type=="Valid")].status`,description="status of the Valid condition"
+// +kubebuilder:printcolumn:name="Conflict",type=string,JSONPath=`.status.conditions[?(@.type=="Conflict")].status`,description="status of the Conflict condition",priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // ServiceExport, in a member cluster, exports the Service of the same
 // namespace and name to the federation.
@@ -362,6 +385,7 @@ type ServiceExportSpec struct {
 	Rules []ServiceExportRule `json:"rules,omitempty"`
 	// LoadBalancer is the gateway's algorithm. Defaults to RoundRobinLoadBalancer.
 	// +optional
+	// +kubebuilder:default=RoundRobinLoadBalancer
 	LoadBalancer ExportLoadBalancer `json:"loadBalancer,omitempty"`
 	// +optional
 	SessionSticky bool `json:"sessionSticky,omitempty"`
@@ -375,10 +399,13 @@ type ServiceExportSpec struct {
 
 // ServiceExportRule exposes one port of the Service at a path.
 type ServiceExportRule struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	PortNumber int32 `json:"portNumber"`
 	// +optional
 	Path string `json:"path,omitempty"`
 	// +optional
+	// +kubebuilder:default=Prefix
 	PathType PathType `json:"pathType,omitempty"`
 }
 
