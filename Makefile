@@ -8,7 +8,7 @@ GO_PACKAGES := ./...
 # Integration tests start real etcd and kube-apiservers; give them room.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit verify codegen test-binaries run clean
+.PHONY: all build test unit verify codegen test-binaries run local-up clean
 
 all: build
 
@@ -26,7 +26,7 @@ test: verify test-binaries build
 
 ## unit: run the tests quickly, without the checks of verify
 unit:
-	go test -count=1 $(GO_PACKAGES)
+	go test -short -count=1 $(GO_PACKAGES)
 
 ## verify: gofmt, go vet and generated-code freshness
 verify:
@@ -42,6 +42,10 @@ codegen:
 ## run: start fedmesh-apiserver standalone with an embedded etcd (dev only)
 run: build
 	hack/run-standalone.sh
+
+## local-up: etcd, a control plane and cluster-1..3 on loopback, with fedmesh-apiserver registered
+local-up: build test-binaries
+	hack/local-up.sh
 
 clean:
 	rm -rf _output
