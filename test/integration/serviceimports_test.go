@@ -17,19 +17,28 @@ limitations under the License.
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	"github.com/fedmesh/fedmesh/test/framework"
 )
 
@@ -183,4 +192,193 @@ func TestServiceImports(t *testing.T) {
 			assert.Equal(c, []string{"default/default/default/cluster-3"}, endpointKeys(ctx, f, "httpbin"))
 		}, 2*time.Second, 50*time.Millisecond)
 	})
+}
+
+// TestServiceImportsLive watches the imports as a controller and a user
+// would, while a member exports, changes and unexports a service.
+func TestServiceImportsLive(t *testing.T) {
+	f := framework.Start(t, framework.Options{Members: []string{"cluster-1", "cluster-2"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	register(t, ctx, f, "cluster-1", 81)
+	register(t, ctx, f, "cluster-2", 82)
+	m1, m2 := f.Member("cluster-1"), f.Member("cluster-2")
+	for _, m := range []*framework.Cluster{m1, m2} {
+		_, err := m.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "live"}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	service := func(m *framework.Cluster, name string, port int32, protocol corev1.Protocol) {
+		_, err := m.Kube().CoreV1().Services("live").Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone,
+				Ports: []corev1.ServicePort{{Port: port, Protocol: protocol}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	export := func(m *framework.Cluster, name, path string, port int32) *v1alpha1.ServiceExport {
+		e, err := m.Fedmesh().FlomeshV1alpha1().ServiceExports("live").Create(ctx, &v1alpha1.ServiceExport{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       v1alpha1.ServiceExportSpec{Rules: []v1alpha1.ServiceExportRule{{PortNumber: port, Path: path}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		return e
+	}
+
+	// An informer with client-go's default settings, as the syncer runs.
+	factory := externalversions.NewSharedInformerFactoryWithOptions(f.ControlPlane.Fedmesh(), 0, externalversions.WithNamespace("live"))
+	informer := factory.Flomesh().V1alpha1().ServiceImports().Informer()
+	events := make(chan string, 64)
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) { events <- "add " + obj.(*v1alpha1.ServiceImport).Name },
+		UpdateFunc: func(old, obj interface{}) {
+			if old.(*v1alpha1.ServiceImport).ResourceVersion != obj.(*v1alpha1.ServiceImport).ResourceVersion {
+				events <- "update " + obj.(*v1alpha1.ServiceImport).Name
+			}
+		},
+		DeleteFunc: func(obj interface{}) {
+			if si, ok := obj.(*v1alpha1.ServiceImport); ok {
+				events <- "delete " + si.Name
+			}
+		},
+	})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	factory.Start(stop)
+	defer factory.Shutdown()
+	defer close(stop)
+	require.True(t, cache.WaitForCacheSync(ctx.Done(), informer.HasSynced), "the informer syncs")
+
+	// And kubectl, watching.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var watchOut safeBuffer
+	kw := exec.CommandContext(watchCtx, kubectls(t)[0].path, "--kubeconfig", f.ControlPlane.KubeconfigPath,
+		"get", "serviceimports", "-A", "-w", "--output-watch-events")
+	kw.Stdout, kw.Stderr = &watchOut, &watchOut
+	kw.Env = append(os.Environ(), "HOME="+t.TempDir())
+	require.NoError(t, kw.Start())
+	defer func() { stopWatch(); _ = kw.Wait() }()
+
+	within := func(want string) {
+		t.Helper()
+		start := time.Now()
+		for {
+			select {
+			case got := <-events:
+				if got == want {
+					t.Logf("%q after %v", want, time.Since(start).Round(time.Millisecond))
+					return
+				}
+			case <-time.After(time.Second - time.Since(start)):
+				t.Fatalf("no %q within 1s", want)
+			}
+		}
+	}
+
+	// kubectl connects in its own time: a first export, seen by both
+	// watchers, shows they are watching before the timed changes start.
+	service(m1, "sentinel", 9, corev1.ProtocolTCP)
+	export(m1, "sentinel", "/sentinel", 9)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Regexp(c, `(?m)^ADDED +live +sentinel `, watchOut.String())
+	}, 10*time.Second, 50*time.Millisecond, "kubectl get -w prints the first export")
+	within("add sentinel")
+
+	service(m1, "echo", 7, corev1.ProtocolTCP)
+	e := export(m1, "echo", "/echo", 7)
+	within("add echo")
+
+	e.Spec.Rules[0].Path = "/echo-v2"
+	_, err = m1.Fedmesh().FlomeshV1alpha1().ServiceExports("live").Update(ctx, e, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	within("update echo")
+
+	require.NoError(t, m1.Fedmesh().FlomeshV1alpha1().ServiceExports("live").Delete(ctx, "echo", metav1.DeleteOptions{}))
+	within("delete echo")
+
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		out := watchOut.String()
+		assert.Regexp(c, `(?m)^ADDED +live +echo `, out)
+		assert.Regexp(c, `(?m)^MODIFIED +live +echo `, out)
+		assert.Regexp(c, `(?m)^DELETED +live +echo `, out)
+	}, 5*time.Second, 100*time.Millisecond, "kubectl get -w prints the changes")
+
+	t.Run("a watch from a version this server did not issue is 410 Gone", func(t *testing.T) {
+		_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().ServiceImports("live").Watch(ctx, metav1.ListOptions{ResourceVersion: "1"})
+		assert.True(t, apierrors.IsResourceExpired(err) || apierrors.IsGone(err), "want 410, got %v", err)
+	})
+
+	t.Run("a conflict follows KEP-1645 and clears", func(t *testing.T) {
+		// cluster-1 exports first, so its TCP port wins over cluster-2's UDP.
+		service(m1, "dns", 53, corev1.ProtocolTCP)
+		export(m1, "dns", "/dns", 53)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().ServiceImports("live").Get(ctx, "dns", metav1.GetOptions{})
+			assert.NoError(c, err)
+		}, 5*time.Second, 50*time.Millisecond)
+		time.Sleep(1100 * time.Millisecond) // creationTimestamps have a one-second resolution
+		service(m2, "dns", 53, corev1.ProtocolUDP)
+		export(m2, "dns", "/dns", 53)
+
+		var si *v1alpha1.ServiceImport
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			var err error
+			si, err = f.ControlPlane.Fedmesh().FlomeshV1alpha1().ServiceImports("live").Get(ctx, "dns", metav1.GetOptions{})
+			if assert.NoError(c, err) && assert.Len(c, si.Status.Exports, 2) {
+				for _, e := range si.Status.Exports {
+					assert.True(c, meta.IsStatusConditionTrue(e.Conditions, "Conflict"), "%s in conflict", e.Cluster)
+				}
+			}
+		}, 5*time.Second, 50*time.Millisecond)
+		require.Len(t, si.Spec.Ports, 1)
+		assert.Equal(t, v1alpha1.Protocol("TCP"), si.Spec.Ports[0].Protocol, "the oldest export wins")
+		assert.Equal(t, "PortConflict", meta.FindStatusCondition(si.Status.Exports[1].Conditions, "Conflict").Reason)
+
+		require.NoError(t, m2.Fedmesh().FlomeshV1alpha1().ServiceExports("live").Delete(ctx, "dns", metav1.DeleteOptions{}))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			si, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().ServiceImports("live").Get(ctx, "dns", metav1.GetOptions{})
+			if assert.NoError(c, err) && assert.Len(c, si.Status.Exports, 1) {
+				assert.True(c, meta.IsStatusConditionFalse(si.Status.Exports[0].Conditions, "Conflict"), "the mark clears")
+			}
+		}, 5*time.Second, 50*time.Millisecond)
+	})
+
+	t.Run("a kubeconfig the member refuses is Unauthorized", func(t *testing.T) {
+		_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Create(ctx, &v1alpha1.Cluster{
+			ObjectMeta: metav1.ObjectMeta{Name: "refused"},
+			Spec:       v1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", Kubeconfig: tokenKubeconfig(t, m2.Server(), "not-a-token")},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		cl := waitReady(t, ctx, f, "refused", metav1.ConditionFalse, 10*time.Second)
+		assert.Equal(t, "Unauthorized", meta.FindStatusCondition(cl.Status.Conditions, "Ready").Reason)
+	})
+}
+
+// safeBuffer is a bytes.Buffer a process writes to while the test reads.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tokenKubeconfig(t *testing.T, server, token string) string {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["m"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["m"] = &clientcmdapi.Context{Cluster: "m", AuthInfo: "u"}
+	cfg.CurrentContext = "m"
+	b, err := clientcmd.Write(*cfg)
+	require.NoError(t, err)
+	return string(b)
 }
