@@ -169,6 +169,11 @@ func (m *member) probe(onChange func(namespace, name string)) {
 		m.mu.Unlock()
 		if !up {
 			m.startInformers(onChange)
+			// A new member is usually small: give its caches a moment to
+			// sync, so it turns Ready on this probe rather than the next.
+			syncCtx, cancel := context.WithTimeout(m.ctx, probeTimeout)
+			cache.WaitForCacheSync(syncCtx.Done(), m.synced...)
+			cancel()
 		}
 		for _, synced := range m.synced {
 			if !synced() {
@@ -237,13 +242,37 @@ func failure(err error) metav1.Condition {
 	}
 }
 
-// dropManagedFields keeps managed fields, which fedmesh never reads, out
-// of the caches.
-func dropManagedFields(obj interface{}) (interface{}, error) {
-	if a, err := meta.Accessor(obj); err == nil {
-		a.SetManagedFields(nil)
+// trimExport keeps what the import computation reads of a ServiceExport:
+// managed fields and annotations (kubectl's last-applied configuration
+// among them) would double the cache for nothing.
+func trimExport(obj interface{}) (interface{}, error) {
+	if e, ok := obj.(*v1alpha1.ServiceExport); ok {
+		e.ManagedFields = nil
+		e.Annotations = nil
+		e.Labels = nil
 	}
 	return obj, nil
+}
+
+// trimService keeps what the import computation reads of a Service: its
+// identity, type, ports and session affinity. A member has many Services
+// no export names; trimmed, each costs a few hundred bytes.
+func trimService(obj interface{}) (interface{}, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID,
+			ResourceVersion: svc.ResourceVersion, CreationTimestamp: svc.CreationTimestamp,
+		},
+		Spec: corev1.ServiceSpec{
+			Type: svc.Spec.Type, ClusterIP: svc.Spec.ClusterIP, ExternalName: svc.Spec.ExternalName,
+			Ports: svc.Spec.Ports, SessionAffinity: svc.Spec.SessionAffinity,
+			SessionAffinityConfig: svc.Spec.SessionAffinityConfig,
+		},
+	}, nil
 }
 
 func (m *member) startInformers(onChange func(namespace, name string)) {
@@ -252,10 +281,10 @@ func (m *member) startInformers(onChange func(namespace, name string)) {
 		UpdateFunc: func(_, obj interface{}) { notify(obj, onChange) },
 		DeleteFunc: func(obj interface{}) { notify(obj, onChange) },
 	}
-	fed := fedinformers.NewSharedInformerFactoryWithOptions(m.fedmesh, 0, fedinformers.WithTransform(dropManagedFields))
+	fed := fedinformers.NewSharedInformerFactoryWithOptions(m.fedmesh, 0, fedinformers.WithTransform(trimExport))
 	exports := fed.Flomesh().V1alpha1().ServiceExports()
 	_, _ = exports.Informer().AddEventHandler(handler)
-	kube := informers.NewSharedInformerFactoryWithOptions(m.kube, 0, informers.WithTransform(dropManagedFields))
+	kube := informers.NewSharedInformerFactoryWithOptions(m.kube, 0, informers.WithTransform(trimService))
 	services := kube.Core().V1().Services()
 	// A Service matters only when an export names it; the handler checks.
 	_, _ = services.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
