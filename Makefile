@@ -8,7 +8,7 @@ GO_PACKAGES := ./...
 # Integration tests start real etcd and kube-apiservers; give them room.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit verify codegen test-binaries run local-up clean
+.PHONY: all build test unit verify codegen test-binaries run local-up bench clean
 
 all: build
 
@@ -46,6 +46,13 @@ run: build
 ## local-up: etcd, a control plane and cluster-1..3 on loopback, with fedmesh-apiserver registered
 local-up: build test-binaries
 	hack/local-up.sh
+
+## bench: measure fedmesh next to kube-apiserver on a real federation (N=8 members, M=10000 exports)
+BENCH_MEMBERS ?= 8
+BENCH_EXPORTS ?= 10000
+bench: build test-binaries
+	go test -count=1 -timeout 60m -v -run TestBench ./test/bench -args \
+	  -members=$(BENCH_MEMBERS) -exports=$(BENCH_EXPORTS) -list-runs=20 -watch-samples=200 -ready-samples=20
 
 clean:
 	rm -rf _output

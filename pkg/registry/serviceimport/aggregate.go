@@ -279,7 +279,11 @@ func (a *Aggregate) Watch(ctx context.Context, opts watchOptions) (watch.Interfa
 	a.watchers[w] = struct{}{}
 	a.mu.Unlock()
 
-	go w.run(ctx, backlog, initialState && opts.sendInitialEvents, initialRV)
+	// As the watch cache does, the initial-events-end bookmark goes only to
+	// clients that allow bookmarks: the API server defaults
+	// sendInitialEvents for plain watches too, and only a watch-list
+	// request (both set) is ready for the bookmark.
+	go w.run(ctx, backlog, initialState && opts.sendInitialEvents && opts.bookmarks, initialRV)
 	return w, nil
 }
 

@@ -205,3 +205,20 @@ func TestSlowWatcherIsEndedNotWaitedFor(t *testing.T) {
 	}
 	assert.Less(t, n, watcherBuffer+10)
 }
+
+func TestNoInitialEventsBookmarkWithoutBookmarks(t *testing.T) {
+	a := NewAggregate(10)
+	a.Set(imp("ns", "a", 80), equalSpec)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The API server defaults sendInitialEvents for a plain watch; without
+	// allowWatchBookmarks the client is not ready for the bookmark.
+	w, err := a.Watch(ctx, watchOptions{pred: everything, sendInitialEvents: true})
+	require.NoError(t, err)
+	defer w.Stop()
+	assert.Equal(t, watch.Added, next(t, w).Type)
+	a.Set(imp("ns", "b", 80), equalSpec)
+	ev := next(t, w)
+	assert.Equal(t, watch.Added, ev.Type, "no bookmark between the initial and the live events")
+	assert.Equal(t, "b", ev.Object.(*flomesh.ServiceImport).Name)
+}

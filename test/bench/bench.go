@@ -1,0 +1,555 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package bench measures fedmesh against kube-apiserver itself, side by
+// side, on a real federation: both peers run on the same machine in the
+// same run, so every figure that matters is a ratio or a percentile next
+// to its peer's.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	"github.com/fedmesh/fedmesh/test/framework"
+)
+
+// Config is what a run measures.
+type Config struct {
+	Members int
+	Exports int
+	// ListRuns is how many times each LIST is timed.
+	ListRuns int
+	// WatchSamples is how many exports are timed to their watch event.
+	WatchSamples int
+	// ReadySamples is how many Cluster registrations are timed to Ready.
+	ReadySamples int
+	// Writers is how many clients populate in parallel.
+	Writers int
+}
+
+// Distribution is a set of timings in milliseconds.
+type Distribution struct {
+	Samples int     `json:"samples"`
+	P50     float64 `json:"p50Ms"`
+	P99     float64 `json:"p99Ms"`
+}
+
+// Results are the figures of one run.
+type Results struct {
+	Config Config `json:"config"`
+
+	ListServiceImportsJSON Distribution `json:"listServiceImportsJSON"`
+	ListServicesJSON       Distribution `json:"listServicesJSON"`
+	ListServicesProtobuf   Distribution `json:"listServicesProtobuf"`
+	ListRatioP50           float64      `json:"listRatioP50"`
+	KubectlServiceImports  Distribution `json:"kubectlGetServiceImports"`
+	KubectlServices        Distribution `json:"kubectlGetServices"`
+
+	ExportToWatchEvent Distribution `json:"exportToWatchEvent"`
+	ClusterToReady     Distribution `json:"clusterToReady"`
+
+	HeapIdleBytes      int64   `json:"heapIdleBytes"`
+	HeapLoadedBytes    int64   `json:"heapLoadedBytes"`
+	RSSIdleBytes       int64   `json:"rssIdleBytes"`
+	RSSLoadedBytes     int64   `json:"rssLoadedBytes"`
+	HeapBytesPerExport float64 `json:"heapBytesPerExport"`
+
+	PopulateSeconds float64 `json:"populateSeconds"`
+}
+
+const (
+	exportNamespace = "bench"
+	peerNamespace   = "peer"
+	latencyNS       = "latency"
+)
+
+// Run starts a federation, populates it, measures, and stops it.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) {
+	say := func(format string, args ...interface{}) {
+		fmt.Fprintf(progress, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	names := make([]string, cfg.Members)
+	for i := range names {
+		names[i] = fmt.Sprintf("member-%d", i+1)
+	}
+	say("starting etcd, a control plane, %d members and fedmesh-apiserver", cfg.Members)
+	f, err := framework.New(ctx, framework.Options{Members: names})
+	if f != nil {
+		defer f.Stop()
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &Results{Config: cfg}
+	fed := f.ControlPlane.Fedmesh()
+
+	for i, name := range names {
+		if _, err := register(ctx, f, fed, name, name, int32(81+i)); err != nil {
+			return nil, err
+		}
+	}
+	say("%d members registered and Ready", cfg.Members)
+
+	if res.HeapIdleBytes, err = liveHeap(ctx, f); err != nil {
+		return nil, fmt.Errorf("heap: %w", err)
+	}
+	if res.RSSIdleBytes, err = f.FedmeshRSS(); err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	if err := populate(ctx, f, cfg, say); err != nil {
+		return nil, err
+	}
+	res.PopulateSeconds = time.Since(start).Seconds()
+
+	// The imports are complete when fedmesh lists one per export.
+	if err := waitFor(ctx, 5*time.Minute, func() (bool, error) {
+		l, err := fed.FlomeshV1alpha1().ServiceImports(exportNamespace).List(ctx, metav1.ListOptions{})
+		return err == nil && len(l.Items) == cfg.Exports, err
+	}); err != nil {
+		return nil, fmt.Errorf("waiting for %d imports: %w", cfg.Exports, err)
+	}
+	say("fedmesh serves %d ServiceImports", cfg.Exports)
+
+	if res.HeapLoadedBytes, err = liveHeap(ctx, f); err != nil {
+		return nil, err
+	}
+	if res.RSSLoadedBytes, err = f.FedmeshRSS(); err != nil {
+		return nil, err
+	}
+	res.HeapBytesPerExport = float64(res.HeapLoadedBytes-res.HeapIdleBytes) / float64(cfg.Exports)
+
+	say("timing LISTs (%d runs each)", cfg.ListRuns)
+	if err := measureLists(ctx, f, cfg, res); err != nil {
+		return nil, err
+	}
+	say("timing exports to watch events (%d samples)", cfg.WatchSamples)
+	if res.ExportToWatchEvent, err = measureWatch(ctx, f, cfg); err != nil {
+		return nil, err
+	}
+	say("timing Cluster registrations to Ready (%d samples)", cfg.ReadySamples)
+	if res.ClusterToReady, err = measureReady(ctx, f, cfg); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// register creates a Cluster for a member and returns how long it took to
+// turn Ready.
+func register(ctx context.Context, f *framework.Federation, fed versioned.Interface, name, member string, port int32) (time.Duration, error) {
+	kc, err := f.Member(member).Kubeconfig()
+	if err != nil {
+		return 0, err
+	}
+	clusters := fed.FlomeshV1alpha1().Clusters()
+	w, err := clusters.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	start := time.Now()
+	if _, err := clusters.Create(ctx, &v1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", GatewayPort: port, Kubeconfig: string(kc)},
+	}, metav1.CreateOptions{}); err != nil {
+		return 0, err
+	}
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return 0, fmt.Errorf("watch of cluster %s ended", name)
+			}
+			if c, ok := ev.Object.(*v1alpha1.Cluster); ok && meta.IsStatusConditionTrue(c.Status.Conditions, "Ready") {
+				return time.Since(start), nil
+			}
+		case <-timeout:
+			return 0, fmt.Errorf("cluster %s not Ready within a minute", name)
+		}
+	}
+}
+
+// populate creates cfg.Exports headless Services with their exports,
+// spread over the members, and as many Services again in one member's
+// peer namespace: the peer LIST of the same count. Headless Services skip
+// the IP allocator, which would measure something else.
+func populate(ctx context.Context, f *framework.Federation, cfg Config, say func(string, ...interface{})) error {
+	for _, m := range f.Members {
+		for _, ns := range []string{exportNamespace, latencyNS, peerNamespace} {
+			if _, err := m.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		}
+	}
+	type job struct {
+		member int
+		i      int
+		peer   bool
+	}
+	jobs := make(chan job)
+	var done atomic.Int64
+	total := int64(2 * cfg.Exports)
+	errs := make(chan error, cfg.Writers)
+	var wg sync.WaitGroup
+	kubes := make([]kubernetes.Interface, len(f.Members))
+	feds := make([]versioned.Interface, len(f.Members))
+	for i, m := range f.Members {
+		kubes[i], feds[i] = m.Kube(), m.Fedmesh()
+	}
+	for range cfg.Writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				name := fmt.Sprintf("svc-%05d", j.i)
+				ns := exportNamespace
+				if j.peer {
+					ns = peerNamespace
+				}
+				if _, err := kubes[j.member].CoreV1().Services(ns).Create(ctx, headless(name, 8080), metav1.CreateOptions{}); err != nil {
+					errs <- err
+					return
+				}
+				if !j.peer {
+					if _, err := feds[j.member].FlomeshV1alpha1().ServiceExports(ns).Create(ctx, export(name, 8080), metav1.CreateOptions{}); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if n := done.Add(1); n%1000 == 0 || n == total {
+					say("populated %d/%d objects", n, total)
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for i := 0; i < cfg.Exports; i++ {
+		for _, j := range []job{{member: i % len(f.Members), i: i}, {member: 0, i: i, peer: true}} {
+			select {
+			case jobs <- j:
+			case err = <-errs:
+				break feed
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	return err
+}
+
+func headless(name string, port int32) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": name},
+			Ports: []corev1.ServicePort{{Name: "http", Port: port, Protocol: corev1.ProtocolTCP}}},
+	}
+}
+
+func export(name string, port int32) *v1alpha1.ServiceExport {
+	return &v1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: "*",
+			Rules: []v1alpha1.ServiceExportRule{{PortNumber: port, Path: "/" + name, PathType: v1alpha1.PathTypePrefix}}},
+	}
+}
+
+// measureLists times LIST of every ServiceImport through the aggregator
+// next to LIST of as many Services from one member's kube-apiserver, as
+// typed client-go calls in JSON (and protobuf for kube-apiserver), and the
+// same through kubectl.
+func measureLists(ctx context.Context, f *framework.Federation, cfg Config, res *Results) error {
+	fed := f.ControlPlane.Fedmesh()
+	member := f.Members[0]
+	jsonKube := kubernetes.NewForConfigOrDie(member.Config())
+	protoCfg := member.Config()
+	protoCfg.ContentType = "application/vnd.kubernetes.protobuf"
+	protoCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	protoKube := kubernetes.NewForConfigOrDie(protoCfg)
+
+	timeIt := func(list func() (int, error)) (Distribution, error) {
+		var ms []float64
+		for range cfg.ListRuns {
+			start := time.Now()
+			n, err := list()
+			if err != nil {
+				return Distribution{}, err
+			}
+			if n != cfg.Exports {
+				return Distribution{}, fmt.Errorf("listed %d objects, want %d", n, cfg.Exports)
+			}
+			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+		}
+		return distribution(ms), nil
+	}
+	var err error
+	// Interleaving the peers would be fairer still; one after the other,
+	// each warms its own caches first.
+	if res.ListServiceImportsJSON, err = timeIt(func() (int, error) {
+		l, err := fed.FlomeshV1alpha1().ServiceImports(exportNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}); err != nil {
+		return fmt.Errorf("LIST serviceimports: %w", err)
+	}
+	if res.ListServicesJSON, err = timeIt(func() (int, error) {
+		l, err := jsonKube.CoreV1().Services(peerNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}); err != nil {
+		return fmt.Errorf("LIST services: %w", err)
+	}
+	if res.ListServicesProtobuf, err = timeIt(func() (int, error) {
+		l, err := protoKube.CoreV1().Services(peerNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}); err != nil {
+		return fmt.Errorf("LIST services (protobuf): %w", err)
+	}
+	res.ListRatioP50 = res.ListServiceImportsJSON.P50 / res.ListServicesJSON.P50
+
+	kubectl, err := framework.Binary("kubectl")
+	if err != nil {
+		return err
+	}
+	home, err := os.MkdirTemp("", "bench-kubectl")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(home)
+	runs := max(3, min(cfg.ListRuns, 10))
+	timeKubectl := func(kubeconfig string, args ...string) (Distribution, error) {
+		var ms []float64
+		for range runs {
+			cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+			cmd.Env = append(os.Environ(), "HOME="+home)
+			var out bytes.Buffer
+			cmd.Stdout = &out
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				return Distribution{}, fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+			}
+			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+			if lines := strings.Count(out.String(), "\n"); lines != cfg.Exports+1 {
+				return Distribution{}, fmt.Errorf("kubectl %s printed %d lines, want %d", strings.Join(args, " "), lines, cfg.Exports+1)
+			}
+		}
+		return distribution(ms), nil
+	}
+	if res.KubectlServiceImports, err = timeKubectl(f.ControlPlane.KubeconfigPath, "get", "serviceimports", "-n", exportNamespace); err != nil {
+		return err
+	}
+	res.KubectlServices, err = timeKubectl(member.KubeconfigPath, "get", "services", "-n", peerNamespace)
+	return err
+}
+
+// measureWatch times, at steady state, an export created in a member to
+// the ADDED event of its import on a watch through the aggregator.
+func measureWatch(ctx context.Context, f *framework.Federation, cfg Config) (Distribution, error) {
+	fed := f.ControlPlane.Fedmesh().FlomeshV1alpha1().ServiceImports(latencyNS)
+	w, err := fed.Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		return Distribution{}, err
+	}
+	defer w.Stop()
+	var ms []float64
+	for i := range cfg.WatchSamples {
+		m := f.Members[i%len(f.Members)]
+		name := fmt.Sprintf("lat-%05d", i)
+		if _, err := m.Kube().CoreV1().Services(latencyNS).Create(ctx, headless(name, 8080), metav1.CreateOptions{}); err != nil {
+			return Distribution{}, err
+		}
+		start := time.Now()
+		if _, err := m.Fedmesh().FlomeshV1alpha1().ServiceExports(latencyNS).Create(ctx, export(name, 8080), metav1.CreateOptions{}); err != nil {
+			return Distribution{}, err
+		}
+		if err := awaitAdded(w, name); err != nil {
+			return Distribution{}, err
+		}
+		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+	}
+	return distribution(ms), nil
+}
+
+func awaitAdded(w watch.Interface, name string) error {
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return fmt.Errorf("watch ended")
+			}
+			if ev.Type == watch.Error {
+				return fmt.Errorf("watch failed: %v", ev.Object)
+			}
+			if si, ok := ev.Object.(*v1alpha1.ServiceImport); ok && ev.Type == watch.Added && si.Name == name {
+				return nil
+			}
+		case <-timeout:
+			return fmt.Errorf("no ADDED event for %s within 30s", name)
+		}
+	}
+}
+
+// measureReady times Cluster registrations to Ready, each a new Cluster of
+// the first member, deleted afterwards.
+func measureReady(ctx context.Context, f *framework.Federation, cfg Config) (Distribution, error) {
+	fed := f.ControlPlane.Fedmesh()
+	var ms []float64
+	for i := range cfg.ReadySamples {
+		name := fmt.Sprintf("ready-%03d", i)
+		d, err := register(ctx, f, fed, name, f.Members[0].Name, 80)
+		if err != nil {
+			return Distribution{}, err
+		}
+		ms = append(ms, float64(d.Microseconds())/1000)
+		if err := fed.FlomeshV1alpha1().Clusters().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			return Distribution{}, err
+		}
+	}
+	return distribution(ms), nil
+}
+
+// liveHeap forces a garbage collection in fedmesh-apiserver (its pprof
+// heap endpoint does, with gc=1) and reads the heap it then holds.
+func liveHeap(ctx context.Context, f *framework.Federation) (int64, error) {
+	rc, err := rest.UnversionedRESTClientFor(withCodecs(f.FedmeshConfig()))
+	if err != nil {
+		return 0, err
+	}
+	if err := rc.Get().AbsPath("/debug/pprof/heap").Param("gc", "1").Do(ctx).Error(); err != nil {
+		return 0, fmt.Errorf("forcing a GC: %w", err)
+	}
+	body, err := rc.Get().AbsPath("/metrics").Do(ctx).Raw()
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("no go_memstats_heap_alloc_bytes in /metrics")
+}
+
+func distribution(ms []float64) Distribution {
+	sort.Float64s(ms)
+	pct := func(p float64) float64 {
+		if len(ms) == 0 {
+			return 0
+		}
+		i := int(p*float64(len(ms))+0.5) - 1
+		return ms[max(0, min(i, len(ms)-1))]
+	}
+	return Distribution{Samples: len(ms), P50: pct(0.50), P99: pct(0.99)}
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, check func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := check()
+		if ok {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out (last error: %v)", last)
+}
+
+// Table prints the results as a table.
+func (r *Results) Table(w io.Writer) {
+	fmt.Fprintf(w, "fedmesh bench: %d members, %d exports\n\n", r.Config.Members, r.Config.Exports)
+	fmt.Fprintf(w, "%-52s %10s %10s %8s\n", "measure", "p50", "p99", "samples")
+	row := func(name string, d Distribution) {
+		fmt.Fprintf(w, "%-52s %8.1fms %8.1fms %8d\n", name, d.P50, d.P99, d.Samples)
+	}
+	row("LIST serviceimports via aggregator (typed, JSON)", r.ListServiceImportsJSON)
+	row("LIST services, kube-apiserver (typed, JSON)", r.ListServicesJSON)
+	row("LIST services, kube-apiserver (typed, protobuf)", r.ListServicesProtobuf)
+	fmt.Fprintf(w, "%-52s %9.2fx\n", "LIST ratio fedmesh/kube-apiserver (JSON, p50)", r.ListRatioP50)
+	row("kubectl get serviceimports", r.KubectlServiceImports)
+	row("kubectl get services (kube-apiserver)", r.KubectlServices)
+	row("export in a member -> watch event on control plane", r.ExportToWatchEvent)
+	row("Cluster created -> Ready=True", r.ClusterToReady)
+	fmt.Fprintf(w, "%-52s %8.1f MiB idle, %.1f MiB loaded\n", "fedmesh-apiserver live heap", mib(r.HeapIdleBytes), mib(r.HeapLoadedBytes))
+	fmt.Fprintf(w, "%-52s %8.1f MiB idle, %.1f MiB loaded\n", "fedmesh-apiserver RSS", mib(r.RSSIdleBytes), mib(r.RSSLoadedBytes))
+	fmt.Fprintf(w, "%-52s %8.0f B\n", "live heap per export", r.HeapBytesPerExport)
+	fmt.Fprintf(w, "%-52s %8.1f s\n", "populating", r.PopulateSeconds)
+}
+
+// WriteJSON writes the results to path.
+func (r *Results) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func withCodecs(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme.Scheme).WithoutConversion()
+	return c
+}
