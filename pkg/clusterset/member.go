@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -43,6 +44,7 @@ import (
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
+	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 )
 
 // Reasons of a Cluster's Ready condition.
@@ -85,6 +87,8 @@ type member struct {
 	// while Ready.
 	notReadySince time.Time
 	informersUp   bool
+	// accessCheckedAt is when the member's permissions last passed.
+	accessCheckedAt time.Time
 	// probing is set while a probe runs, so probes never pile up on a
 	// member that answers slowly.
 	probing atomic.Bool
@@ -221,8 +225,12 @@ func (m *member) check(ctx context.Context) metav1.Condition {
 	if !found {
 		return condition(metav1.ConditionFalse, ReasonCRDMissing, "the member has no serviceexports.flomesh.io CRD")
 	}
-	// Permission to watch what fedmesh caches is checked by the caches
-	// themselves; a forbidden list shows as never synced.
+	if denied, err := m.checkAccess(ctx); err != nil {
+		return failure(err)
+	} else if denied != "" {
+		return condition(metav1.ConditionFalse, ReasonForbidden,
+			"the member's identity for fedmesh may not "+denied+" (see kubectl fedmesh join)")
+	}
 	return condition(metav1.ConditionTrue, ReasonConnected, "connected, caches synced")
 }
 
@@ -240,6 +248,40 @@ func failure(err error) metav1.Condition {
 		}
 		return condition(metav1.ConditionFalse, ReasonUnreachable, msg)
 	}
+}
+
+// accessRecheck is how often a member's permissions are verified again
+// once they passed: an informer whose permission is revoked keeps its
+// open watch, so only this check notices.
+const accessRecheck = 10 * time.Second
+
+// checkAccess asks the member, by SelfSubjectAccessReviews, whether the
+// identity fedmesh uses may do what fedmesh-apiserver does there. It
+// returns the first permission denied, or "".
+func (m *member) checkAccess(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	fresh := !m.accessCheckedAt.IsZero() && time.Since(m.accessCheckedAt) < accessRecheck
+	m.mu.Unlock()
+	if fresh {
+		return "", nil
+	}
+	for _, c := range memberrbac.Checks(memberrbac.APIServerRules) {
+		review, err := m.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Group: c.Group, Resource: c.Resource, Verb: c.Verb,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return "", err
+		}
+		if !review.Status.Allowed {
+			return c.String(), nil
+		}
+	}
+	m.mu.Lock()
+	m.accessCheckedAt = time.Now()
+	m.mu.Unlock()
+	return "", nil
 }
 
 // trimExport keeps what the import computation reads of a ServiceExport:
