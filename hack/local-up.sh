@@ -23,6 +23,9 @@
 #   - fedmesh-apiserver, registered on the control plane with the manifests
 #     in artifacts/deploy/ and running as its ServiceAccount, so the RBAC
 #     rules shipped there are exercised with the server's real identity;
+#   - fedmesh-syncer, also as its own ServiceAccount, which writes the
+#     federation's ServiceImports, policies, Ingresses and export conditions
+#     into the members;
 #   - a Cluster object on the control plane for every member.
 #
 # Once everything is up it prints "fedmesh is ready" and the commands to try,
@@ -40,7 +43,7 @@
 #
 # Prerequisites (checked on start):
 #   _output/bin/{etcd,kube-apiserver,kubectl}  from hack/install-test-binaries.sh
-#   _output/bin/fedmesh-apiserver              from make build
+#   _output/bin/fedmesh-apiserver, fedmesh-syncer  from make build
 #   go                                         to generate the certificates
 #
 # Everything is written to _output/local-up/, which is wiped on every start:
@@ -48,8 +51,8 @@
 #   etcd/                   etcd's data
 #   logs/<server>.log       one log per server
 #   <cluster>.kubeconfig    admin kubeconfigs of control-plane and cluster-1..3
-#   fedmesh-apiserver.kubeconfig
-#                           the ServiceAccount token fedmesh-apiserver runs with
+#   fedmesh-apiserver.kubeconfig, fedmesh-syncer.kubeconfig
+#                           the ServiceAccount tokens the two run with
 #   local-up.pid            the lock: pid of the running script
 #
 # Environment (all servers listen on 127.0.0.1 only):
@@ -60,6 +63,7 @@
 #   CLUSTER_2_PORT      cluster-2 kube-apiserver    (default 36445)
 #   CLUSTER_3_PORT      cluster-3 kube-apiserver    (default 36446)
 #   FEDMESH_PORT        fedmesh-apiserver           (default 38443)
+#   SYNCER_PORT         fedmesh-syncer's /healthz and /metrics (default 38444)
 #   READY_TIMEOUT       seconds to wait for each server to become ready
 #                       (default 90)
 
@@ -95,6 +99,7 @@ CLUSTER_1_PORT="${CLUSTER_1_PORT:-36444}"
 CLUSTER_2_PORT="${CLUSTER_2_PORT:-36445}"
 CLUSTER_3_PORT="${CLUSTER_3_PORT:-36446}"
 FEDMESH_PORT="${FEDMESH_PORT:-38443}"
+SYNCER_PORT="${SYNCER_PORT:-38444}"
 READY_TIMEOUT="${READY_TIMEOUT:-90}"
 
 ETCD_URL="http://127.0.0.1:${ETCD_PORT}"
@@ -115,6 +120,7 @@ declare -A GATEWAY_PORTS=([cluster-1]=81 [cluster-2]=82 [cluster-3]=83)
 FEDMESH_NAMESPACE=fedmesh
 FEDMESH_SERVICE=fedmesh-apiserver
 FEDMESH_SERVICE_ACCOUNT=fedmesh-apiserver
+SYNCER_SERVICE_ACCOUNT=fedmesh-syncer
 FEDMESH_APISERVICE=v1alpha1.flomesh.io
 
 # The processes this script started: name -> pid, and names in start order.
@@ -171,14 +177,14 @@ show_log_tail() {
 
 check_binaries() {
   local bin missing=()
-  for bin in etcd kube-apiserver kubectl fedmesh-apiserver; do
+  for bin in etcd kube-apiserver kubectl fedmesh-apiserver fedmesh-syncer; do
     [[ -x "${BIN_DIR}/${bin}" ]] || missing+=("${bin}")
   done
   if ((${#missing[@]} > 0)); then
     {
       echo "!!! missing in ${BIN_DIR}: ${missing[*]}"
       echo "    etcd, kube-apiserver and kubectl: run hack/install-test-binaries.sh (or make test-binaries)"
-      echo "    fedmesh-apiserver:                run make build"
+      echo "    fedmesh-apiserver, fedmesh-syncer: run make build"
       echo "    or simply run make local-up, which does both before starting this script."
     } >&2
     exit 1
@@ -226,6 +232,7 @@ check_ports() {
     "cluster-2:${CLUSTER_2_PORT}:CLUSTER_2_PORT"
     "cluster-3:${CLUSTER_3_PORT}:CLUSTER_3_PORT"
     "fedmesh-apiserver:${FEDMESH_PORT}:FEDMESH_PORT"
+    "fedmesh-syncer:${SYNCER_PORT}:SYNCER_PORT"
   )
   local check var
   for check in "${checks[@]}"; do
@@ -279,9 +286,9 @@ ensure_alive() {
 # exit: a normal stop, a failed startup, or a server that died.
 #
 # kube-apiserver drains for up to a minute on SIGTERM, and nothing here needs
-# a graceful shutdown, so the kube-apiservers get SIGKILL. etcd and
-# fedmesh-apiserver stop quickly on SIGTERM; they get a few seconds before
-# they are killed too.
+# a graceful shutdown, so the kube-apiservers get SIGKILL. etcd,
+# fedmesh-apiserver and fedmesh-syncer stop quickly on SIGTERM; they get a
+# few seconds before they are killed too.
 cleanup() {
   if [[ "${CLEANED_UP}" == true ]]; then
     return
@@ -298,7 +305,7 @@ cleanup() {
     for name in "${STARTED[@]}"; do
       pid="${PIDS[${name}]}"
       case "${name}" in
-        etcd | fedmesh-apiserver)
+        etcd | fedmesh-apiserver | fedmesh-syncer)
           kill -TERM "${pid}" 2>/dev/null && graceful+=("${pid}") || true
           ;;
         *)
@@ -508,25 +515,34 @@ register_fedmesh() {
   log "applied artifacts/deploy/ to control-plane (Service ${FEDMESH_NAMESPACE}/${FEDMESH_SERVICE} -> ExternalName 127.0.0.1, APIService ${FEDMESH_APISERVICE} -> port ${FEDMESH_PORT})"
 }
 
+# write_service_account_kubeconfig SERVICE_ACCOUNT KUBECONFIG
+#
+# A kubeconfig of the control plane with a token, valid for 24 hours, of
+# the ServiceAccount of the fedmesh namespace.
+write_service_account_kubeconfig() {
+  local sa=$1 kubeconfig=$2
+  local cp="${WORK_DIR}/control-plane.kubeconfig"
+  local token
+  token="$("${KUBECTL}" --kubeconfig="${cp}" -n "${FEDMESH_NAMESPACE}" \
+    create token "${sa}" --duration=24h)"
+  "${KUBECTL}" config --kubeconfig="${kubeconfig}" set-cluster control-plane \
+    --server="https://127.0.0.1:${CONTROL_PLANE_PORT}" \
+    --certificate-authority="${PKI_DIR}/ca.crt" --embed-certs=true >/dev/null
+  "${KUBECTL}" config --kubeconfig="${kubeconfig}" set-credentials "${sa}" \
+    --token="${token}" >/dev/null
+  "${KUBECTL}" config --kubeconfig="${kubeconfig}" set-context "${sa}" \
+    --cluster=control-plane --user="${sa}" >/dev/null
+  "${KUBECTL}" config --kubeconfig="${kubeconfig}" use-context "${sa}" >/dev/null
+}
+
 # Runs fedmesh-apiserver as its ServiceAccount, the identity the Deployment's
 # pods would have: a token from the TokenRequest API, in a kubeconfig that it
 # uses for its own client, for delegated authentication (TokenReview, the
 # requestheader configuration) and for delegated authorization
 # (SubjectAccessReview). The token is valid for 24 hours.
 start_fedmesh_apiserver() {
-  local cp="${WORK_DIR}/control-plane.kubeconfig"
   local kubeconfig="${WORK_DIR}/fedmesh-apiserver.kubeconfig"
-  local token
-  token="$("${KUBECTL}" --kubeconfig="${cp}" -n "${FEDMESH_NAMESPACE}" \
-    create token "${FEDMESH_SERVICE_ACCOUNT}" --duration=24h)"
-  "${KUBECTL}" config --kubeconfig="${kubeconfig}" set-cluster control-plane \
-    --server="https://127.0.0.1:${CONTROL_PLANE_PORT}" \
-    --certificate-authority="${PKI_DIR}/ca.crt" --embed-certs=true >/dev/null
-  "${KUBECTL}" config --kubeconfig="${kubeconfig}" set-credentials "${FEDMESH_SERVICE_ACCOUNT}" \
-    --token="${token}" >/dev/null
-  "${KUBECTL}" config --kubeconfig="${kubeconfig}" set-context "${FEDMESH_SERVICE_ACCOUNT}" \
-    --cluster=control-plane --user="${FEDMESH_SERVICE_ACCOUNT}" >/dev/null
-  "${KUBECTL}" config --kubeconfig="${kubeconfig}" use-context "${FEDMESH_SERVICE_ACCOUNT}" >/dev/null
+  write_service_account_kubeconfig "${FEDMESH_SERVICE_ACCOUNT}" "${kubeconfig}"
 
   start fedmesh-apiserver "${BIN_DIR}/fedmesh-apiserver" \
     --bind-address=127.0.0.1 \
@@ -559,6 +575,32 @@ wait_for_apiservice() {
     fi
   done
   log "APIService ${FEDMESH_APISERVICE} is Available"
+}
+
+# Runs fedmesh-syncer as its ServiceAccount, one replica, with leader
+# election as the Deployment of artifacts/deploy/ runs it. It reads the
+# federation through the APIService, so it starts once that is Available,
+# and it waits until the replica holds the Lease.
+start_fedmesh_syncer() {
+  local kubeconfig="${WORK_DIR}/fedmesh-syncer.kubeconfig"
+  write_service_account_kubeconfig "${SYNCER_SERVICE_ACCOUNT}" "${kubeconfig}"
+  start fedmesh-syncer "${BIN_DIR}/fedmesh-syncer" \
+    --kubeconfig="${kubeconfig}" \
+    --bind-address="127.0.0.1:${SYNCER_PORT}" \
+    --leader-elect-namespace="${FEDMESH_NAMESPACE}" \
+    --leader-elect-identity=local-up
+  local cp="${WORK_DIR}/control-plane.kubeconfig"
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until [[ "$("${KUBECTL}" --kubeconfig="${cp}" -n "${FEDMESH_NAMESPACE}" get lease fedmesh-syncer \
+    -o jsonpath='{.spec.holderIdentity}' 2>/dev/null)" == local-up ]]; do
+    ensure_alive fedmesh-syncer
+    if ((SECONDS >= deadline)); then
+      show_log_tail fedmesh-syncer
+      die "fedmesh-syncer did not take its Lease within ${READY_TIMEOUT}s; see ${LOG_DIR}/fedmesh-syncer.log"
+    fi
+    sleep 0.2
+  done
+  log "started fedmesh-syncer as system:serviceaccount:${FEDMESH_NAMESPACE}:${SYNCER_SERVICE_ACCOUNT}; it holds the Lease (metrics on http://127.0.0.1:${SYNCER_PORT}/metrics)"
 }
 
 # Installs the member CRDs of artifacts/crds (serviceexports, serviceimports,
@@ -622,6 +664,9 @@ YAML
   kubectl get gtp -A
 
 The members: kubectl --kubeconfig ${rel}/cluster-1.kubeconfig get namespaces (also cluster-2, cluster-3)
+fedmesh-syncer writes into each member the ServiceImports of what the others export, the
+policies, and the Ingresses of its own exports:
+  kubectl --kubeconfig ${rel}/cluster-2.kubeconfig get serviceimports,gtp -A
 Logs: ${rel}/logs/   Press Ctrl-C to stop everything.
 EOF
 }
@@ -692,6 +737,7 @@ for cluster in "${MEMBERS[@]}"; do
 done
 install_member_crds
 wait_for_apiservice
+start_fedmesh_syncer
 register_clusters
 
 READY=true

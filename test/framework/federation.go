@@ -56,6 +56,16 @@ type Options struct {
 	WithoutFedmesh bool
 	// FedmeshArgs are extra flags for fedmesh-apiserver.
 	FedmeshArgs []string
+	// WithSyncer also runs fedmesh-syncer, after fedmesh-apiserver, as
+	// its ServiceAccount. The syncer then installs the member CRDs, when
+	// a member is registered, and the framework does not.
+	WithSyncer bool
+	// SyncerReplicas is the number of fedmesh-syncer processes (1 when
+	// unset); they elect a leader through their Lease.
+	SyncerReplicas int
+	// SyncerArgs are extra flags for fedmesh-syncer; they override the
+	// framework's (short leases and retry delays, for tests).
+	SyncerArgs []string
 }
 
 // Federation is a running set of clusters.
@@ -70,6 +80,7 @@ type Federation struct {
 
 	fedmesh     *process
 	fedmeshPort int
+	syncers     []*Syncer
 
 	mu    sync.Mutex
 	procs []*process
@@ -172,14 +183,21 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 	if err := errors.Join(errs...); err != nil {
 		return f, err
 	}
-	if err := f.installMemberCRDs(ctx); err != nil {
-		return f, fmt.Errorf("member CRDs: %w", err)
+	if !opts.WithSyncer {
+		if err := f.installMemberCRDs(ctx); err != nil {
+			return f, fmt.Errorf("member CRDs: %w", err)
+		}
 	}
 	if opts.WithoutFedmesh {
 		return f, nil
 	}
 	if err := f.startFedmesh(ctx, opts.FedmeshArgs); err != nil {
 		return f, fmt.Errorf("fedmesh-apiserver: %w", err)
+	}
+	if opts.WithSyncer {
+		if err := f.startSyncers(ctx, max(opts.SyncerReplicas, 1), opts.SyncerArgs); err != nil {
+			return f, fmt.Errorf("fedmesh-syncer: %w", err)
+		}
 	}
 	return f, nil
 }

@@ -73,7 +73,7 @@ func (f *Federation) startFedmesh(ctx context.Context, extraArgs []string) error
 	if err := f.applyDeployManifests(ctx, port); err != nil {
 		return fmt.Errorf("applying artifacts/deploy: %w", err)
 	}
-	kubeconfig, err := f.serviceAccountKubeconfig(ctx)
+	kubeconfig, err := f.serviceAccountKubeconfig(ctx, fedmeshServiceAccount)
 	if err != nil {
 		return err
 	}
@@ -193,22 +193,23 @@ func readObjects(file string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// serviceAccountKubeconfig writes a kubeconfig holding a token of
-// fedmesh-apiserver's ServiceAccount, so the server runs with the identity
-// and permissions the deploy manifests give it, not as an admin.
-func (f *Federation) serviceAccountKubeconfig(ctx context.Context) (string, error) {
-	tr, err := f.ControlPlane.Kube().CoreV1().ServiceAccounts(fedmeshNamespace).CreateToken(ctx, fedmeshServiceAccount,
+// serviceAccountKubeconfig writes a kubeconfig holding a token of a
+// ServiceAccount of the fedmesh namespace (fedmesh-apiserver's or
+// fedmesh-syncer's), so the process runs with the identity and permissions
+// the deploy manifests give it, not as an admin.
+func (f *Federation) serviceAccountKubeconfig(ctx context.Context, serviceAccount string) (string, error) {
+	tr, err := f.ControlPlane.Kube().CoreV1().ServiceAccounts(fedmeshNamespace).CreateToken(ctx, serviceAccount,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)}},
 		metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("token of %s/%s: %w", fedmeshNamespace, fedmeshServiceAccount, err)
+		return "", fmt.Errorf("token of %s/%s: %w", fedmeshNamespace, serviceAccount, err)
 	}
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["control-plane"] = &clientcmdapi.Cluster{Server: f.ControlPlane.Server(), CertificateAuthorityData: f.certs.ca.CertPEM}
-	cfg.AuthInfos[fedmeshServiceAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["fedmesh"] = &clientcmdapi.Context{Cluster: "control-plane", AuthInfo: fedmeshServiceAccount}
+	cfg.AuthInfos[serviceAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["fedmesh"] = &clientcmdapi.Context{Cluster: "control-plane", AuthInfo: serviceAccount}
 	cfg.CurrentContext = "fedmesh"
-	path := filepath.Join(f.dir, "fedmesh-apiserver.kubeconfig")
+	path := filepath.Join(f.dir, serviceAccount+".kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 

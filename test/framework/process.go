@@ -108,6 +108,20 @@ func (p *process) stop() {
 	<-done
 }
 
+// kill kills the process at once, as a crash would, whether or not it is
+// gentle.
+func (p *process) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.cmd, p.done = nil, nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
 // freePort returns a loopback port nobody listens on now. Another process
 // may take it before the caller binds it; callers retry start-up on a new
 // port when their server fails to bind.

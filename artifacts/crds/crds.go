@@ -1,0 +1,27 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package crds embeds the member clusters' CustomResourceDefinitions, which
+// hack/update-codegen.sh generates into this directory, so that
+// fedmesh-syncer installs exactly the CRDs of the commit it was built from.
+package crds
+
+import "embed"
+
+// FS holds every *.yaml file of artifacts/crds.
+//
+//go:embed *.yaml
+var FS embed.FS

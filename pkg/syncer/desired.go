@@ -1,0 +1,348 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package syncer
+
+// This file is the pure half of the syncer: given what the control plane
+// says and what a member holds, it computes what the member should hold.
+// It knows no clients, so every rule of the federation's shape is tested
+// here with tables; the reconcilers only fetch inputs and apply outputs.
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/imports"
+)
+
+const (
+	// FieldManager is the server-side apply field manager of every write.
+	FieldManager = "fedmesh-syncer"
+	// ManagedByLabel marks the objects the syncer created in a member; it
+	// updates and deletes only objects that carry it with ManagedByValue.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "fedmesh-syncer"
+	// ExportLabel, on an Ingress the syncer created, names the
+	// ServiceExport (of the Ingress's namespace) it exposes.
+	ExportLabel = "flomesh.io/export"
+	// IngressPrefix starts the name of every Ingress the syncer creates,
+	// so that it does not take the name a user would give the Ingress of
+	// their own Service.
+	IngressPrefix = "fedmesh-"
+
+	// ReasonIngressConflict is the reason of Valid=False when the export
+	// cannot be exposed because another Ingress already serves its path.
+	ReasonIngressConflict = "IngressConflict"
+)
+
+// Owned reports whether the syncer created obj.
+func Owned(obj metav1.Object) bool {
+	return obj != nil && obj.GetLabels()[ManagedByLabel] == ManagedByValue
+}
+
+// ownedLabels are the labels of an object the syncer creates.
+func ownedLabels() map[string]string {
+	return map[string]string{ManagedByLabel: ManagedByValue}
+}
+
+// Exporter is what the syncer knows of one exporting cluster's
+// ServiceExport of a service, which the control-plane import does not
+// carry: whom it is exported to.
+type Exporter struct {
+	// Known is false while the syncer has not listed that cluster's
+	// ServiceExports (as right after it started, or when it could never
+	// reach the cluster), or its cache does not have the export yet.
+	Known bool
+	// TargetClusters of the export; empty means every cluster.
+	TargetClusters []string
+}
+
+// DesiredImport returns the ServiceImport the member of key memberKey
+// should hold for the control-plane import imp: imp with only the
+// endpoints of the other clusters whose exports reach the member. Ports
+// left without endpoints are dropped, and so is the import when no port
+// remains, as when the member is the only exporter.
+//
+// exporters is keyed by cluster key. The endpoint of a cluster whose
+// export is not Known stays as the member's live import has it: present if
+// it was there, absent if not. So a syncer that starts, or a member cache
+// that lags, neither withdraws an endpoint the export's targetClusters
+// allowed nor hands one to a cluster they may exclude.
+func DesiredImport(memberKey string, imp *v1alpha1.ServiceImport, exporters map[string]Exporter, live *v1alpha1.ServiceImport) *v1alpha1.ServiceImport {
+	if imp == nil {
+		return nil
+	}
+	var ports []v1alpha1.ServicePort
+	for _, p := range imp.Spec.Ports {
+		var endpoints []v1alpha1.Endpoint
+		for _, e := range p.Endpoints {
+			if e.ClusterKey == memberKey {
+				continue
+			}
+			x, ok := exporters[e.ClusterKey]
+			switch {
+			case ok && x.Known && len(x.TargetClusters) > 0 && !slices.Contains(x.TargetClusters, memberKey):
+				continue
+			case (!ok || !x.Known) && !hasEndpoint(live, p, e.ClusterKey):
+				continue
+			}
+			endpoints = append(endpoints, e)
+		}
+		if len(endpoints) == 0 {
+			continue
+		}
+		p := *p.DeepCopy()
+		p.Endpoints = endpoints
+		ports = append(ports, p)
+	}
+	if len(ports) == 0 {
+		return nil
+	}
+	spec := *imp.Spec.DeepCopy()
+	spec.Ports = ports
+	return &v1alpha1.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: imp.Namespace, Name: imp.Name, Labels: ownedLabels()},
+		Spec:       spec,
+	}
+}
+
+// hasEndpoint reports whether an import the syncer wrote has an endpoint
+// of clusterKey for port p.
+func hasEndpoint(live *v1alpha1.ServiceImport, p v1alpha1.ServicePort, clusterKey string) bool {
+	if live == nil || !Owned(live) {
+		return false
+	}
+	for _, lp := range live.Spec.Ports {
+		if lp.Port != p.Port || lp.Protocol != p.Protocol {
+			continue
+		}
+		for _, e := range lp.Endpoints {
+			if e.ClusterKey == clusterKey {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// DesiredPolicy returns the GlobalTrafficPolicy a member should hold given
+// the control-plane policy gtp: a copy of its spec when the member imports
+// or hosts the service (consumers there route by it), else nil.
+func DesiredPolicy(gtp *v1alpha1.GlobalTrafficPolicy, imports, hosts bool) *v1alpha1.GlobalTrafficPolicy {
+	if gtp == nil || (!imports && !hosts) {
+		return nil
+	}
+	return &v1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gtp.Namespace, Name: gtp.Name, Labels: ownedLabels()},
+		Spec:       *gtp.Spec.DeepCopy(),
+	}
+}
+
+// IngressName is the name of the Ingress that exposes the export name.
+func IngressName(export string) string { return IngressPrefix + export }
+
+// DesiredIngress returns the Ingress that exposes a valid export at its
+// rules' paths on the member's gateway, of ingress class class (none when
+// class is empty). others are the member's Ingresses; those the syncer
+// did not create are the paths already taken. When one of them serves a
+// path of the export (or holds the Ingress's name), the export is not
+// exposed: DesiredIngress returns nil and a message naming it, which
+// becomes the export's Valid=False condition.
+func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, others []*networkingv1.Ingress) (*networkingv1.Ingress, string) {
+	if export == nil || !valid || len(export.Spec.Rules) == 0 {
+		return nil, ""
+	}
+	ing := &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: export.Namespace,
+			Name:      IngressName(export.Name),
+			Labels:    map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: export.Name},
+		},
+	}
+	if class != "" {
+		ing.Spec.IngressClassName = &class
+	}
+	var paths []networkingv1.HTTPIngressPath
+	for _, r := range export.Spec.Rules {
+		pathType := networkingv1.PathType(r.PathType)
+		if pathType == "" {
+			pathType = networkingv1.PathTypePrefix
+		}
+		path := r.Path
+		if path == "" {
+			path = "/"
+		}
+		if slices.ContainsFunc(paths, func(p networkingv1.HTTPIngressPath) bool { return p.Path == path && *p.PathType == pathType }) {
+			continue
+		}
+		paths = append(paths, networkingv1.HTTPIngressPath{
+			Path:     path,
+			PathType: &pathType,
+			Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+				Name: export.Name,
+				Port: networkingv1.ServiceBackendPort{Number: r.PortNumber},
+			}},
+		})
+	}
+	ing.Spec.Rules = []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: paths}}}}
+
+	var conflicts []string
+	for _, o := range others {
+		if Owned(o) {
+			continue
+		}
+		ref := o.Namespace + "/" + o.Name
+		if o.Namespace == ing.Namespace && o.Name == ing.Name {
+			conflicts = append(conflicts, fmt.Sprintf("Ingress %s exists and is not managed by fedmesh", ref))
+			continue
+		}
+		if !sameClass(o.Spec.IngressClassName, ing.Spec.IngressClassName) {
+			continue
+		}
+		for _, p := range paths {
+			if servesPath(o, p.Path) {
+				conflicts = append(conflicts, fmt.Sprintf("path %s is already used by Ingress %s", p.Path, ref))
+			}
+		}
+	}
+	if len(conflicts) > 0 {
+		sort.Strings(conflicts)
+		return nil, strings.Join(conflicts, "; ")
+	}
+	return ing, ""
+}
+
+// sameClass reports whether two Ingresses may be served by the same
+// controller. An Ingress without a class goes to the default class, which
+// may be ours, so it counts as the same.
+func sameClass(a, b *string) bool {
+	return a == nil || b == nil || *a == *b
+}
+
+// servesPath reports whether an Ingress routes path for every host, as the
+// gateway is reached by address, without a host name.
+func servesPath(ing *networkingv1.Ingress, path string) bool {
+	for _, r := range ing.Spec.Rules {
+		if r.Host != "" || r.HTTP == nil {
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			if p.Path == path {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// DesiredExportConditions returns the Valid and Conflict conditions of a
+// member's export: those the control plane computed (cp, from the
+// import's status.exports), with Valid turned False when the syncer could
+// not expose the export because of ingressConflict. It returns nil while
+// the control plane has none, so that a new export is not marked before
+// it has been judged.
+func DesiredExportConditions(cp []metav1.Condition, ingressConflict string) []metav1.Condition {
+	if len(cp) == 0 {
+		return nil
+	}
+	conds := make([]metav1.Condition, 0, len(cp))
+	for _, c := range cp {
+		if c.Type != imports.ConditionValid && c.Type != imports.ConditionConflict {
+			continue
+		}
+		if c.Type == imports.ConditionValid && ingressConflict != "" && c.Status == metav1.ConditionTrue {
+			c.Status = metav1.ConditionFalse
+			c.Reason = ReasonIngressConflict
+			c.Message = ingressConflict
+		}
+		conds = append(conds, c)
+	}
+	return conds
+}
+
+// MergeConditions returns the conditions to write given the live ones and
+// the desired ones, and whether they differ from live in anything but
+// their transition times. A condition whose status did not change keeps
+// its live transition time; one that changed gets now; one that is new
+// keeps the desired one (the control plane's: the export's creation).
+func MergeConditions(live, desired []metav1.Condition, now time.Time) ([]metav1.Condition, bool) {
+	out := make([]metav1.Condition, 0, len(desired))
+	changed := false
+	for _, d := range desired {
+		l := meta.FindStatusCondition(live, d.Type)
+		switch {
+		case l == nil:
+			changed = true
+		case l.Status != d.Status:
+			changed = true
+			d.LastTransitionTime = metav1.NewTime(now)
+		default:
+			d.LastTransitionTime = l.LastTransitionTime
+			if l.Reason != d.Reason || l.Message != d.Message || l.ObservedGeneration != d.ObservedGeneration {
+				changed = true
+			}
+		}
+		out = append(out, d)
+	}
+	return out, changed
+}
+
+// ImportUpToDate reports whether the live ServiceImport of a member holds
+// the desired one: it carries the syncer's labels and the same spec once
+// the member's defaults are applied.
+func ImportUpToDate(desired, live *v1alpha1.ServiceImport) bool {
+	d := desired.DeepCopy()
+	v1alpha1.SetObjectDefaults_ServiceImport(d)
+	return hasLabels(live.Labels, d.Labels) && jsonEqual(d.Spec, live.Spec)
+}
+
+// PolicyUpToDate is ImportUpToDate for GlobalTrafficPolicies.
+func PolicyUpToDate(desired, live *v1alpha1.GlobalTrafficPolicy) bool {
+	d := desired.DeepCopy()
+	v1alpha1.SetObjectDefaults_GlobalTrafficPolicy(d)
+	return hasLabels(live.Labels, d.Labels) && jsonEqual(d.Spec, live.Spec)
+}
+
+// IngressUpToDate is ImportUpToDate for Ingresses, which have no defaults.
+func IngressUpToDate(desired, live *networkingv1.Ingress) bool {
+	return hasLabels(live.Labels, desired.Labels) && jsonEqual(desired.Spec, live.Spec)
+}
+
+func hasLabels(live, want map[string]string) bool {
+	for k, v := range want {
+		if live[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonEqual compares two values as they serialize, so that a nil and an
+// empty optional list, which the member cannot tell apart, are equal.
+func jsonEqual(a, b interface{}) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}

@@ -1,0 +1,333 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package syncer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+)
+
+const (
+	k1 = "default/default/default/cluster-1"
+	k2 = "default/default/default/cluster-2"
+	k3 = "default/default/default/cluster-3"
+)
+
+func endpoint(key string, port int32, path string) v1alpha1.Endpoint {
+	return v1alpha1.Endpoint{ClusterKey: key, Target: v1alpha1.Target{Host: "127.0.0.1", IP: "127.0.0.1", Port: port, Path: path}}
+}
+
+var (
+	e1 = endpoint(k1, 81, "/cluster-1/httpbin-mesh")
+	e3 = endpoint(k3, 83, "/cluster-3/httpbin-mesh")
+)
+
+// seedImport is the control plane's httpbin import of the seed.
+func seedImport(ports ...v1alpha1.ServicePort) *v1alpha1.ServiceImport {
+	if ports == nil {
+		ports = []v1alpha1.ServicePort{{Name: "pipy", Protocol: "TCP", Port: 8080, Endpoints: []v1alpha1.Endpoint{e1, e3}}}
+	}
+	return &v1alpha1.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", ResourceVersion: "7", UID: "u"},
+		Spec:       v1alpha1.ServiceImportSpec{Type: v1alpha1.ClusterSetIP, ServiceAccountName: "*", Ports: ports},
+		Status:     v1alpha1.ServiceImportStatus{Clusters: []v1alpha1.SourceStatus{{Cluster: k1}, {Cluster: k3}}},
+	}
+}
+
+// memberImport is what a member holds: the syncer's labels and a spec.
+func memberImport(ports ...v1alpha1.ServicePort) *v1alpha1.ServiceImport {
+	return &v1alpha1.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", Labels: ownedLabels()},
+		Spec:       v1alpha1.ServiceImportSpec{Type: v1alpha1.ClusterSetIP, ServiceAccountName: "*", Ports: ports},
+	}
+}
+
+func port(number int32, endpoints ...v1alpha1.Endpoint) v1alpha1.ServicePort {
+	return v1alpha1.ServicePort{Name: "pipy", Protocol: "TCP", Port: number, Endpoints: endpoints}
+}
+
+var everyone = map[string]Exporter{k1: {Known: true}, k2: {Known: true}, k3: {Known: true}}
+
+func TestDesiredImport(t *testing.T) {
+	tests := []struct {
+		name      string
+		member    string
+		imp       *v1alpha1.ServiceImport
+		exporters map[string]Exporter
+		live      *v1alpha1.ServiceImport
+		want      *v1alpha1.ServiceImport
+	}{{
+		name: "no import on the control plane", member: k2, exporters: everyone,
+	}, {
+		name: "an importer gets every exporter's endpoint", member: k2, imp: seedImport(), exporters: everyone,
+		want: memberImport(port(8080, e1, e3)),
+	}, {
+		name: "an exporter never imports its own endpoint", member: k1, imp: seedImport(), exporters: everyone,
+		want: memberImport(port(8080, e3)),
+	}, {
+		name: "the only exporter imports nothing", member: k1, exporters: everyone,
+		imp: seedImport(port(8080, e1)),
+	}, {
+		name: "a port served only by the member itself is dropped", member: k1, exporters: everyone,
+		imp:  seedImport(port(8080, e1, e3), port(9090, endpoint(k1, 81, "/metrics"))),
+		want: memberImport(port(8080, e3)),
+	}, {
+		name: "targetClusters that name the member", member: k2, imp: seedImport(),
+		exporters: map[string]Exporter{k1: {Known: true, TargetClusters: []string{k2}}, k3: {Known: true, TargetClusters: []string{k1}}},
+		want:      memberImport(port(8080, e1)),
+	}, {
+		name: "targetClusters that exclude the member from every export", member: k2, imp: seedImport(),
+		exporters: map[string]Exporter{k1: {Known: true, TargetClusters: []string{k3}}, k3: {Known: true, TargetClusters: []string{k1}}},
+	}, {
+		name: "an unknown export's endpoint is not added", member: k2, imp: seedImport(),
+		exporters: map[string]Exporter{k1: {Known: true}},
+		want:      memberImport(port(8080, e1)),
+	}, {
+		name: "an unknown export's endpoint is kept where the member has it", member: k2, imp: seedImport(),
+		exporters: map[string]Exporter{k1: {Known: true}, k3: {}},
+		live:      memberImport(port(8080, e3)),
+		want:      memberImport(port(8080, e1, e3)),
+	}, {
+		name: "an endpoint in an import the syncer did not write is no evidence", member: k2, imp: seedImport(),
+		exporters: map[string]Exporter{k1: {Known: true}, k3: {}},
+		live:      &v1alpha1.ServiceImport{Spec: v1alpha1.ServiceImportSpec{Ports: []v1alpha1.ServicePort{port(8080, e3)}}},
+		want:      memberImport(port(8080, e1)),
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DesiredImport(tt.member, tt.imp, tt.exporters, tt.live)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+
+	t.Run("the control plane's import is not changed", func(t *testing.T) {
+		imp := seedImport()
+		DesiredImport(k1, imp, everyone, nil)
+		assert.Equal(t, seedImport(), imp)
+	})
+}
+
+func TestDesiredPolicy(t *testing.T) {
+	gtp := &v1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", ResourceVersion: "3"},
+		Spec:       v1alpha1.GlobalTrafficPolicySpec{LbType: v1alpha1.FailOverLbType, Targets: []v1alpha1.TrafficTarget{{ClusterKey: k1}, {ClusterKey: k3}}},
+		Status:     v1alpha1.GlobalTrafficPolicyStatus{Targets: []v1alpha1.TargetStatus{{ClusterKey: k1, Known: true}}},
+	}
+	want := &v1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", Labels: ownedLabels()},
+		Spec:       gtp.Spec,
+	}
+	tests := []struct {
+		name           string
+		gtp            *v1alpha1.GlobalTrafficPolicy
+		imports, hosts bool
+		want           *v1alpha1.GlobalTrafficPolicy
+	}{
+		{name: "no policy", imports: true, hosts: true},
+		{name: "neither imports nor hosts the service", gtp: gtp},
+		{name: "imports the service", gtp: gtp, imports: true, want: want},
+		{name: "hosts the service", gtp: gtp, hosts: true, want: want},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, DesiredPolicy(tt.gtp, tt.imports, tt.hosts))
+		})
+	}
+}
+
+func seedExport(rules ...v1alpha1.ServiceExportRule) *v1alpha1.ServiceExport {
+	if rules == nil {
+		rules = []v1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-1/httpbin-mesh", PathType: v1alpha1.PathTypePrefix}}
+	}
+	return &v1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
+		Spec:       v1alpha1.ServiceExportSpec{ServiceAccountName: "*", Rules: rules},
+	}
+}
+
+func ingress(namespace, name string, class *string, host string, labels map[string]string, paths ...string) *networkingv1.Ingress {
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels}}
+	ing.Spec.IngressClassName = class
+	var ps []networkingv1.HTTPIngressPath
+	for _, p := range paths {
+		ps = append(ps, networkingv1.HTTPIngressPath{
+			Path: p, PathType: ptr.To(networkingv1.PathTypePrefix),
+			Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "httpbin", Port: networkingv1.ServiceBackendPort{Number: 8080}}},
+		})
+	}
+	ing.Spec.Rules = []networkingv1.IngressRule{{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: ps}}}}
+	return ing
+}
+
+func TestDesiredIngress(t *testing.T) {
+	exportLabels := map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: "httpbin"}
+	seedIngress := ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/cluster-1/httpbin-mesh")
+	tests := []struct {
+		name         string
+		export       *v1alpha1.ServiceExport
+		invalid      bool
+		class        string
+		others       []*networkingv1.Ingress
+		want         *networkingv1.Ingress
+		wantConflict string
+	}{{
+		name: "no export", class: "pipy",
+	}, {
+		name: "an invalid export is not exposed", export: seedExport(), invalid: true, class: "pipy",
+	}, {
+		name: "the seed's export", export: seedExport(), class: "pipy", want: seedIngress,
+	}, {
+		name: "no class", export: seedExport(),
+		want: ingress("httpbin", "fedmesh-httpbin", nil, "", exportLabels, "/cluster-1/httpbin-mesh"),
+	}, {
+		name: "an empty path is the root, and a repeated rule one path",
+		export: seedExport(
+			v1alpha1.ServiceExportRule{PortNumber: 8080},
+			v1alpha1.ServiceExportRule{PortNumber: 8080, PathType: v1alpha1.PathTypePrefix},
+		),
+		class: "pipy",
+		want:  ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/"),
+	}, {
+		name: "a path of another Ingress", export: seedExport(), class: "pipy",
+		others:       []*networkingv1.Ingress{ingress("default", "mine", ptr.To("pipy"), "", nil, "/cluster-1/httpbin-mesh")},
+		wantConflict: "path /cluster-1/httpbin-mesh is already used by Ingress default/mine",
+	}, {
+		name: "a path of another Ingress of the default class", export: seedExport(), class: "pipy",
+		others:       []*networkingv1.Ingress{ingress("default", "mine", nil, "", nil, "/cluster-1/httpbin-mesh")},
+		wantConflict: "path /cluster-1/httpbin-mesh is already used by Ingress default/mine",
+	}, {
+		name: "the same path for another class or host, or for the syncer's own", export: seedExport(), class: "pipy",
+		others: []*networkingv1.Ingress{
+			ingress("default", "nginx", ptr.To("nginx"), "", nil, "/cluster-1/httpbin-mesh"),
+			ingress("default", "named", ptr.To("pipy"), "example.com", nil, "/cluster-1/httpbin-mesh"),
+			seedIngress,
+		},
+		want: seedIngress,
+	}, {
+		name: "the Ingress's name is taken", export: seedExport(), class: "pipy",
+		others:       []*networkingv1.Ingress{ingress("httpbin", "fedmesh-httpbin", ptr.To("nginx"), "", nil, "/")},
+		wantConflict: "Ingress httpbin/fedmesh-httpbin exists and is not managed by fedmesh",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, conflict := DesiredIngress(tt.export, !tt.invalid, tt.class, tt.others)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.wantConflict, conflict)
+		})
+	}
+}
+
+func condition(condType string, status metav1.ConditionStatus, reason, message string, at time.Time) metav1.Condition {
+	return metav1.Condition{Type: condType, Status: status, Reason: reason, Message: message, ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(at)}
+}
+
+func TestDesiredExportConditions(t *testing.T) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	valid := condition("Valid", metav1.ConditionTrue, "Valid", "Service httpbin/httpbin exists", created)
+	invalid := condition("Valid", metav1.ConditionFalse, "ServiceNotFound", "Service httpbin/httpbin does not exist", created)
+	agree := condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", created)
+	tests := []struct {
+		name     string
+		cp       []metav1.Condition
+		conflict string
+		want     []metav1.Condition
+	}{
+		{name: "not judged yet"},
+		{name: "as the control plane says", cp: []metav1.Condition{valid, agree}, want: []metav1.Condition{valid, agree}},
+		{
+			name: "a path conflict invalidates a valid export", cp: []metav1.Condition{valid, agree}, conflict: "path / is already used by Ingress a/b",
+			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/b", created), agree},
+		},
+		{name: "an invalid export stays as it is", cp: []metav1.Condition{invalid, agree}, conflict: "x", want: []metav1.Condition{invalid, agree}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, DesiredExportConditions(tt.cp, tt.conflict))
+		})
+	}
+}
+
+func TestMergeConditions(t *testing.T) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	earlier := created.Add(-time.Hour)
+	now := created.Add(time.Hour)
+	valid := condition("Valid", metav1.ConditionTrue, "Valid", "ok", created)
+	agree := condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", created)
+	tests := []struct {
+		name        string
+		live        []metav1.Condition
+		want        []metav1.Condition
+		wantChanged bool
+	}{{
+		name: "new conditions keep the control plane's time", wantChanged: true,
+		want: []metav1.Condition{valid, agree},
+	}, {
+		name: "unchanged conditions keep their live time",
+		live: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", "ok", earlier), condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", earlier)},
+		want: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", "ok", earlier), condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", earlier)},
+	}, {
+		name: "a new message keeps the time", wantChanged: true,
+		live: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", "old", earlier), agree},
+		want: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", "ok", earlier), agree},
+	}, {
+		name: "a transition happens now", wantChanged: true,
+		live: []metav1.Condition{condition("Valid", metav1.ConditionFalse, "ServiceNotFound", "gone", earlier), agree},
+		want: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", "ok", now), agree},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, changed := MergeConditions(tt.live, []metav1.Condition{valid, agree}, now)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.wantChanged, changed)
+		})
+	}
+}
+
+func TestUpToDate(t *testing.T) {
+	desired := memberImport(port(8080, e1, e3))
+	desired.Spec.Type = ""
+	live := memberImport(port(8080, e1, e3))
+	live.Labels["team"] = "a"
+	live.ResourceVersion = "12"
+	assert.True(t, ImportUpToDate(desired, live), "the member's default type and others' labels are no difference")
+
+	moved := live.DeepCopy()
+	moved.Spec.Ports[0].Endpoints[0].Target.Path = "/elsewhere"
+	assert.False(t, ImportUpToDate(desired, moved))
+	unlabelled := live.DeepCopy()
+	unlabelled.Labels = nil
+	assert.False(t, ImportUpToDate(desired, unlabelled))
+
+	gtp := &v1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Labels: ownedLabels()}}
+	liveGTP := gtp.DeepCopy()
+	liveGTP.Spec.LbType = v1alpha1.LocalityLbType
+	liveGTP.Spec.Targets = []v1alpha1.TrafficTarget{}
+	assert.True(t, PolicyUpToDate(gtp, liveGTP), "defaults and empty lists are no difference")
+	liveGTP.Spec.LbType = v1alpha1.FailOverLbType
+	assert.False(t, PolicyUpToDate(gtp, liveGTP))
+
+	ing := ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", ownedLabels(), "/a")
+	assert.True(t, IngressUpToDate(ing, ing.DeepCopy()))
+	assert.False(t, IngressUpToDate(ing, ingress("httpbin", "fedmesh-httpbin", ptr.To("nginx"), "", ownedLabels(), "/a")))
+}

@@ -1,0 +1,297 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
+	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+)
+
+// serviceKey is a queued unit of work: everything the syncer writes into
+// one member for the service namespace/name.
+type serviceKey struct {
+	Namespace, Name string
+}
+
+// eventScheme resolves the kinds of the objects events are about.
+var eventScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = v1alpha1.AddToScheme(s)
+	return s
+}()
+
+// member is the syncer's connection to one member cluster: its clients,
+// caches of what the syncer reads and writes there, and its own queue and
+// workers, so that a member that does not answer delays only itself.
+type member struct {
+	name string
+	key  string
+	// spec is the Cluster spec the connection was built from.
+	spec v1alpha1.ClusterSpec
+
+	kube kubernetes.Interface
+	fed  versioned.Interface
+	dyn  dynamic.Interface
+	// err is why the member has no clients (an unusable kubeconfig).
+	err error
+
+	queue  workqueue.TypedRateLimitingInterface[serviceKey]
+	ctx    context.Context
+	cancel context.CancelFunc
+	// done is closed when the member's workers have all returned.
+	done chan struct{}
+
+	fedFactory  fedinformers.SharedInformerFactory
+	kubeFactory informers.SharedInformerFactory
+	mdFactory   metadatainformer.SharedInformerFactory
+	imports     fedlisters.ServiceImportLister
+	policies    fedlisters.GlobalTrafficPolicyLister
+	exports     fedlisters.ServiceExportLister
+	ingresses   networkinglisters.IngressLister
+	services    cache.GenericLister
+	namespaces  cache.GenericLister
+	hasSynced   []cache.InformerSynced
+	// synced is set once the CRDs are installed and the caches synced;
+	// until then the member's exports are unknown to the other members.
+	synced atomic.Bool
+
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+	// reported holds the conflicts already reported by an event, so that
+	// a conflict that lasts is reported once, not at every resync.
+	reportedMu sync.Mutex
+	reported   map[string]bool
+}
+
+var (
+	servicesGVR   = corev1.SchemeGroupVersion.WithResource("services")
+	namespacesGVR = corev1.SchemeGroupVersion.WithResource("namespaces")
+)
+
+// newMember builds the clients and caches of a member from its Cluster;
+// nothing is contacted until run. A kubeconfig that cannot be used gives a
+// member with err set, which does nothing until its Cluster changes.
+func newMember(parent context.Context, c *v1alpha1.Cluster, opts Options) *member {
+	ctx, cancel := context.WithCancel(parent)
+	m := &member{
+		name:   c.Name,
+		key:    flomesh.ClusterKey(c.Spec.Region, c.Spec.Zone, c.Spec.Group, c.Name),
+		spec:   *c.Spec.DeepCopy(),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[serviceKey](50*time.Millisecond, opts.MaxRetryDelay),
+			workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "member_" + c.Name}),
+		reported: map[string]bool{},
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(c.Spec.Kubeconfig))
+	if err != nil {
+		m.err = fmt.Errorf("kubeconfig: %w", err)
+		return m
+	}
+	// Every call is bounded, so that a member that stopped answering
+	// costs its own worker a timeout and nothing more.
+	cfg.Timeout = opts.MemberTimeout
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "fedmesh-syncer"
+	if m.kube, err = kubernetes.NewForConfig(cfg); err == nil {
+		if m.fed, err = versioned.NewForConfig(cfg); err == nil {
+			m.dyn, err = dynamic.NewForConfig(cfg)
+		}
+	}
+	var md metadata.Interface
+	if err == nil {
+		md, err = metadata.NewForConfig(rest.CopyConfig(cfg))
+	}
+	if err != nil {
+		m.err = err
+		return m
+	}
+
+	m.fedFactory = fedinformers.NewSharedInformerFactoryWithOptions(m.fed, opts.ResyncPeriod, fedinformers.WithTransform(dropManagedFields))
+	m.kubeFactory = informers.NewSharedInformerFactoryWithOptions(m.kube, opts.ResyncPeriod, informers.WithTransform(dropManagedFields))
+	// Services and namespaces matter only by their existence: their
+	// metadata is all that is cached.
+	m.mdFactory = metadatainformer.NewFilteredSharedInformerFactory(md, opts.ResyncPeriod, metav1.NamespaceAll, nil)
+
+	fl := m.fedFactory.Flomesh().V1alpha1()
+	m.imports = fl.ServiceImports().Lister()
+	m.policies = fl.GlobalTrafficPolicies().Lister()
+	m.exports = fl.ServiceExports().Lister()
+	m.ingresses = m.kubeFactory.Networking().V1().Ingresses().Lister()
+	svc := m.mdFactory.ForResource(servicesGVR)
+	ns := m.mdFactory.ForResource(namespacesGVR)
+	_ = svc.Informer().SetTransform(dropManagedFields)
+	_ = ns.Informer().SetTransform(dropManagedFields)
+	m.services, m.namespaces = svc.Lister(), ns.Lister()
+	m.hasSynced = []cache.InformerSynced{
+		fl.ServiceImports().Informer().HasSynced,
+		fl.GlobalTrafficPolicies().Informer().HasSynced,
+		fl.ServiceExports().Informer().HasSynced,
+		m.kubeFactory.Networking().V1().Ingresses().Informer().HasSynced,
+		svc.Informer().HasSynced,
+		ns.Informer().HasSynced,
+	}
+
+	m.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
+	m.recorder = m.broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: FieldManager})
+	return m
+}
+
+// addHandlers routes the member's changes to the queues: a change of an
+// object the syncer writes is checked against what it wants; a change of
+// an export matters to every member (its targetClusters decide who
+// imports it); a change of an Ingress of someone else may free or take a
+// path of any export of the member.
+func (m *member) addHandlers(s *Syncer) {
+	fl := m.fedFactory.Flomesh().V1alpha1()
+	local := handler(func(obj metav1.Object) { m.queue.Add(serviceKey{obj.GetNamespace(), obj.GetName()}) })
+	_, _ = fl.ServiceImports().Informer().AddEventHandler(local)
+	_, _ = fl.GlobalTrafficPolicies().Informer().AddEventHandler(local)
+	_, _ = m.mdFactory.ForResource(servicesGVR).Informer().AddEventHandler(local)
+	_, _ = fl.ServiceExports().Informer().AddEventHandler(handler(func(obj metav1.Object) {
+		s.enqueueEverywhere(serviceKey{obj.GetNamespace(), obj.GetName()})
+	}))
+	_, _ = m.kubeFactory.Networking().V1().Ingresses().Informer().AddEventHandler(handler(func(obj metav1.Object) {
+		if Owned(obj) {
+			if export := obj.GetLabels()[ExportLabel]; export != "" {
+				m.queue.Add(serviceKey{obj.GetNamespace(), export})
+			}
+			return
+		}
+		m.enqueueExports()
+	}))
+}
+
+// handler calls f with the object of every event, including deletions
+// whose final state was missed.
+func handler(f func(metav1.Object)) cache.ResourceEventHandler {
+	call := func(obj interface{}) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if a, err := meta.Accessor(obj); err == nil {
+			f(a)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    call,
+		UpdateFunc: func(_, obj interface{}) { call(obj) },
+		DeleteFunc: call,
+	}
+}
+
+// dropManagedFields keeps managed fields, which the syncer never reads,
+// out of the caches.
+func dropManagedFields(obj interface{}) (interface{}, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+func (m *member) startInformers() {
+	m.fedFactory.Start(m.ctx.Done())
+	m.kubeFactory.Start(m.ctx.Done())
+	m.mdFactory.Start(m.ctx.Done())
+	m.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.kube.CoreV1().Events("")})
+}
+
+// stop stops the member's workers and caches and waits for the workers.
+func (m *member) stop() {
+	m.cancel()
+	<-m.done
+	if m.broadcaster != nil {
+		m.broadcaster.Shutdown()
+	}
+}
+
+// enqueueExports queues every export of the member.
+func (m *member) enqueueExports() {
+	list, err := m.exports.List(labelsEverything)
+	if err != nil {
+		return
+	}
+	for _, e := range list {
+		m.queue.Add(serviceKey{e.Namespace, e.Name})
+	}
+}
+
+// exporter returns what the member's export of namespace/name says of its
+// audience.
+func (m *member) exporter(namespace, name string) Exporter {
+	if !m.synced.Load() {
+		return Exporter{}
+	}
+	e, err := m.exports.ServiceExports(namespace).Get(name)
+	if err != nil {
+		return Exporter{}
+	}
+	return Exporter{Known: true, TargetClusters: e.Spec.TargetClusters}
+}
+
+// reportConflict records a Warning event in the member about obj, once per
+// object and message: a conflict that lasts is reported when it starts,
+// not again at every resync.
+func (m *member) reportConflict(obj runtime.Object, uid types.UID, reason, message string) {
+	k := string(uid) + "/" + reason + "/" + message
+	m.reportedMu.Lock()
+	seen := m.reported[k]
+	m.reported[k] = true
+	m.reportedMu.Unlock()
+	if seen {
+		return
+	}
+	m.recorder.Event(obj, corev1.EventTypeWarning, reason, message)
+}
+
+// allIngresses returns every Ingress of the member.
+func (m *member) allIngresses() []*networkingv1.Ingress {
+	list, _ := m.ingresses.List(labelsEverything)
+	return list
+}

@@ -1,0 +1,340 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	fedac "github.com/fedmesh/fedmesh/generated/applyconfiguration/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/imports"
+)
+
+// Reasons of the Warning events the syncer records in a member.
+const (
+	// ReasonNotManaged: an object the syncer would write exists and was
+	// not created by the syncer; it is left as it is.
+	ReasonNotManaged = "NotManagedByFedmesh"
+)
+
+// reconcile makes a member hold what the federation wants of one service:
+// its import, its policy, the Ingress of the member's own export and that
+// export's conditions. The parts are independent: one failing does not
+// keep the others from being written.
+func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
+	cpImport, err := s.imports.ServiceImports(k.Namespace).Get(k.Name)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		cpImport = nil
+	}
+	gtp, err := s.policies.GlobalTrafficPolicies(k.Namespace).Get(k.Name)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		gtp = nil
+	}
+	export, err := m.exports.ServiceExports(k.Namespace).Get(k.Name)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+		export = nil
+	}
+	_, svcErr := m.services.ByNamespace(k.Namespace).Get(k.Name)
+	hosts := export != nil || svcErr == nil
+
+	liveImport, err := m.imports.ServiceImports(k.Namespace).Get(k.Name)
+	if err != nil {
+		liveImport = nil
+	}
+	wantImport := DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
+	wantPolicy := DesiredPolicy(gtp, wantImport != nil, hosts)
+	cpConditions := exportConditions(cpImport, m.key)
+	wantIngress, conflict := DesiredIngress(export, meta.IsStatusConditionTrue(cpConditions, imports.ConditionValid), s.opts.IngressClass, m.allIngresses())
+	if conflict != "" {
+		m.reportConflict(export, export.UID, ReasonIngressConflict, conflict)
+	}
+
+	errs := []error{
+		s.syncImport(ctx, m, k, wantImport, liveImport),
+		s.syncPolicy(ctx, m, k, wantPolicy),
+		s.syncIngress(ctx, m, k, wantIngress),
+	}
+	if export != nil {
+		errs = append(errs, s.syncExportStatus(ctx, m, export, DesiredExportConditions(cpConditions, conflict)))
+	}
+	return errors.Join(errs...)
+}
+
+// exportConditions returns the conditions the control plane computed for
+// the export of the cluster of key clusterKey.
+func exportConditions(imp *v1alpha1.ServiceImport, clusterKey string) []metav1.Condition {
+	if imp == nil {
+		return nil
+	}
+	internal := &flomesh.ServiceImport{}
+	if err := v1alpha1.Convert_v1alpha1_ServiceImport_To_flomesh_ServiceImport(imp, internal, nil); err != nil {
+		return nil
+	}
+	return imports.ExportConditions(internal, clusterKey)
+}
+
+// countWrite counts, and logs, a mutating request about to be sent.
+func countWrite(m *member, resource, verb string, namespace, name string) {
+	writesTotal.WithLabelValues(m.name, resource, verb).Inc()
+	klog.V(2).InfoS("Writing to member", "cluster", m.name, "resource", resource, "verb", verb, "namespace", namespace, "name", name)
+}
+
+func (s *Syncer) syncImport(ctx context.Context, m *member, k serviceKey, want, live *v1alpha1.ServiceImport) error {
+	switch {
+	case want == nil:
+		if live != nil && Owned(live) {
+			return deleteOwned(ctx, m, "serviceimports", live, m.fed.FlomeshV1alpha1().ServiceImports(k.Namespace).Delete)
+		}
+		return nil
+	case live != nil && !Owned(live):
+		m.reportConflict(live, live.UID, ReasonNotManaged, fmt.Sprintf(
+			"ServiceImport %s/%s was not created by fedmesh; the federation's import of the service is not written", k.Namespace, k.Name))
+		return nil
+	case live != nil && ImportUpToDate(want, live):
+		return nil
+	}
+	if err := s.ensureNamespace(ctx, m, k.Namespace); err != nil {
+		return err
+	}
+	countWrite(m, "serviceimports", "apply", k.Namespace, k.Name)
+	_, err := m.fed.FlomeshV1alpha1().ServiceImports(k.Namespace).Apply(ctx, importApplyConfig(want),
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}
+
+func (s *Syncer) syncPolicy(ctx context.Context, m *member, k serviceKey, want *v1alpha1.GlobalTrafficPolicy) error {
+	live, err := m.policies.GlobalTrafficPolicies(k.Namespace).Get(k.Name)
+	if err != nil {
+		live = nil
+	}
+	switch {
+	case want == nil:
+		if live != nil && Owned(live) {
+			return deleteOwned(ctx, m, "globaltrafficpolicies", live, m.fed.FlomeshV1alpha1().GlobalTrafficPolicies(k.Namespace).Delete)
+		}
+		return nil
+	case live != nil && !Owned(live):
+		m.reportConflict(live, live.UID, ReasonNotManaged, fmt.Sprintf(
+			"GlobalTrafficPolicy %s/%s was not created by fedmesh; the federation's policy of the service is not written", k.Namespace, k.Name))
+		return nil
+	case live != nil && PolicyUpToDate(want, live):
+		return nil
+	}
+	if err := s.ensureNamespace(ctx, m, k.Namespace); err != nil {
+		return err
+	}
+	countWrite(m, "globaltrafficpolicies", "apply", k.Namespace, k.Name)
+	_, err = m.fed.FlomeshV1alpha1().GlobalTrafficPolicies(k.Namespace).Apply(ctx, policyApplyConfig(want),
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}
+
+// syncIngress keeps the Ingress of the member's export of k. The export
+// lives in the namespace, so no namespace is ever created for it.
+func (s *Syncer) syncIngress(ctx context.Context, m *member, k serviceKey, want *networkingv1.Ingress) error {
+	live, err := m.ingresses.Ingresses(k.Namespace).Get(IngressName(k.Name))
+	if err != nil {
+		live = nil
+	}
+	switch {
+	case live != nil && !Owned(live):
+		// DesiredIngress reported it as the export's conflict.
+		return nil
+	case want == nil:
+		if live != nil {
+			return deleteOwned(ctx, m, "ingresses", live, m.kube.NetworkingV1().Ingresses(k.Namespace).Delete)
+		}
+		return nil
+	case live != nil && IngressUpToDate(want, live):
+		return nil
+	}
+	countWrite(m, "ingresses", "apply", k.Namespace, want.Name)
+	_, err = m.kube.NetworkingV1().Ingresses(k.Namespace).Apply(ctx, ingressApplyConfig(want),
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}
+
+// syncExportStatus writes the Valid and Conflict conditions onto the
+// member's export. Other conditions, of other writers, are left alone:
+// server-side apply merges the list by type.
+func (s *Syncer) syncExportStatus(ctx context.Context, m *member, export *v1alpha1.ServiceExport, want []metav1.Condition) error {
+	if len(want) == 0 {
+		return nil
+	}
+	conds, changed := MergeConditions(export.Status.Conditions, want, time.Now())
+	if !changed {
+		return nil
+	}
+	countWrite(m, "serviceexports/status", "apply", export.Namespace, export.Name)
+	_, err := m.fed.FlomeshV1alpha1().ServiceExports(export.Namespace).ApplyStatus(ctx,
+		exportStatusApplyConfig(export.Namespace, export.Name, conds),
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	return err
+}
+
+// ensureNamespace creates a namespace the member lacks, labelled as the
+// syncer's. The syncer never deletes namespaces: by the time it no longer
+// needs one, its users may have put their own objects there.
+func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string) error {
+	if _, err := m.namespaces.Get(name); err == nil {
+		return nil
+	}
+	countWrite(m, "namespaces", "create", "", name)
+	_, err := m.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ownedLabels()},
+	}, metav1.CreateOptions{FieldManager: FieldManager})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// deleteOwned deletes an object the syncer created, on the condition that
+// it is still that object: one deleted and recreated by someone else in
+// the meantime has another UID and is left alone.
+func deleteOwned(ctx context.Context, m *member, resource string, obj metav1.Object,
+	del func(context.Context, string, metav1.DeleteOptions) error) error {
+	uid := obj.GetUID()
+	countWrite(m, resource, "delete", obj.GetNamespace(), obj.GetName())
+	err := del(ctx, obj.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// cleanup removes from a member that left the federation everything the
+// syncer wrote into it: its imports, policies and Ingresses, and its
+// conditions on the member's exports. It retries until it succeeds or
+// CleanupTimeout passes, as the member may be unreachable for good. The
+// CRDs stay: deleting them would delete the member's ServiceExports.
+func (s *Syncer) cleanup(m *member) {
+	if m.err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.CleanupTimeout)
+	defer cancel()
+	start := time.Now()
+	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: s.opts.MaxRetryDelay}
+	for {
+		err := s.cleanupOnce(ctx, m)
+		if err == nil {
+			klog.InfoS("Removed what was written into a departed member", "cluster", m.name, "after", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		klog.InfoS("Cleaning a departed member failed; retrying", "cluster", m.name, "err", err)
+		select {
+		case <-ctx.Done():
+			klog.ErrorS(err, "Gave up cleaning a departed member", "cluster", m.name, "after", time.Since(start).Round(time.Millisecond))
+			return
+		case <-time.After(backoff.Step()):
+		}
+	}
+}
+
+func (s *Syncer) cleanupOnce(ctx context.Context, m *member) error {
+	owned := metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue}
+	fl := m.fed.FlomeshV1alpha1()
+	imps, err := fl.ServiceImports(metav1.NamespaceAll).List(ctx, owned)
+	if err != nil {
+		return err
+	}
+	for i := range imps.Items {
+		o := &imps.Items[i]
+		if err := deleteOwned(ctx, m, "serviceimports", o, fl.ServiceImports(o.Namespace).Delete); err != nil {
+			return err
+		}
+	}
+	gtps, err := fl.GlobalTrafficPolicies(metav1.NamespaceAll).List(ctx, owned)
+	if err != nil {
+		return err
+	}
+	for i := range gtps.Items {
+		o := &gtps.Items[i]
+		if err := deleteOwned(ctx, m, "globaltrafficpolicies", o, fl.GlobalTrafficPolicies(o.Namespace).Delete); err != nil {
+			return err
+		}
+	}
+	ings, err := m.kube.NetworkingV1().Ingresses(metav1.NamespaceAll).List(ctx, owned)
+	if err != nil {
+		return err
+	}
+	for i := range ings.Items {
+		o := &ings.Items[i]
+		if err := deleteOwned(ctx, m, "ingresses", o, m.kube.NetworkingV1().Ingresses(o.Namespace).Delete); err != nil {
+			return err
+		}
+	}
+	exports, err := fl.ServiceExports(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for i := range exports.Items {
+		e := &exports.Items[i]
+		if !managesStatus(e) {
+			continue
+		}
+		// Applying no status gives up the syncer's conditions: server-side
+		// apply removes the fields a manager stops applying. (An empty
+		// status would be sent as null, which the CRD's schema rejects.)
+		countWrite(m, "serviceexports/status", "apply", e.Namespace, e.Name)
+		body, err := json.Marshal(fedac.ServiceExport(e.Name, e.Namespace))
+		if err != nil {
+			return err
+		}
+		if _, err := fl.ServiceExports(e.Namespace).Patch(ctx, e.Name, types.ApplyPatchType, body,
+			metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}, "status"); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// managesStatus reports whether the syncer wrote status fields of obj.
+func managesStatus(obj metav1.Object) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == FieldManager && f.Subresource == "status" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,259 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+)
+
+// ServerOptions are the command-line options of fedmesh-syncer.
+type ServerOptions struct {
+	Syncer Options
+
+	// Kubeconfig of the control plane; empty means in-cluster.
+	Kubeconfig string
+	// BindAddress serves /healthz, /readyz and /metrics over HTTP.
+	BindAddress string
+
+	LeaderElect          bool
+	LeaderElectNamespace string
+	LeaderElectName      string
+	LeaderElectIdentity  string
+	LeaseDuration        time.Duration
+	RenewDeadline        time.Duration
+	RetryPeriod          time.Duration
+}
+
+// NewServerOptions returns the defaults of a production syncer.
+func NewServerOptions() *ServerOptions {
+	return &ServerOptions{
+		Syncer: Options{
+			IngressClass:   "pipy",
+			Workers:        2,
+			ResyncPeriod:   10 * time.Minute,
+			MaxRetryDelay:  30 * time.Second,
+			MemberTimeout:  10 * time.Second,
+			CleanupTimeout: 2 * time.Minute,
+		},
+		BindAddress:          "0.0.0.0:10358",
+		LeaderElect:          true,
+		LeaderElectNamespace: "fedmesh",
+		LeaderElectName:      "fedmesh-syncer",
+		LeaseDuration:        15 * time.Second,
+		RenewDeadline:        10 * time.Second,
+		RetryPeriod:          2 * time.Second,
+	}
+}
+
+// AddFlags adds the options to fs.
+func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the control-plane cluster, where fedmesh-apiserver is registered; empty for the in-cluster configuration")
+	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "address serving /healthz, /readyz and /metrics over HTTP")
+	fs.StringVar(&o.Syncer.IngressClass, "ingress-class", o.Syncer.IngressClass, "ingressClassName of the Ingresses that expose exports in their clusters; empty for the members' default class")
+	fs.IntVar(&o.Syncer.Workers, "workers", o.Syncer.Workers, "workers per member cluster")
+	fs.DurationVar(&o.Syncer.ResyncPeriod, "resync-period", o.Syncer.ResyncPeriod, "how often every cache replays its objects to be checked again")
+	fs.DurationVar(&o.Syncer.MaxRetryDelay, "max-retry-delay", o.Syncer.MaxRetryDelay, "the longest backoff of a failing write, and so the longest a member that returns waits to catch up")
+	fs.DurationVar(&o.Syncer.MemberTimeout, "member-timeout", o.Syncer.MemberTimeout, "timeout of every request to a member cluster")
+	fs.DurationVar(&o.Syncer.CleanupTimeout, "cleanup-timeout", o.Syncer.CleanupTimeout, "how long to try removing what was written into a cluster that left the federation")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run only while holding the lease, so that of several replicas one writes at a time")
+	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", o.LeaderElectNamespace, "namespace of the Lease")
+	fs.StringVar(&o.LeaderElectName, "leader-elect-name", o.LeaderElectName, "name of the Lease")
+	fs.StringVar(&o.LeaderElectIdentity, "leader-elect-identity", o.LeaderElectIdentity, "holder identity in the Lease; defaults to the host name and a random suffix")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long the other replicas wait after the last renewal before taking the lease")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "how long the leader tries to renew before it gives up leading")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "how often replicas try to acquire or renew the lease")
+}
+
+// Validate checks the options.
+func (o *ServerOptions) Validate() error {
+	var errs []error
+	if o.Syncer.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--workers must be at least 1"))
+	}
+	if o.LeaderElect && !(o.LeaseDuration > o.RenewDeadline && o.RenewDeadline > o.RetryPeriod && o.RetryPeriod > 0) {
+		errs = append(errs, fmt.Errorf("need --leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0"))
+	}
+	if o.Syncer.MaxRetryDelay <= 0 || o.Syncer.MemberTimeout <= 0 || o.Syncer.CleanupTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--max-retry-delay, --member-timeout and --cleanup-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs the syncer until ctx is done. With leader election it syncs only
+// while it holds the lease; it exits the process when it loses the lease
+// unexpectedly, as another replica may already be writing.
+func (o *ServerOptions) Run(ctx context.Context) error {
+	cfg, err := o.restConfig()
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "fedmesh-syncer"
+	fed, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	s, err := New(fed, o.Syncer)
+	if err != nil {
+		return err
+	}
+
+	var watchdog *leaderelection.HealthzAdaptor
+	if o.LeaderElect {
+		watchdog = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+	}
+	var started atomic.Bool
+	if err := o.serve(ctx, watchdog); err != nil {
+		return err
+	}
+
+	if !o.LeaderElect {
+		leading.Set(1)
+		s.Run(ctx)
+		return nil
+	}
+
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	id := o.LeaderElectIdentity
+	if id == "" {
+		host, _ := os.Hostname()
+		id = host + "_" + string(uuid.NewUUID())
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: o.LeaderElectNamespace, Name: o.LeaderElectName},
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+
+	// The lease is released only after the syncer has stopped writing:
+	// the elector's context outlives ctx until Run returns, so that a
+	// replica taking over never overlaps with this one's last writes.
+	electorCtx, stopElector := context.WithCancel(context.Background())
+	defer stopElector()
+	stopIfIdle := context.AfterFunc(ctx, func() {
+		if !started.Load() {
+			stopElector()
+		}
+	})
+	defer stopIfIdle()
+	klog.InfoS("Waiting for the lease", "lease", o.LeaderElectNamespace+"/"+o.LeaderElectName, "identity", id)
+	leaderelection.RunOrDie(electorCtx, leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   o.LeaseDuration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
+		ReleaseOnCancel: true,
+		WatchDog:        watchdog,
+		Name:            o.LeaderElectName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leaseCtx context.Context) {
+				started.Store(true)
+				defer stopElector()
+				if ctx.Err() != nil {
+					return
+				}
+				klog.InfoS("Became the leader", "identity", id)
+				leading.Set(1)
+				runCtx, cancel := context.WithCancel(leaseCtx)
+				defer cancel()
+				stop := context.AfterFunc(ctx, cancel)
+				defer stop()
+				s.Run(runCtx)
+			},
+			OnStoppedLeading: func() {
+				leading.Set(0)
+				if ctx.Err() != nil {
+					klog.InfoS("Stopped leading on request", "identity", id)
+					return
+				}
+				// Another replica may hold the lease by now: stop at once
+				// rather than risk writing alongside it.
+				klog.ErrorS(nil, "Lost the lease; exiting", "identity", id)
+				klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+			},
+			OnNewLeader: func(identity string) {
+				if identity != id {
+					klog.InfoS("Another replica leads", "leader", identity)
+				}
+			},
+		},
+	})
+	return nil
+}
+
+func (o *ServerOptions) restConfig() (*rest.Config, error) {
+	if o.Kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+}
+
+// serve starts the HTTP endpoints. /healthz fails when the leader could
+// not renew its lease for a while; /readyz once the process is up, leader
+// or standby, since a standby is a healthy replica.
+func (o *ServerOptions) serve(ctx context.Context, watchdog *leaderelection.HealthzAdaptor) error {
+	if o.BindAddress == "" || o.BindAddress == "0" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if watchdog != nil {
+			if err := watchdog.Check(r); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.Handle("/metrics", legacyregistry.Handler())
+	l, err := net.Listen("tcp", o.BindAddress)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Serving health and metrics")
+		}
+	}()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	klog.InfoS("Serving /healthz, /readyz and /metrics", "address", l.Addr().String())
+	return nil
+}

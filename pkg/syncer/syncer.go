@@ -1,0 +1,424 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package syncer makes the member clusters of the federation match the
+// control plane. It reads Clusters, GlobalTrafficPolicies and the computed
+// ServiceImports through the aggregated API, and writes into every member
+// the imports of the services the other members export, the policies of
+// the services it imports or hosts, the Ingresses that expose its own
+// exports, and the Valid and Conflict conditions of those exports.
+//
+// Every member has its own queue of services and its own workers, so a
+// member that does not answer delays nobody else. Work is keyed by service:
+// reconciling namespace/name in a member computes (desired.go) what the
+// member should hold for that service, compares it with the member's
+// caches, and writes only what differs, by server-side apply with the
+// field manager fedmesh-syncer. The syncer labels what it creates and
+// never updates or deletes an object without its label.
+package syncer
+
+import (
+	"context"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
+	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+)
+
+var labelsEverything = labels.Everything()
+
+// Options tune the syncer.
+type Options struct {
+	// IngressClass is the class of the Ingresses that expose exports; empty
+	// leaves it to the member's default class.
+	IngressClass string
+	// Workers is the number of workers of each member.
+	Workers int
+	// ResyncPeriod is how often every cache replays its objects, so that
+	// a missed change is eventually noticed. Resyncs write nothing when
+	// the members match.
+	ResyncPeriod time.Duration
+	// MaxRetryDelay caps the backoff of a failing service in a member, and
+	// so how long a member that comes back waits to catch up.
+	MaxRetryDelay time.Duration
+	// MemberTimeout bounds every request to a member.
+	MemberTimeout time.Duration
+	// CleanupTimeout is how long the syncer tries to remove what it wrote
+	// into a member removed from the federation.
+	CleanupTimeout time.Duration
+}
+
+// Syncer writes the federation's state into the members.
+type Syncer struct {
+	opts    Options
+	crds    []crd
+	factory fedinformers.SharedInformerFactory
+
+	clusters fedlisters.ClusterLister
+	imports  fedlisters.ServiceImportLister
+	policies fedlisters.GlobalTrafficPolicyLister
+	synced   []cache.InformerSynced
+
+	// clusterQueue holds the names of the Clusters whose connection to
+	// reconcile, apart from the members' own queues so that connecting
+	// to a slow member never waits on a service.
+	clusterQueue workqueue.TypedRateLimitingInterface[string]
+
+	mu      sync.RWMutex
+	members map[string]*member
+	ctx     context.Context
+	// cleanups tracks the removals of departed members, which Run waits
+	// for so that no write outlives it.
+	cleanups sync.WaitGroup
+}
+
+// New returns a syncer over the control plane's flomesh.io API.
+func New(client versioned.Interface, opts Options) (*Syncer, error) {
+	crds, err := loadCRDs()
+	if err != nil {
+		return nil, err
+	}
+	registerMetrics()
+	// The kubeconfigs of the Clusters are read, so they are kept; the
+	// managed fields of everything are not.
+	factory := fedinformers.NewSharedInformerFactoryWithOptions(client, opts.ResyncPeriod, fedinformers.WithTransform(dropManagedFields))
+	fl := factory.Flomesh().V1alpha1()
+	s := &Syncer{
+		opts:     opts,
+		crds:     crds,
+		factory:  factory,
+		clusters: fl.Clusters().Lister(),
+		imports:  fl.ServiceImports().Lister(),
+		policies: fl.GlobalTrafficPolicies().Lister(),
+		synced: []cache.InformerSynced{
+			fl.Clusters().Informer().HasSynced,
+			fl.ServiceImports().Informer().HasSynced,
+			fl.GlobalTrafficPolicies().Informer().HasSynced,
+		},
+		clusterQueue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, opts.MaxRetryDelay),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "clusters"}),
+		members: map[string]*member{},
+	}
+	_, _ = fl.Clusters().Informer().AddEventHandler(handler(func(obj metav1.Object) { s.clusterQueue.Add(obj.GetName()) }))
+	everywhere := handler(func(obj metav1.Object) { s.enqueueEverywhere(serviceKey{obj.GetNamespace(), obj.GetName()}) })
+	_, _ = fl.ServiceImports().Informer().AddEventHandler(everywhere)
+	_, _ = fl.GlobalTrafficPolicies().Informer().AddEventHandler(everywhere)
+	return s, nil
+}
+
+// Run syncs the members until ctx is done, then stops every member and
+// returns once no write is in flight.
+func (s *Syncer) Run(ctx context.Context) {
+	defer utilruntime.HandleCrash()
+	s.ctx = ctx
+	s.factory.Start(ctx.Done())
+	defer s.factory.Shutdown()
+	klog.InfoS("Waiting for the control plane's caches")
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+		s.clusterQueue.ShutDown()
+		return
+	}
+	klog.InfoS("Control plane caches synced; syncing members")
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for s.processCluster(ctx) {
+			}
+		}, time.Second)
+	}()
+	<-ctx.Done()
+	s.clusterQueue.ShutDown()
+	wg.Wait()
+
+	s.mu.Lock()
+	members := s.members
+	s.members = map[string]*member{}
+	s.mu.Unlock()
+	for _, m := range members {
+		m.stop()
+	}
+	s.cleanups.Wait()
+}
+
+func (s *Syncer) processCluster(ctx context.Context) bool {
+	name, quit := s.clusterQueue.Get()
+	if quit {
+		return false
+	}
+	defer s.clusterQueue.Done(name)
+	s.syncCluster(ctx, name)
+	s.clusterQueue.Forget(name)
+	return true
+}
+
+// syncCluster makes the member connection of a Cluster match it: a new
+// Cluster gets one, a changed kubeconfig or key a new one, and a deleted
+// Cluster loses it after what the syncer wrote into it is removed.
+func (s *Syncer) syncCluster(ctx context.Context, name string) {
+	cluster, err := s.clusters.Get(name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		utilruntime.HandleError(err)
+		return
+	}
+	gone := cluster == nil || cluster.DeletionTimestamp != nil
+
+	s.mu.Lock()
+	old := s.members[name]
+	var fresh *member
+	switch {
+	case gone:
+		delete(s.members, name)
+	case old == nil || !sameConnection(old.spec, cluster.Spec):
+		fresh = newMember(ctx, cluster, s.opts)
+		s.members[name] = fresh
+	}
+	s.mu.Unlock()
+
+	if old != nil && (gone || fresh != nil) {
+		old.stop()
+		memberSynced.WithLabelValues(old.name).Set(0)
+		if gone {
+			klog.InfoS("Cluster left the federation; removing what was written into it", "cluster", name)
+			s.cleanups.Add(1)
+			go func() {
+				defer s.cleanups.Done()
+				s.cleanup(old)
+			}()
+		}
+	}
+	switch {
+	case fresh != nil:
+		klog.InfoS("Connecting to member", "cluster", name, "key", fresh.key)
+		go s.runMember(fresh)
+		// The member's key and exports change who imports what.
+		s.enqueueAllEverywhere()
+	case gone:
+		s.enqueueAllEverywhere()
+	default:
+		// A change of status, such as the member turning Ready again
+		// after an outage, is when it can catch up at once rather than
+		// at the end of its backoff.
+		if m := s.member(name); m != nil && m.synced.Load() {
+			s.enqueueAll(m)
+		}
+	}
+}
+
+// sameConnection reports whether a connection built from spec a serves a
+// Cluster of spec b: the kubeconfig and the key are the same. The gateway
+// is the control plane's business, carried by the imports.
+func sameConnection(a, b v1alpha1.ClusterSpec) bool {
+	return a.Kubeconfig == b.Kubeconfig && a.Region == b.Region && a.Zone == b.Zone && a.Group == b.Group
+}
+
+func (s *Syncer) member(name string) *member {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.members[name]
+}
+
+// runMember installs the CRDs into a member, starts its caches, and runs
+// its workers until the member is stopped.
+func (s *Syncer) runMember(m *member) {
+	defer close(m.done)
+	defer m.queue.ShutDown()
+	if m.err != nil {
+		klog.ErrorS(m.err, "Cannot connect to member", "cluster", m.name)
+		<-m.ctx.Done()
+		return
+	}
+	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: s.opts.MaxRetryDelay}
+	for {
+		err := s.installCRDs(m.ctx, m)
+		if err == nil {
+			break
+		}
+		klog.InfoS("Installing the member CRDs failed; retrying", "cluster", m.name, "err", err)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(backoff.Step()):
+		}
+	}
+	m.addHandlers(s)
+	m.startInformers()
+	if !cache.WaitForCacheSync(m.ctx.Done(), m.hasSynced...) {
+		return
+	}
+	m.synced.Store(true)
+	memberSynced.WithLabelValues(m.name).Set(1)
+	klog.InfoS("Member caches synced", "cluster", m.name)
+	s.enqueueAll(m)
+	// Until now the member's exports were unknown, and the others held
+	// back their endpoints.
+	for _, k := range m.exportKeys() {
+		s.enqueueEverywhere(k)
+	}
+
+	var wg sync.WaitGroup
+	for range max(s.opts.Workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s.processService(m) {
+			}
+		}()
+	}
+	<-m.ctx.Done()
+	m.queue.ShutDown()
+	wg.Wait()
+}
+
+func (s *Syncer) processService(m *member) bool {
+	k, quit := m.queue.Get()
+	if quit {
+		return false
+	}
+	defer m.queue.Done(k)
+	if err := s.reconcile(m.ctx, m, k); err != nil {
+		reconcilesTotal.WithLabelValues(m.name, "error").Inc()
+		if m.ctx.Err() == nil {
+			klog.V(2).InfoS("Reconciling failed; retrying", "cluster", m.name, "service", k.Namespace+"/"+k.Name, "err", err)
+			m.queue.AddRateLimited(k)
+		}
+		return true
+	}
+	reconcilesTotal.WithLabelValues(m.name, "success").Inc()
+	m.queue.Forget(k)
+	return true
+}
+
+// enqueueEverywhere queues a service in every member.
+func (s *Syncer) enqueueEverywhere(k serviceKey) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, m := range s.members {
+		m.queue.Add(k)
+	}
+}
+
+func (s *Syncer) enqueueAllEverywhere() {
+	s.mu.RLock()
+	members := make([]*member, 0, len(s.members))
+	for _, m := range s.members {
+		members = append(members, m)
+	}
+	s.mu.RUnlock()
+	for _, m := range members {
+		if m.synced.Load() {
+			s.enqueueAll(m)
+		}
+	}
+}
+
+// enqueueAll queues in a member every service it may have to write or
+// delete something for: those of the control plane's imports and
+// policies, those it exports, and those of what the syncer wrote into it.
+func (s *Syncer) enqueueAll(m *member) {
+	keys := map[serviceKey]bool{}
+	if list, err := s.imports.List(labelsEverything); err == nil {
+		for _, o := range list {
+			keys[serviceKey{o.Namespace, o.Name}] = true
+		}
+	}
+	if list, err := s.policies.List(labelsEverything); err == nil {
+		for _, o := range list {
+			keys[serviceKey{o.Namespace, o.Name}] = true
+		}
+	}
+	for _, k := range m.exportKeys() {
+		keys[k] = true
+	}
+	owned := labels.SelectorFromSet(ownedLabels())
+	if list, err := m.imports.List(owned); err == nil {
+		for _, o := range list {
+			keys[serviceKey{o.Namespace, o.Name}] = true
+		}
+	}
+	if list, err := m.policies.List(owned); err == nil {
+		for _, o := range list {
+			keys[serviceKey{o.Namespace, o.Name}] = true
+		}
+	}
+	if list, err := m.ingresses.List(owned); err == nil {
+		for _, o := range list {
+			if e := o.Labels[ExportLabel]; e != "" {
+				keys[serviceKey{o.Namespace, e}] = true
+			}
+		}
+	}
+	for k := range keys {
+		m.queue.Add(k)
+	}
+}
+
+// exportKeys lists the services the member exports, or none before its
+// caches synced.
+func (m *member) exportKeys() []serviceKey {
+	if !m.synced.Load() {
+		return nil
+	}
+	list, err := m.exports.List(labelsEverything)
+	if err != nil {
+		return nil
+	}
+	keys := make([]serviceKey, 0, len(list))
+	for _, e := range list {
+		keys = append(keys, serviceKey{e.Namespace, e.Name})
+	}
+	return keys
+}
+
+// exporters returns, by cluster key, what each member's export of
+// namespace/name says of its audience.
+func (s *Syncer) exporters(namespace, name string) map[string]Exporter {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]Exporter, len(s.members))
+	for _, m := range s.members {
+		out[m.key] = m.exporter(namespace, name)
+	}
+	return out
+}
+
+// Members returns the names of the members the syncer is connected to.
+func (s *Syncer) Members() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := make([]string, 0, len(s.members))
+	for n := range s.members {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
