@@ -20,13 +20,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
@@ -35,7 +38,11 @@ import (
 	netutils "k8s.io/utils/net"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedmeshopenapi "github.com/fedmesh/fedmesh/generated/openapi"
+	fedmeshadmission "github.com/fedmesh/fedmesh/pkg/admission"
+	admissioninitializer "github.com/fedmesh/fedmesh/pkg/admission/initializer"
 	"github.com/fedmesh/fedmesh/pkg/clusterset"
 )
 
@@ -64,6 +71,9 @@ type Options struct {
 
 	// embeddedEtcd is set by Complete when it started one.
 	embeddedEtcd *EmbeddedEtcd
+	// admissionInformers feed fedmesh's admission plugins; Config makes
+	// them, Run starts them.
+	admissionInformers fedinformers.SharedInformerFactory
 }
 
 // NewOptions returns the default options.
@@ -86,7 +96,29 @@ func NewOptions(out, errOut io.Writer) *Options {
 	_, _ = o.ComponentGlobalsRegistry.ComponentGlobalsOrRegister(basecompatibility.DefaultKubeComponent,
 		basecompatibility.NewEffectiveVersionFromString(baseversion.DefaultKubeBinaryVersion, "", ""),
 		utilfeature.DefaultMutableFeatureGate)
+	// fedmesh's admission plugins, enabled by default and run after the
+	// generic ones.
+	fedmeshadmission.Register(o.RecommendedOptions.Admission.Plugins)
+	o.RecommendedOptions.Admission.RecommendedPluginOrder = append(
+		o.RecommendedOptions.Admission.RecommendedPluginOrder, fedmeshadmission.PluginNames...)
+	o.RecommendedOptions.ExtraAdmissionInitializers = o.admissionInitializers
 	return o
+}
+
+// admissionInitializers gives fedmesh's admission plugins informers and a
+// client over the server's loopback connection. Standalone serves without
+// admission, and needs neither.
+func (o *Options) admissionInitializers(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
+	o.admissionInformers = nil
+	if o.RecommendedOptions.Admission == nil {
+		return nil, nil
+	}
+	client, err := versioned.NewForConfig(c.LoopbackClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	o.admissionInformers = fedinformers.NewSharedInformerFactory(client, 0)
+	return []admission.PluginInitializer{admissioninitializer.New(o.admissionInformers, client)}, nil
 }
 
 // AddFlags adds the flags of fedmesh-apiserver to fs.
@@ -170,6 +202,29 @@ func (o *Options) Run(ctx context.Context) error {
 	server, err := config.Complete().New()
 	if err != nil {
 		return err
+	}
+	if informers := o.admissionInformers; informers != nil {
+		server.GenericAPIServer.AddPostStartHookOrDie("start-fedmesh-admission-informers",
+			func(hc genericapiserver.PostStartHookContext) error {
+				informers.Start(hc.Done())
+				return nil
+			})
+		// Until their caches sync, the plugins make writes wait, then
+		// refuse them: the server is not ready.
+		if err := server.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("fedmesh-admission-informers-synced",
+			func(*http.Request) error {
+				// A done context asks without waiting.
+				now, cancel := context.WithCancel(context.Background())
+				cancel()
+				for typ, synced := range informers.WaitForCacheSyncWithContext(now).Synced {
+					if !synced {
+						return fmt.Errorf("the %v informer of admission has not synced", typ)
+					}
+				}
+				return nil
+			})); err != nil {
+			return err
+		}
 	}
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }

@@ -1,0 +1,430 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package clusterkeys
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/admission"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned/fake"
+	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
+	listers "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/admission/internal/admissiontest"
+	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+)
+
+var now = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+
+// world is what a test starts from: Clusters in storage, and the cache of
+// them the plugin reads, which may differ (it lags).
+type world struct {
+	stored []*v1alpha1.Cluster
+	// cached names the stored Clusters the cache has; nil means all.
+	cached []string
+	// extraCached are in the cache only: deleted or changed since.
+	extraCached []*v1alpha1.Cluster
+}
+
+func deleting(c *v1alpha1.Cluster) *v1alpha1.Cluster {
+	c.DeletionTimestamp = &metav1.Time{Time: now}
+	c.Finalizers = []string{"example.com/hold"}
+	return c
+}
+
+// defaultWorld has cluster-1 in region eu and cluster-2, cluster-3 in the
+// default region, and cluster-4 being deleted.
+func defaultWorld() world {
+	return world{stored: []*v1alpha1.Cluster{
+		admissiontest.NewCluster("cluster-1", "eu"),
+		admissiontest.NewCluster("cluster-2", "default"),
+		admissiontest.NewCluster("cluster-3", "default"),
+		deleting(admissiontest.NewCluster("cluster-4", "default")),
+	}}
+}
+
+func (w world) build(t *testing.T) (*Plugin, *admissiontest.Store) {
+	t.Helper()
+	var objs []runtime.Object
+	for _, c := range w.stored {
+		objs = append(objs, c)
+	}
+	store := admissiontest.NewStore(objs...)
+	var cached []*v1alpha1.Cluster
+	for _, c := range w.stored {
+		if w.cached == nil || contains(w.cached, c.Name) {
+			cached = append(cached, store.Cluster(c.Name))
+		}
+	}
+	for _, c := range w.extraCached {
+		c = c.DeepCopy()
+		// A version storage no longer has.
+		c.ResourceVersion = "999999"
+		cached = append(cached, c)
+	}
+	indexer := admissiontest.ClusterCache(cached...)
+	p := New()
+	p.clusters = listers.NewClusterLister(indexer)
+	p.clusterIndex = indexer
+	p.client = store
+	p.now = func() time.Time { return now }
+	p.retry = wait.Backoff{Steps: 3, Duration: time.Millisecond}
+	require.NoError(t, p.ValidateInitialization())
+	return p, store
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// causes returns field: message of each cause of an API error.
+func causes(t *testing.T, err error) map[string]string {
+	t.Helper()
+	var status apierrors.APIStatus
+	require.True(t, errors.As(err, &status), "an API error: %v", err)
+	out := map[string]string{}
+	if d := status.Status().Details; d != nil {
+		for _, c := range d.Causes {
+			out[c.Field] = c.Message
+		}
+	}
+	return out
+}
+
+func newPolicy(keys ...string) *v1alpha1.GlobalTrafficPolicy {
+	p := admissiontest.NewPolicy("httpbin", "httpbin", keys...)
+	p.UID = "uid-httpbin"
+	return p
+}
+
+const (
+	key1   = "eu/default/default/cluster-1"
+	key2   = "default/default/default/cluster-2"
+	key3   = "default/default/default/cluster-3"
+	key4   = "default/default/default/cluster-4"
+	wrong1 = "default/default/default/cluster-1"
+)
+
+func TestCreate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		world world
+		keys  []string
+		// wantErrs maps fields to substrings of their messages; none means
+		// admitted.
+		wantErrs map[string][]string
+		// wantRecorded are the Clusters that record a reference.
+		wantRecorded []string
+	}{
+		{
+			name: "registered keys are admitted", world: defaultWorld(),
+			keys: []string{key1, key2}, wantRecorded: []string{"cluster-1", "cluster-2"},
+		},
+		{
+			name: "a policy without targets is admitted", world: defaultWorld(),
+		},
+		{
+			name: "a repeated key records one reference", world: defaultWorld(),
+			keys: []string{key2, key2}, wantRecorded: []string{"cluster-2"},
+		},
+		{
+			name: "the default region does not name a Cluster of another region", world: defaultWorld(),
+			keys: []string{wrong1},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {
+				`"default/default/default/cluster-1"`, "no registered Cluster has this key", `did you mean "eu/default/default/cluster-1"?`,
+			}},
+		},
+		{
+			name: "the field of the bad target is named", world: defaultWorld(),
+			keys:     []string{key2, wrong1, key3},
+			wantErrs: map[string][]string{"spec.targets[1].clusterKey": {`did you mean "eu/default/default/cluster-1"?`}},
+		},
+		{
+			name: "every bad target is named", world: defaultWorld(),
+			keys: []string{"default/default/default/nowhere", key2, wrong1},
+			wantErrs: map[string][]string{
+				"spec.targets[0].clusterKey": {"no registered Cluster has this key"},
+				"spec.targets[2].clusterKey": {`did you mean "eu/default/default/cluster-1"?`},
+			},
+		},
+		{
+			name: "a typo suggests the closest key", world: defaultWorld(),
+			keys:     []string{"default/default/default/cluster-22"},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {`did you mean "default/default/default/cluster-2"?`}},
+		},
+		{
+			name: "a key far from every registered one suggests nothing", world: defaultWorld(),
+			keys:     []string{"us/west/blue/faraway"},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {"no registered Cluster has this key"}},
+		},
+		{
+			name: "a malformed key is refused naming the field", world: defaultWorld(),
+			keys: []string{key2, "default/cluster-3"},
+			wantErrs: map[string][]string{"spec.targets[1].clusterKey": {
+				"must have the form region/zone/group/name", `did you mean "default/default/default/cluster-3"?`,
+			}},
+		},
+		{
+			name: "an empty key is refused", world: defaultWorld(),
+			keys:     []string{""},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {"Required value"}},
+		},
+		{
+			name: "a Cluster being deleted cannot be targeted", world: defaultWorld(),
+			keys:     []string{key4},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {`Cluster "cluster-4", of this key, is being deleted`}},
+		},
+		{
+			name: "a Cluster the cache does not have yet is found in storage",
+			world: world{
+				stored: []*v1alpha1.Cluster{admissiontest.NewCluster("cluster-2", "default")},
+				cached: []string{},
+			},
+			keys: []string{key2}, wantRecorded: []string{"cluster-2"},
+		},
+		{
+			name: "a Cluster deleted but still cached is refused",
+			world: world{
+				extraCached: []*v1alpha1.Cluster{admissiontest.NewCluster("cluster-2", "default")},
+			},
+			keys:     []string{key2},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {"no registered Cluster has this key"}},
+		},
+		{
+			name: "a Cluster re-keyed but cached with its old key is refused",
+			world: world{
+				stored:      []*v1alpha1.Cluster{admissiontest.NewCluster("cluster-2", "us")},
+				cached:      []string{},
+				extraCached: []*v1alpha1.Cluster{admissiontest.NewCluster("cluster-2", "default")},
+			},
+			keys:     []string{key2},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {`did you mean "us/default/default/cluster-2"?`}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, store := tc.world.build(t)
+			policy := newPolicy(tc.keys...)
+			err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: policy}.Attributes(), nil)
+			if len(tc.wantErrs) == 0 {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+				assert.True(t, apierrors.IsInvalid(err), "want Invalid, got %v", err)
+				got := causes(t, err)
+				assert.Len(t, got, len(tc.wantErrs), "causes: %v", got)
+				for field, subs := range tc.wantErrs {
+					for _, sub := range subs {
+						assert.Contains(t, got[field], sub, "cause of %s", field)
+					}
+				}
+				assert.NotContains(t, err.Error(), "did you mean \"\"")
+			}
+			for _, c := range tc.world.stored {
+				refs := clusterrefs.Decode(store.Cluster(c.Name).Annotations)
+				if !contains(tc.wantRecorded, c.Name) {
+					assert.Empty(t, refs, "references on %s", c.Name)
+					continue
+				}
+				if assert.Len(t, refs, 1, "references on %s", c.Name) {
+					assert.Equal(t, "httpbin/httpbin", refs[0].Policy)
+					assert.Equal(t, types.UID("uid-httpbin"), refs[0].UID)
+					assert.Empty(t, refs[0].ResourceVersion, "a create")
+					assert.True(t, refs[0].Expires.After(now.Add(clusterrefs.DefaultRequestTimeout)), "expires after the request")
+				}
+			}
+		})
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		old, new     []string
+		wantErr      string
+		wantRecorded []string
+	}{
+		{
+			name: "a key already named is not judged again",
+			old:  []string{"default/default/default/gone", key2}, new: []string{"default/default/default/gone", key2},
+		},
+		{
+			name: "a key already named may move in the list",
+			old:  []string{"default/default/default/gone"}, new: []string{key2, "default/default/default/gone"},
+			wantRecorded: []string{"cluster-2"},
+		},
+		{
+			name: "an added key is judged",
+			old:  []string{key2}, new: []string{key2, wrong1},
+			wantErr: "spec.targets[1].clusterKey",
+		},
+		{
+			name: "an added key records a reference based on the stored version",
+			old:  []string{key2}, new: []string{key2, key3},
+			wantRecorded: []string{"cluster-3"},
+		},
+		{
+			name: "removing keys needs no Cluster",
+			old:  []string{key2, "default/default/default/gone"}, new: []string{key2},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, store := defaultWorld().build(t)
+			old := newPolicy(tc.old...)
+			old.ResourceVersion = "77"
+			updated := newPolicy(tc.new...)
+			updated.ResourceVersion = "77"
+			err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Update, Object: updated, Old: old}.Attributes(), nil)
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, causes(t, err), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			for _, name := range []string{"cluster-1", "cluster-2", "cluster-3"} {
+				refs := clusterrefs.Decode(store.Cluster(name).Annotations)
+				if contains(tc.wantRecorded, name) {
+					if assert.Len(t, refs, 1) {
+						assert.Equal(t, "77", refs[0].ResourceVersion)
+					}
+				} else {
+					assert.Empty(t, refs, name)
+				}
+			}
+		})
+	}
+}
+
+func TestIgnored(t *testing.T) {
+	bad := newPolicy(wrong1)
+	for _, tc := range []struct {
+		name string
+		req  admissiontest.Request
+	}{
+		{"the status of a policy", admissiontest.Request{Operation: admission.Update, Object: bad, Old: bad, Subresource: "status"}},
+		{"a Cluster", admissiontest.Request{Operation: admission.Create, Object: admissiontest.NewCluster("x", "default")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _ := defaultWorld().build(t)
+			assert.NoError(t, p.Validate(context.Background(), tc.req.Attributes(), nil))
+		})
+	}
+}
+
+func TestDryRunRecordsNothing(t *testing.T) {
+	p, store := defaultWorld().build(t)
+	err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(key2), DryRun: true}.Attributes(), nil)
+	require.NoError(t, err)
+	assert.Empty(t, store.Cluster("cluster-2").Annotations)
+
+	err = p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(wrong1), DryRun: true}.Attributes(), nil)
+	assert.True(t, apierrors.IsInvalid(err), "a dry run is judged all the same: %v", err)
+}
+
+func TestRecordingRetriesOnConflict(t *testing.T) {
+	p, store := defaultWorld().build(t)
+	// Another writer changes cluster-2 after the cache saw it.
+	c := store.Cluster("cluster-2")
+	c.Labels = map[string]string{"team": "a"}
+	_, err := store.FlomeshV1alpha1().Clusters().Update(context.Background(), c, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	require.NoError(t, p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(key2)}.Attributes(), nil))
+	got := store.Cluster("cluster-2")
+	assert.Len(t, clusterrefs.Decode(got.Annotations), 1)
+	assert.Equal(t, "a", got.Labels["team"], "the other write is kept")
+}
+
+func TestDeleteSettlesReferences(t *testing.T) {
+	p, store := defaultWorld().build(t)
+	policy, err := store.StorePolicy(newPolicy(key2, key3))
+	require.NoError(t, err)
+	expires := metav1.NewTime(now.Add(time.Minute))
+	other := clusterrefs.Pending{Policy: "web/frontend", UID: "uid-frontend", Expires: expires}
+	for name, refs := range map[string][]clusterrefs.Pending{
+		// The create of the policy, now stored: settled.
+		"cluster-2": {{Policy: "httpbin/httpbin", UID: policy.UID, Expires: expires}, other},
+		// An update of it in flight: kept until it is stored or fails.
+		"cluster-3": {{Policy: "httpbin/httpbin", UID: policy.UID, ResourceVersion: policy.ResourceVersion, Expires: expires}},
+	} {
+		c := store.Cluster(name)
+		c.Annotations = map[string]string{clusterrefs.PendingAnnotation: clusterrefs.Encode(refs)}
+		_, err := store.FlomeshV1alpha1().Clusters().Update(context.Background(), c, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	}
+
+	err = p.Validate(context.Background(), admissiontest.Request{Operation: admission.Delete, Old: policy}.Attributes(), nil)
+	require.NoError(t, err, "deleting a policy is never refused")
+	refs := clusterrefs.Decode(store.Cluster("cluster-2").Annotations)
+	if assert.Len(t, refs, 1) {
+		assert.Equal(t, "web/frontend", refs[0].Policy, "only the settled reference of the policy goes")
+	}
+	assert.Len(t, clusterrefs.Decode(store.Cluster("cluster-3").Annotations), 1)
+}
+
+func TestNotReady(t *testing.T) {
+	t.Parallel()
+	p, _ := defaultWorld().build(t)
+	p.SetReadyFunc(func() bool { return false })
+	err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(key2)}.Attributes(), nil)
+	assert.True(t, apierrors.IsForbidden(err), "want Forbidden, got %v", err)
+	assert.Contains(t, err.Error(), "not yet ready")
+}
+
+func TestInitialization(t *testing.T) {
+	p := New()
+	assert.Error(t, p.ValidateInitialization(), "without informers and client")
+
+	client := fake.NewSimpleClientset()
+	factory := informers.NewSharedInformerFactory(client, 0)
+	p.SetFedmeshInformerFactory(factory)
+	p.SetFedmeshClientset(client)
+	require.NoError(t, p.ValidateInitialization())
+	assert.Contains(t, factory.Flomesh().V1alpha1().Clusters().Informer().GetIndexer().GetIndexers(), clusterrefs.ClusterKeyIndex)
+
+	plugins := admission.NewPlugins()
+	Register(plugins)
+	assert.Contains(t, plugins.Registered(), PluginName)
+}
+
+func TestDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "abc", 3}, {"abc", "abc", 0},
+		{"cluster-1", "cluster-2", 1}, {"cluster-1", "cluster-12", 1}, {"kitten", "sitting", 3},
+	} {
+		assert.Equal(t, tc.want, distance(tc.a, tc.b), "%q %q", tc.a, tc.b)
+		assert.Equal(t, tc.want, distance(tc.b, tc.a), "%q %q", tc.b, tc.a)
+	}
+}
