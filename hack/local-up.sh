@@ -177,14 +177,14 @@ show_log_tail() {
 
 check_binaries() {
   local bin missing=()
-  for bin in etcd kube-apiserver kubectl fedmesh-apiserver fedmesh-syncer; do
+  for bin in etcd kube-apiserver kubectl fedmesh-apiserver fedmesh-syncer kubectl-fedmesh; do
     [[ -x "${BIN_DIR}/${bin}" ]] || missing+=("${bin}")
   done
   if ((${#missing[@]} > 0)); then
     {
       echo "!!! missing in ${BIN_DIR}: ${missing[*]}"
       echo "    etcd, kube-apiserver and kubectl: run hack/install-test-binaries.sh (or make test-binaries)"
-      echo "    fedmesh-apiserver, fedmesh-syncer: run make build"
+      echo "    fedmesh-apiserver, fedmesh-syncer, kubectl-fedmesh: run make build"
       echo "    or simply run make local-up, which does both before starting this script."
     } >&2
     exit 1
@@ -619,26 +619,21 @@ install_member_crds() {
   log "installed the member CRDs into ${MEMBERS[*]}"
 }
 
-# Registers every member on the control plane with a Cluster object shaped
-# like the walkthrough's cluster.yaml: the member's gateway and its admin
-# kubeconfig, kept verbatim in a block scalar.
+# Joins every member with kubectl fedmesh (cmd/kubectl-fedmesh, found by
+# kubectl on the PATH): in the member, the ServiceAccount fedmesh-system/fedmesh
+# and the ClusterRole fedmesh:member with exactly the permissions fedmesh needs
+# there; on the control plane, a Cluster whose kubeconfig holds only a token of
+# that ServiceAccount. Each join waits until fedmesh reports the member Ready.
 register_clusters() {
   local cp="${WORK_DIR}/control-plane.kubeconfig"
   local name
   for name in "${MEMBERS[@]}"; do
-    "${KUBECTL}" --kubeconfig="${cp}" apply -f - >/dev/null <<EOF
-apiVersion: flomesh.io/v1alpha1
-kind: Cluster
-metadata:
-  name: ${name}
-spec:
-  gatewayHost: 127.0.0.1
-  gatewayPort: ${GATEWAY_PORTS[${name}]}
-  kubeconfig: |+
-$(sed 's/^/    /' "${WORK_DIR}/${name}.kubeconfig")
-EOF
+    PATH="${BIN_DIR}:${PATH}" "${KUBECTL}" fedmesh join "${name}" \
+      --kubeconfig="${cp}" --member-kubeconfig="${WORK_DIR}/${name}.kubeconfig" \
+      --gateway-host=127.0.0.1 --gateway-port="${GATEWAY_PORTS[${name}]}" \
+      --wait --timeout=60s >/dev/null || die "kubectl fedmesh join ${name} failed"
   done
-  log "registered Clusters ${MEMBERS[*]} on control-plane"
+  log "joined ${MEMBERS[*]} with kubectl fedmesh"
 }
 
 print_instructions() {

@@ -21,6 +21,8 @@ limitations under the License.
 package memberrbac
 
 import (
+	"sort"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
@@ -29,6 +31,82 @@ import (
 var APIServerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceexports"}, Verbs: []string{"get", "list", "watch"}},
 	{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
+}
+
+// SyncerRules are what fedmesh-syncer does in a member (pkg/syncer): it
+// installs the member CRDs (get, then server-side apply, which creates
+// them the first time), caches by watch the ServiceImports,
+// GlobalTrafficPolicies, ServiceExports and Ingresses it reads and writes
+// and the metadata of Services and namespaces, applies and deletes the
+// imports, policies and Ingresses it owns, creates the namespaces they
+// need, applies the Valid and Conflict conditions of the ServiceExports,
+// and records conflicts as events.
+var SyncerRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"get", "create", "patch"}},
+	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceimports", "globaltrafficpolicies"}, Verbs: []string{"get", "list", "watch", "create", "patch", "delete"}},
+	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceexports"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceexports/status"}, Verbs: []string{"patch"}},
+	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list", "watch", "create", "patch", "delete"}},
+	{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch", "create"}},
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+}
+
+// Rules are every permission fedmesh needs in a member, those of
+// fedmesh-apiserver and of fedmesh-syncer, merged: one rule per API group
+// and resource, in a stable order. "kubectl fedmesh join" grants them.
+func Rules() []rbacv1.PolicyRule {
+	return Merge(APIServerRules, SyncerRules)
+}
+
+// Merge unions rule sets into one rule per API group and resource, with
+// the verbs of every rule that names them. Groups, resources and verbs are
+// sorted, verbs in the order RBAC documentation uses (reads first).
+func Merge(sets ...[]rbacv1.PolicyRule) []rbacv1.PolicyRule {
+	type gr struct{ group, resource string }
+	verbs := map[gr]map[string]bool{}
+	for _, rules := range sets {
+		for _, c := range Checks(rules) {
+			k := gr{c.Group, c.Resource}
+			if verbs[k] == nil {
+				verbs[k] = map[string]bool{}
+			}
+			verbs[k][c.Verb] = true
+		}
+	}
+	keys := make([]gr, 0, len(verbs))
+	for k := range verbs {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].group != keys[j].group {
+			return keys[i].group < keys[j].group
+		}
+		return keys[i].resource < keys[j].resource
+	})
+	out := make([]rbacv1.PolicyRule, 0, len(keys))
+	for _, k := range keys {
+		vs := make([]string, 0, len(verbs[k]))
+		for v := range verbs[k] {
+			vs = append(vs, v)
+		}
+		sort.Slice(vs, func(i, j int) bool {
+			return verbRank(vs[i]) < verbRank(vs[j]) || verbRank(vs[i]) == verbRank(vs[j]) && vs[i] < vs[j]
+		})
+		out = append(out, rbacv1.PolicyRule{APIGroups: []string{k.group}, Resources: []string{k.resource}, Verbs: vs})
+	}
+	return out
+}
+
+var verbOrder = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+
+func verbRank(v string) int {
+	for i, o := range verbOrder {
+		if o == v {
+			return i
+		}
+	}
+	return len(verbOrder)
 }
 
 // Check is one permission to verify: a verb on a resource, cluster-wide.

@@ -1,0 +1,202 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package fedmesh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	fedac "github.com/fedmesh/fedmesh/generated/applyconfiguration/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned/scheme"
+)
+
+// keyOf is the key of a Cluster, each empty part taken as its default.
+func keyOf(name string, spec v1alpha1.ClusterSpec) string {
+	or := func(s string) string {
+		if s == "" {
+			return "default"
+		}
+		return s
+	}
+	return flomesh.ClusterKey(or(spec.Region), or(spec.Zone), or(spec.Group), name)
+}
+
+// applyConfig is the Cluster the plugin applies: the fields of spec that
+// are set, and only those, so that the API server defaults the others.
+func applyConfig(name string, spec v1alpha1.ClusterSpec) *fedac.ClusterApplyConfiguration {
+	s := fedac.ClusterSpec().WithGatewayHost(spec.GatewayHost).WithKubeconfig(spec.Kubeconfig)
+	if spec.Region != "" {
+		s.WithRegion(spec.Region)
+	}
+	if spec.Zone != "" {
+		s.WithZone(spec.Zone)
+	}
+	if spec.Group != "" {
+		s.WithGroup(spec.Group)
+	}
+	if spec.GatewayPort != 0 {
+		s.WithGatewayPort(spec.GatewayPort)
+	}
+	return fedac.Cluster(name).WithSpec(s)
+}
+
+// sameServer compares two API server URLs, ignoring case and a trailing
+// slash.
+func sameServer(a, b string) bool {
+	norm := func(s string) string { return strings.TrimRight(strings.ToLower(strings.TrimSpace(s)), "/") }
+	return a != "" && norm(a) == norm(b)
+}
+
+// sameMember reports whether Cluster c is the member whose fedmesh
+// ServiceAccount has UID saUID (empty when it has none) and whose API
+// server is at one of servers: the token of c was issued for that very
+// ServiceAccount, or, failing that, the kubeconfig of c points at one of
+// those servers.
+func sameMember(c *v1alpha1.Cluster, saUID string, servers ...string) bool {
+	if sa, ok := serviceAccountOf(tokenOf(c.Spec.Kubeconfig)); ok && saUID != "" && sa.UID == saUID {
+		return true
+	}
+	ep, err := endpointOf(c.Spec.Kubeconfig)
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if sameServer(ep.Server, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// serverOf is the API server a Cluster's kubeconfig points at, for
+// messages.
+func serverOf(c *v1alpha1.Cluster) string {
+	ep, err := endpointOf(c.Spec.Kubeconfig)
+	if err != nil || ep.Server == "" {
+		return "an address its kubeconfig does not tell"
+	}
+	return ep.Server
+}
+
+// checkMember fails when name is registered for another member than the
+// one at servers, or when that member is registered under another name.
+// It returns the Cluster name, when there is one.
+func checkMember(ctx context.Context, client versioned.Interface, name, saUID string, servers ...string) (*v1alpha1.Cluster, error) {
+	list, err := client.FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var existing *v1alpha1.Cluster
+	for i := range list.Items {
+		c := &list.Items[i]
+		same := sameMember(c, saUID, servers...)
+		switch {
+		case c.Name == name && !same:
+			return nil, fmt.Errorf("the name %q is taken: Cluster %s (key %s) is another member, at %s; choose another name, or unjoin that one first",
+				name, c.Name, keyOf(c.Name, c.Spec), serverOf(c))
+		case c.Name == name:
+			existing = c
+		case same:
+			return nil, fmt.Errorf("the member at %s is already joined as Cluster %s (key %s); use that name, or unjoin it first",
+				servers[0], c.Name, keyOf(c.Name, c.Spec))
+		}
+	}
+	return existing, nil
+}
+
+// printCluster prints a Cluster with printFlags, its credentials redacted
+// unless showSecrets.
+func printCluster(w io.Writer, printFlags *genericclioptions.PrintFlags, c *v1alpha1.Cluster, showSecrets bool) error {
+	c = c.DeepCopy()
+	c.ManagedFields = nil
+	if !showSecrets {
+		c.Spec.Kubeconfig = redactKubeconfig(c.Spec.Kubeconfig)
+	}
+	printer, err := printFlags.ToPrinter()
+	if err != nil {
+		return err
+	}
+	return printer.PrintObj(c, w)
+}
+
+func newPrintFlags(operation string) *genericclioptions.PrintFlags {
+	return genericclioptions.NewPrintFlags(operation).WithTypeSetter(scheme.Scheme)
+}
+
+func ready(c *v1alpha1.Cluster) *metav1.Condition {
+	return meta.FindStatusCondition(c.Status.Conditions, "Ready")
+}
+
+// waitReady polls the Cluster until it is Ready, printing every change of
+// its Ready condition, and fails with the condition's reason when it is
+// not Ready within timeout. A condition fedmesh wrote for a generation of
+// the Cluster older than generation (the one the plugin applied) is stale.
+func waitReady(ctx context.Context, client versioned.Interface, w io.Writer, name string, generation int64, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	last, lastErr := "", error(nil)
+	var lastCond *metav1.Condition
+	for {
+		c, err := client.FlomeshV1alpha1().Clusters().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			lastErr = nil
+			cond := ready(c)
+			fresh := cond != nil && cond.ObservedGeneration >= generation
+			if cond != nil && cond.Status == metav1.ConditionTrue && fresh {
+				fmt.Fprintf(w, "cluster %s is Ready: key %s, Kubernetes %s\n", name, keyOf(c.Name, c.Spec), c.Status.KubernetesVersion)
+				return nil
+			}
+			now := "waiting for fedmesh to connect with the new kubeconfig"
+			if cond != nil && fresh {
+				lastCond = cond
+				now = fmt.Sprintf("Ready=%s %s: %s", cond.Status, cond.Reason, cond.Message)
+			}
+			if now != last {
+				fmt.Fprintf(w, "waiting for cluster %s: %s\n", name, now)
+				last = now
+			}
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("cluster %q was deleted while waiting for it", name)
+		default:
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("cluster %q not Ready after %s: %v", name, timeout, lastErr)
+			}
+			if lastCond != nil {
+				return fmt.Errorf("cluster %q not Ready after %s: %s: %s", name, timeout, lastCond.Reason, lastCond.Message)
+			}
+			return fmt.Errorf("cluster %q not Ready after %s: fedmesh has not reported on it", name, timeout)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,380 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package fedmesh
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	"github.com/fedmesh/fedmesh/pkg/memberrbac"
+)
+
+// What join creates in a member.
+const (
+	// MemberNamespace holds the ServiceAccount and its token Secrets.
+	MemberNamespace = "fedmesh-system"
+	// MemberServiceAccount is the identity fedmesh uses in the member.
+	MemberServiceAccount = "fedmesh"
+	// MemberRole names the ClusterRole and the ClusterRoleBinding that
+	// grant the ServiceAccount the rules of memberrbac.Rules.
+	MemberRole = "fedmesh:member"
+	// tokenSecretPrefix starts the names of the Secrets the tokens are
+	// bound to: deleting one revokes its token.
+	tokenSecretPrefix = "fedmesh-token-"
+
+	managedByLabel = "app.kubernetes.io/managed-by"
+	partOfLabel    = "app.kubernetes.io/part-of"
+	// clusterAnnotation, on a token Secret, names the Cluster the token
+	// was issued for.
+	clusterAnnotation = "flomesh.io/cluster"
+)
+
+func memberLabels() map[string]string {
+	return map[string]string{managedByLabel: FieldManager, partOfLabel: "fedmesh"}
+}
+
+func ownedByPlugin(labels map[string]string) bool { return labels[managedByLabel] == FieldManager }
+
+// memberFlags say how to reach a member as its admin.
+type memberFlags struct {
+	kubeconfig string
+	context    string
+	timeout    time.Duration
+}
+
+func (f *memberFlags) addFlags(cmd *cobra.Command) {
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&f.kubeconfig, "member-kubeconfig", "", "Path to a kubeconfig of the member cluster, as its admin (default: that of --kubeconfig, else the standard kubeconfig loading rules)")
+	fs.StringVar(&f.context, "member-context", "", "Context of the member cluster in that kubeconfig (default: its current context)")
+	fs.DurationVar(&f.timeout, "member-timeout", defaultRequestTimeout, "How long to wait for an answer of the member before giving up on it")
+}
+
+func (f *memberFlags) set() bool { return f.kubeconfig != "" || f.context != "" }
+
+// member is an admin connection to a member cluster.
+type member struct {
+	// endpoint is where the member is, as its kubeconfig says.
+	endpoint endpoint
+	// where names the member in messages.
+	where   string
+	config  *rest.Config
+	kube    kubernetes.Interface
+	fedmesh versioned.Interface
+}
+
+// connect loads the member's kubeconfig, or else the control plane's
+// (--kubeconfig), and checks that the member answers.
+func (f *memberFlags) connect(ctx context.Context, controlPlaneKubeconfig string) (*member, error) {
+	if !f.set() {
+		return nil, fmt.Errorf("no member given: pass --member-kubeconfig and/or --member-context")
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if f.kubeconfig != "" {
+		rules.ExplicitPath = f.kubeconfig
+	} else if controlPlaneKubeconfig != "" {
+		rules.ExplicitPath = controlPlaneKubeconfig
+	}
+	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: f.context})
+	raw, err := loader.RawConfig()
+	if err != nil {
+		return nil, fmt.Errorf("member kubeconfig: %w", err)
+	}
+	if err := checkContext("member kubeconfig", "--member-context", raw.Contexts, raw.CurrentContext, f.context); err != nil {
+		return nil, err
+	}
+	cfg, err := loader.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("member kubeconfig: %w", err)
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.Timeout = f.timeout
+	cfg.UserAgent = FieldManager
+	if err := rest.LoadTLSFiles(cfg); err != nil {
+		return nil, fmt.Errorf("member kubeconfig: %w", err)
+	}
+	m := &member{config: cfg, where: cfg.Host}
+	m.endpoint = endpoint{Server: cfg.Host, CAData: cfg.CAData, TLSServerName: cfg.ServerName, Insecure: cfg.Insecure}
+	if name := contextName(raw, f.context); name != "" {
+		m.where = fmt.Sprintf("%s (context %s)", cfg.Host, name)
+		if c := raw.Clusters[raw.Contexts[name].Cluster]; c != nil {
+			m.endpoint.Server = c.Server
+			m.endpoint.ProxyURL = c.ProxyURL
+		}
+	}
+	if m.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("member kubeconfig: %w", err)
+	}
+	if m.fedmesh, err = versioned.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("member kubeconfig: %w", err)
+	}
+	if err := m.kube.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Error(); err != nil {
+		return nil, m.wrap(err)
+	}
+	return m, nil
+}
+
+func contextName(raw clientcmdapi.Config, override string) string {
+	if override != "" {
+		return override
+	}
+	return raw.CurrentContext
+}
+
+// checkContext fails when the context to use does not exist.
+func checkContext(what, flag string, contexts map[string]*clientcmdapi.Context, current, override string) error {
+	name := contextName(clientcmdapi.Config{CurrentContext: current}, override)
+	if name == "" {
+		return fmt.Errorf("%s: no current context; pass %s", what, flag)
+	}
+	if contexts[name] == nil {
+		known := sets.List(sets.KeySet(contexts))
+		if len(known) == 0 {
+			return fmt.Errorf("%s: context %q does not exist (the kubeconfig has no contexts)", what, name)
+		}
+		return fmt.Errorf("%s: context %q does not exist (contexts: %s)", what, name, strings.Join(known, ", "))
+	}
+	return nil
+}
+
+// wrap words an error of a request to the member.
+func (m *member) wrap(err error) error {
+	if reason := unreachable(err); reason != "" {
+		return fmt.Errorf("cannot reach the member at %s: %s", m.where, reason)
+	}
+	if apierrors.IsUnauthorized(err) {
+		return fmt.Errorf("the member at %s refused the credentials of its kubeconfig", m.where)
+	}
+	return fmt.Errorf("member %s: %w", m.where, err)
+}
+
+// serviceAccountUID returns the UID of the member's fedmesh ServiceAccount,
+// or "" when it does not exist.
+func (m *member) serviceAccountUID(ctx context.Context) (string, error) {
+	sa, err := m.kube.CoreV1().ServiceAccounts(MemberNamespace).Get(ctx, MemberServiceAccount, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", m.wrap(err)
+	}
+	return string(sa.UID), nil
+}
+
+// ensureIdentity creates or updates, by server-side apply, the namespace,
+// the ServiceAccount and the ClusterRole and ClusterRoleBinding that grant
+// it memberrbac.Rules, no more: a rule added by hand is removed, a rule
+// removed by hand is restored.
+func (m *member) ensureIdentity(ctx context.Context) error {
+	apply := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	labels := memberLabels()
+	// A namespace that exists already keeps its owner: the plugin then
+	// never deletes it.
+	if _, err := m.kube.CoreV1().Namespaces().Get(ctx, MemberNamespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := m.kube.CoreV1().Namespaces().Apply(ctx, corev1ac.Namespace(MemberNamespace).WithLabels(labels), apply); err != nil {
+			return m.wrap(err)
+		}
+	} else if err != nil {
+		return m.wrap(err)
+	}
+	if _, err := m.kube.CoreV1().ServiceAccounts(MemberNamespace).Apply(ctx,
+		corev1ac.ServiceAccount(MemberServiceAccount, MemberNamespace).WithLabels(labels), apply); err != nil {
+		return m.wrap(err)
+	}
+	role := rbacv1ac.ClusterRole(MemberRole).WithLabels(labels)
+	for _, r := range memberrbac.Rules() {
+		role.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).WithVerbs(r.Verbs...))
+	}
+	if _, err := m.kube.RbacV1().ClusterRoles().Apply(ctx, role, apply); err != nil {
+		return m.wrap(err)
+	}
+	binding := rbacv1ac.ClusterRoleBinding(MemberRole).WithLabels(labels).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("ClusterRole").WithName(MemberRole)).
+		WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(MemberServiceAccount).WithNamespace(MemberNamespace))
+	if _, err := m.kube.RbacV1().ClusterRoleBindings().Apply(ctx, binding, apply); err != nil {
+		return m.wrap(err)
+	}
+	return nil
+}
+
+// issueToken obtains, through the TokenRequest API, a token of the
+// ServiceAccount valid for expiration, bound to a new Secret: deleting the
+// Secret revokes the token. It returns the token and the Secret's name.
+func (m *member) issueToken(ctx context.Context, cluster string, expiration time.Duration) (string, string, error) {
+	secret, err := m.kube.CoreV1().Secrets(MemberNamespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: tokenSecretPrefix,
+			Labels:       memberLabels(),
+			Annotations: map[string]string{
+				clusterAnnotation:           cluster,
+				"kubernetes.io/description": "the token of " + MemberServiceAccount + " that fedmesh uses is bound to this Secret: deleting it revokes the token",
+			},
+		},
+		Type: corev1.SecretTypeOpaque,
+	}, metav1.CreateOptions{FieldManager: FieldManager})
+	if err != nil {
+		return "", "", m.wrap(err)
+	}
+	tr, err := m.kube.CoreV1().ServiceAccounts(MemberNamespace).CreateToken(ctx, MemberServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To(int64(expiration / time.Second)),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: secret.Name, UID: secret.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		_ = m.kube.CoreV1().Secrets(MemberNamespace).Delete(ctx, secret.Name, metav1.DeleteOptions{})
+		return "", "", m.wrap(err)
+	}
+	return tr.Status.Token, secret.Name, nil
+}
+
+// deleteToken deletes one token Secret, revoking its token, as best it can.
+func (m *member) deleteToken(ctx context.Context, secret string) {
+	_ = m.kube.CoreV1().Secrets(MemberNamespace).Delete(ctx, secret, metav1.DeleteOptions{})
+}
+
+// revokeTokens deletes the token Secrets of the plugin but keep, which
+// revokes their tokens.
+func (m *member) revokeTokens(ctx context.Context, keep string) ([]string, error) {
+	list, err := m.kube.CoreV1().Secrets(MemberNamespace).List(ctx, metav1.ListOptions{LabelSelector: managedByLabel + "=" + FieldManager})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, m.wrap(err)
+	}
+	var revoked []string
+	for _, s := range list.Items {
+		if s.Name == keep || !strings.HasPrefix(s.Name, tokenSecretPrefix) {
+			continue
+		}
+		if err := m.kube.CoreV1().Secrets(MemberNamespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return revoked, m.wrap(err)
+		}
+		revoked = append(revoked, s.Name)
+	}
+	sort.Strings(revoked)
+	return revoked, nil
+}
+
+// removeIdentity deletes what ensureIdentity and issueToken created, the
+// namespace only when join created it. It returns what it deleted.
+func (m *member) removeIdentity(ctx context.Context) ([]string, error) {
+	var removed []string
+	del := func(what string, get func() (map[string]string, error), remove func() error) error {
+		labels, err := get()
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return m.wrap(err)
+		}
+		if !ownedByPlugin(labels) {
+			return nil
+		}
+		if err := remove(); err != nil && !apierrors.IsNotFound(err) {
+			return m.wrap(err)
+		}
+		removed = append(removed, what)
+		return nil
+	}
+	k := m.kube
+	opts := metav1.DeleteOptions{}
+	steps := []struct {
+		what   string
+		get    func() (map[string]string, error)
+		remove func() error
+	}{
+		{"ClusterRoleBinding " + MemberRole, func() (map[string]string, error) {
+			o, err := k.RbacV1().ClusterRoleBindings().Get(ctx, MemberRole, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error { return k.RbacV1().ClusterRoleBindings().Delete(ctx, MemberRole, opts) }},
+		{"ClusterRole " + MemberRole, func() (map[string]string, error) {
+			o, err := k.RbacV1().ClusterRoles().Get(ctx, MemberRole, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error { return k.RbacV1().ClusterRoles().Delete(ctx, MemberRole, opts) }},
+	}
+	for _, s := range steps {
+		if err := del(s.what, s.get, s.remove); err != nil {
+			return removed, err
+		}
+	}
+	// The token Secrets go before the ServiceAccount, and explicitly: a
+	// namespace being deleted may take long to empty.
+	revoked, err := m.revokeTokens(ctx, "")
+	for _, r := range revoked {
+		removed = append(removed, "Secret "+MemberNamespace+"/"+r)
+	}
+	if err != nil {
+		return removed, err
+	}
+	more := []struct {
+		what   string
+		get    func() (map[string]string, error)
+		remove func() error
+	}{
+		{"ServiceAccount " + MemberNamespace + "/" + MemberServiceAccount, func() (map[string]string, error) {
+			o, err := k.CoreV1().ServiceAccounts(MemberNamespace).Get(ctx, MemberServiceAccount, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error {
+			return k.CoreV1().ServiceAccounts(MemberNamespace).Delete(ctx, MemberServiceAccount, opts)
+		}},
+		{"Namespace " + MemberNamespace, func() (map[string]string, error) {
+			o, err := k.CoreV1().Namespaces().Get(ctx, MemberNamespace, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error { return k.CoreV1().Namespaces().Delete(ctx, MemberNamespace, opts) }},
+	}
+	for _, s := range more {
+		if err := del(s.what, s.get, s.remove); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+func labelsOf(o metav1.Object, err error) (map[string]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	return o.GetLabels(), nil
+}
+
+// validServer checks a --member-server value.
+func validServer(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("--member-server %q is not a URL such as https://10.0.0.11:6443", s)
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+package fedmesh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/printers"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+)
+
+type statusOptions struct {
+	*options
+	output string
+}
+
+func newStatusCommand(parent *options) *cobra.Command {
+	o := &statusOptions{options: parent}
+	cmd := &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "Show the member clusters: key, readiness, exports, imports, last heartbeat",
+		Long: `Show the member clusters of the federation, or the one named.
+
+READY and REASON are the Cluster's Ready condition as fedmesh-apiserver last
+probed the member. EXPORTS counts the member's ServiceExports. IMPORTS counts
+the ServiceImports of the control plane that other members serve and this one
+does not: those fedmesh-syncer writes into the member. Both are read from the
+control plane alone; no member is contacted.`,
+		Example: `  kubectl fedmesh status
+  kubectl fedmesh status cluster-1 -o wide
+  kubectl fedmesh status service httpbin/httpbin`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			return o.clusters(cmd.Context(), name)
+		},
+	}
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", `"wide" adds the gateway, the Kubernetes version and the Ready message`)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "service NAMESPACE/NAME",
+		Short: "Show a federated service: exporting clusters, ports, conflicts, policy and consumers",
+		Long: `Show the federated service NAMESPACE/NAME as the control plane computes it:
+its ports, the clusters that export it with the endpoints they serve and the
+Valid and Conflict conditions of each export, the GlobalTrafficPolicy of the
+same namespace and name, and the clusters that consume it (every member that
+does not export it: fedmesh-syncer writes the import and the policy there).`,
+		Example: `  kubectl fedmesh status service httpbin/httpbin`,
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				// "status service" alone is the status of a Cluster named
+				// service.
+				return o.clusters(cmd.Context(), "service")
+			}
+			return o.service(cmd.Context(), args[0])
+		},
+	})
+	return cmd
+}
+
+func (o *statusOptions) clusters(ctx context.Context, name string) error {
+	if o.output != "" && o.output != "wide" {
+		return fmt.Errorf(`--output must be "wide" or empty, not %q`, o.output)
+	}
+	client, cpConfig, err := o.controlPlaneClient()
+	if err != nil {
+		return err
+	}
+	list, err := client.FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	clusters := list.Items
+	if name != "" {
+		clusters = nil
+		for _, c := range list.Items {
+			if c.Name == name {
+				clusters = append(clusters, c)
+			}
+		}
+		if len(clusters) == 0 {
+			return fmt.Errorf("no Cluster %q on the control plane", name)
+		}
+	}
+	imports, err := client.FlomeshV1alpha1().ServiceImports("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	return printClusters(o.streams.Out, clusters, importCounts(list.Items, imports.Items), o.output == "wide", time.Now())
+}
+
+// importCounts returns, per Cluster name, how many of imports other
+// clusters serve and it does not.
+func importCounts(clusters []v1alpha1.Cluster, imports []v1alpha1.ServiceImport) map[string]int {
+	counts := map[string]int{}
+	for _, si := range imports {
+		exporters := exportersOf(&si)
+		if len(exporters) == 0 {
+			continue
+		}
+		for _, c := range clusters {
+			if !exporters[keyOf(c.Name, c.Spec)] {
+				counts[c.Name]++
+			}
+		}
+	}
+	return counts
+}
+
+// exportersOf returns the keys of the clusters that serve an import.
+func exportersOf(si *v1alpha1.ServiceImport) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range si.Status.Clusters {
+		out[s.Cluster] = true
+	}
+	return out
+}
+
+func printClusters(w io.Writer, clusters []v1alpha1.Cluster, imports map[string]int, wide bool, now time.Time) error {
+	clusters = append([]v1alpha1.Cluster(nil), clusters...)
+	sort.Slice(clusters, func(i, j int) bool { return clusters[i].Name < clusters[j].Name })
+	tw := printers.GetNewTabWriter(w)
+	header := "NAME\tKEY\tREADY\tREASON\tEXPORTS\tIMPORTS\tLAST HEARTBEAT"
+	if wide {
+		header += "\tGATEWAY\tVERSION\tMESSAGE"
+	}
+	fmt.Fprintln(tw, header)
+	for _, c := range clusters {
+		status, reason, message := "Unknown", "<none>", ""
+		if cond := ready(&c); cond != nil {
+			status, reason, message = string(cond.Status), cond.Reason, cond.Message
+		}
+		key := c.Status.ClusterKey
+		if key == "" {
+			key = keyOf(c.Name, c.Spec)
+		}
+		heartbeat := "<never>"
+		if c.Status.LastHeartbeatTime != nil {
+			heartbeat = duration.HumanDuration(now.Sub(c.Status.LastHeartbeatTime.Time)) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s", c.Name, key, status, reason, c.Status.ExportCount, imports[c.Name], heartbeat)
+		if wide {
+			version := c.Status.KubernetesVersion
+			if version == "" {
+				version = "<unknown>"
+			}
+			fmt.Fprintf(tw, "\t%s:%d\t%s\t%s", c.Spec.GatewayHost, c.Spec.GatewayPort, version, message)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func (o *statusOptions) service(ctx context.Context, ref string) error {
+	ns, name, ok := strings.Cut(ref, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("%q is not NAMESPACE/NAME", ref)
+	}
+	client, cpConfig, err := o.controlPlaneClient()
+	if err != nil {
+		return err
+	}
+	si, err := client.FlomeshV1alpha1().ServiceImports(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("no federated service %s/%s: no member exports it", ns, name)
+	}
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	gtp, err := client.FlomeshV1alpha1().GlobalTrafficPolicies(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		gtp, err = nil, nil
+	}
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	clusters, err := client.FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	return printService(o.streams.Out, si, gtp, clusters.Items)
+}
+
+func printService(w io.Writer, si *v1alpha1.ServiceImport, gtp *v1alpha1.GlobalTrafficPolicy, clusters []v1alpha1.Cluster) error {
+	tw := printers.GetNewTabWriter(w)
+	var ports []string
+	for _, p := range si.Spec.Ports {
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = "TCP"
+		}
+		ports = append(ports, fmt.Sprintf("%d/%s", p.Port, proto))
+	}
+	exporters := exportersOf(si)
+	var consumers []string
+	for _, c := range clusters {
+		if k := keyOf(c.Name, c.Spec); !exporters[k] {
+			consumers = append(consumers, k)
+		}
+	}
+	sort.Strings(consumers)
+	fmt.Fprintf(tw, "Service:\t%s/%s\n", si.Namespace, si.Name)
+	fmt.Fprintf(tw, "Type:\t%s\n", orNone(string(si.Spec.Type)))
+	fmt.Fprintf(tw, "Ports:\t%s\n", orNone(strings.Join(ports, ", ")))
+	fmt.Fprintf(tw, "Policy:\t%s\n", policyLine(gtp))
+	fmt.Fprintf(tw, "Consumers:\t%s\n", orNone(strings.Join(consumers, ", ")))
+	fmt.Fprintln(tw)
+
+	endpoints := map[string][]string{}
+	for _, p := range si.Spec.Ports {
+		for _, e := range p.Endpoints {
+			endpoints[e.ClusterKey] = append(endpoints[e.ClusterKey],
+				fmt.Sprintf("%d→%s:%d%s", p.Port, e.Target.Host, e.Target.Port, e.Target.Path))
+		}
+	}
+	fmt.Fprintln(tw, "EXPORTED BY\tSERVING\tENDPOINTS\tVALID\tCONFLICT")
+	rows := map[string]bool{}
+	for _, e := range si.Status.Exports {
+		rows[e.Cluster] = true
+		valid, conflict := "Unknown", "Unknown"
+		if c := meta.FindStatusCondition(e.Conditions, "Valid"); c != nil {
+			valid = string(c.Status)
+			if c.Status != metav1.ConditionTrue && c.Reason != "" {
+				valid += " (" + c.Reason + ": " + c.Message + ")"
+			}
+		}
+		if c := meta.FindStatusCondition(e.Conditions, "Conflict"); c != nil {
+			conflict = string(c.Status)
+			if c.Status == metav1.ConditionTrue {
+				conflict += " (" + c.Reason + ": " + c.Message + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Cluster, yesNo(exporters[e.Cluster]), orNone(strings.Join(endpoints[e.Cluster], ", ")), valid, conflict)
+	}
+	for _, s := range si.Status.Clusters {
+		if !rows[s.Cluster] {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Cluster, "yes", orNone(strings.Join(endpoints[s.Cluster], ", ")), "Unknown", "Unknown")
+		}
+	}
+	return tw.Flush()
+}
+
+func policyLine(gtp *v1alpha1.GlobalTrafficPolicy) string {
+	if gtp == nil {
+		return "none (Locality: consumers use their local service only)"
+	}
+	lb := string(gtp.Spec.LbType)
+	if lb == "" {
+		lb = string(v1alpha1.LocalityLbType)
+	}
+	status := map[string]v1alpha1.TargetStatus{}
+	for _, t := range gtp.Status.Targets {
+		status[t.ClusterKey] = t
+	}
+	var targets []string
+	for _, t := range gtp.Spec.Targets {
+		s := t.ClusterKey
+		var notes []string
+		if t.Weight != nil {
+			notes = append(notes, "weight "+strconv.Itoa(int(*t.Weight)))
+		}
+		if st, ok := status[t.ClusterKey]; ok && st.Message != "" {
+			notes = append(notes, st.Message)
+		}
+		if len(notes) > 0 {
+			s += " (" + strings.Join(notes, "; ") + ")"
+		}
+		targets = append(targets, s)
+	}
+	if len(targets) == 0 {
+		return lb
+	}
+	return lb + " to " + strings.Join(targets, ", ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
