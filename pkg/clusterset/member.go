@@ -255,9 +255,11 @@ func failure(err error) metav1.Condition {
 // open watch, so only this check notices.
 const accessRecheck = 10 * time.Second
 
-// checkAccess asks the member, by SelfSubjectAccessReviews, whether the
-// identity fedmesh uses may do what fedmesh-apiserver does there. It
-// returns the first permission denied, or "".
+// checkAccess asks the member, by one SelfSubjectRulesReview, what the
+// identity fedmesh uses may do, and returns the first permission of
+// memberrbac.Rules (what fedmesh-apiserver and fedmesh-syncer do there)
+// it lacks, or "". Where the member's authorizer cannot list rules, it
+// asks about each of fedmesh-apiserver's own permissions instead.
 func (m *member) checkAccess(ctx context.Context) (string, error) {
 	m.mu.Lock()
 	fresh := !m.accessCheckedAt.IsZero() && time.Since(m.accessCheckedAt) < accessRecheck
@@ -265,23 +267,41 @@ func (m *member) checkAccess(ctx context.Context) (string, error) {
 	if fresh {
 		return "", nil
 	}
-	for _, c := range memberrbac.Checks(memberrbac.APIServerRules) {
-		review, err := m.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Group: c.Group, Resource: c.Resource, Verb: c.Verb,
-			}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return "", err
-		}
-		if !review.Status.Allowed {
+	review, err := m.kube.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
+		Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: metav1.NamespaceDefault},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	if !review.Status.Incomplete {
+		if c, missing := memberrbac.Missing(review.Status.ResourceRules, memberrbac.Checks(memberrbac.Rules())); missing {
 			return c.String(), nil
+		}
+	} else {
+		for _, c := range memberrbac.Checks(memberrbac.APIServerRules) {
+			denied, err := m.denied(ctx, c)
+			if err != nil || denied {
+				return c.String(), err
+			}
 		}
 	}
 	m.mu.Lock()
 	m.accessCheckedAt = time.Now()
 	m.mu.Unlock()
 	return "", nil
+}
+
+// denied asks the member whether the identity may not do c.
+func (m *member) denied(ctx context.Context, c memberrbac.Check) (bool, error) {
+	review, err := m.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Group: c.Group, Resource: c.Resource, Verb: c.Verb,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return !review.Status.Allowed, nil
 }
 
 // trimExport keeps what the import computation reads of a ServiceExport:

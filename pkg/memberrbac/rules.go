@@ -22,7 +22,9 @@ package memberrbac
 
 import (
 	"sort"
+	"strings"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
@@ -135,4 +137,50 @@ func (c Check) String() string {
 		return c.Verb + " " + c.Resource
 	}
 	return c.Verb + " " + c.Resource + "." + c.Group
+}
+
+// Missing returns the first permission of checks that the rules, as a
+// SelfSubjectRulesReview reports them, do not grant; ok is false when
+// every permission is granted.
+func Missing(rules []authorizationv1.ResourceRule, checks []Check) (missing Check, ok bool) {
+	for _, c := range checks {
+		if !allows(rules, c) {
+			return c, true
+		}
+	}
+	return Check{}, false
+}
+
+// allows matches one permission the way the RBAC authorizer does: "*"
+// matches any group, resource or verb, and "*/sub" any resource's
+// subresource sub.
+func allows(rules []authorizationv1.ResourceRule, c Check) bool {
+	for _, r := range rules {
+		if len(r.ResourceNames) > 0 {
+			continue // fedmesh needs every object, not named ones
+		}
+		if matches(r.APIGroups, c.Group) && matchesResource(r.Resources, c.Resource) && matches(r.Verbs, c.Verb) {
+			return true
+		}
+	}
+	return false
+}
+
+func matches(values []string, want string) bool {
+	for _, v := range values {
+		if v == "*" || v == want {
+			return true
+		}
+	}
+	return false
+}
+
+func matchesResource(values []string, want string) bool {
+	_, sub, hasSub := strings.Cut(want, "/")
+	for _, v := range values {
+		if v == "*" || v == want || (hasSub && v == "*/"+sub) {
+			return true
+		}
+	}
+	return false
 }

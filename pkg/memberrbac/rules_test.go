@@ -19,6 +19,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
@@ -105,4 +107,48 @@ func TestRules(t *testing.T) {
 	}
 	assert.Contains(t, Checks(Rules()), Check{"", "services", "list"}, "fedmesh-apiserver's")
 	assert.Contains(t, Checks(Rules()), Check{"apiextensions.k8s.io", "customresourcedefinitions", "create"}, "fedmesh-syncer's")
+}
+
+func TestMissing(t *testing.T) {
+	all := []authorizationv1.ResourceRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}
+	exact := make([]authorizationv1.ResourceRule, 0)
+	for _, r := range Rules() {
+		exact = append(exact, authorizationv1.ResourceRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs})
+	}
+	withoutServices := make([]authorizationv1.ResourceRule, 0)
+	for _, r := range exact {
+		if r.Resources[0] != "services" {
+			withoutServices = append(withoutServices, r)
+		}
+	}
+	wildcardStatus := append([]authorizationv1.ResourceRule{}, exact...)
+	for i, r := range wildcardStatus {
+		if r.Resources[0] == "serviceexports/status" {
+			wildcardStatus[i].Resources = []string{"*/status"}
+		}
+	}
+	named := []authorizationv1.ResourceRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}, ResourceNames: []string{"one"}}}
+
+	for _, tc := range []struct {
+		name    string
+		rules   []authorizationv1.ResourceRule
+		missing string
+	}{
+		{"cluster-admin", all, ""},
+		{"exactly what join grants", exact, ""},
+		{"a subresource through */status", wildcardStatus, ""},
+		{"services removed", withoutServices, "get services"},
+		{"named objects only", named, "create events"},
+		{"nothing", nil, "create events"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, missing := Missing(tc.rules, Checks(Rules()))
+			if tc.missing == "" {
+				assert.False(t, missing, "nothing missing, got %s", c)
+				return
+			}
+			require.True(t, missing)
+			assert.Equal(t, tc.missing, c.String())
+		})
+	}
 }

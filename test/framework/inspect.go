@@ -54,3 +54,7 @@ func (f *Federation) FedmeshRSS() (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc status")
 }
+
+// EtcdURL is the client URL of the federation's etcd, for tests that read
+// what servers stored.
+func (f *Federation) EtcdURL() string { return f.etcdURL }
