@@ -52,7 +52,7 @@ BENCH_MEMBERS ?= 8
 BENCH_EXPORTS ?= 10000
 bench: build test-binaries
 	go test -count=1 -timeout 60m -v -run TestBench ./test/bench -args \
-	  -members=$(BENCH_MEMBERS) -exports=$(BENCH_EXPORTS) -list-runs=20 -watch-samples=200 -ready-samples=20
+	  -members=$(BENCH_MEMBERS) -exports=$(BENCH_EXPORTS) -list-runs=20 -watch-samples=200 -ready-samples=20 -heap-profile
 
 clean:
 	rm -rf _output

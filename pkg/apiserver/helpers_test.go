@@ -41,6 +41,15 @@ func newClient(t *testing.T) versioned.Interface {
 	return c
 }
 
+func newClientB(b *testing.B) versioned.Interface {
+	b.Helper()
+	c, err := versioned.NewForConfig(adminConfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
 // memberKubeconfig returns a kubeconfig that passes validation; what it
 // points at is not contacted by the storage layer.
 func memberKubeconfig(t *testing.T, name string) string {

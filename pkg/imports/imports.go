@@ -342,7 +342,9 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 
 	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
 	c.validReason = ReasonValid
-	c.validMessage = fmt.Sprintf("Service %s exists and has a port for every rule", ref)
+	// Constant messages on the common path: every import carries them,
+	// and a shared string costs neither heap nor much of a LIST.
+	c.validMessage = "the Service exists and has a port for every rule"
 	c.ports = ports
 	c.headless = svc.Spec.ClusterIP == corev1.ClusterIPNone
 	c.serviceAccountName = e.Export.Spec.ServiceAccountName
@@ -607,7 +609,7 @@ func (r *resolution) status(namespace, name string, byKey []*candidate) flomesh.
 			conflict = newCondition(ConditionConflict, metav1.ConditionTrue, r.conflictReason, r.conflictMessage, c)
 		default:
 			conflict = newCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts,
-				fmt.Sprintf("the valid exports of %s/%s agree", namespace, name), c)
+				"the valid exports of this service agree", c)
 		}
 		st.Exports = append(st.Exports, flomesh.ExportStatus{
 			Cluster:    c.cluster.Key,

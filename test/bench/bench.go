@@ -62,6 +62,9 @@ type Config struct {
 	ReadySamples int
 	// Writers is how many clients populate in parallel.
 	Writers int
+	// HeapProfile, if set, is where to save fedmesh-apiserver's heap
+	// profile with the exports loaded (go tool pprof reads it).
+	HeapProfile string
 }
 
 // Distribution is a set of timings in milliseconds.
@@ -97,6 +100,7 @@ type Results struct {
 const (
 	exportNamespace = "bench"
 	peerNamespace   = "peer"
+	peerCluster     = "peer"
 	latencyNS       = "latency"
 )
 
@@ -109,8 +113,11 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	for i := range names {
 		names[i] = fmt.Sprintf("member-%d", i+1)
 	}
-	say("starting etcd, a control plane, %d members and fedmesh-apiserver", cfg.Members)
-	f, err := framework.New(ctx, framework.Options{Members: names})
+	// The peer kube-apiserver holds the Services the LIST of fedmesh is
+	// compared with. It is not a member: fedmesh caches every Service of
+	// its members, and M more would be counted against its heap per export.
+	say("starting etcd, a control plane, %d members, a peer kube-apiserver and fedmesh-apiserver", cfg.Members)
+	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster)})
 	if f != nil {
 		defer f.Stop()
 	}
@@ -156,6 +163,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 		return nil, err
 	}
 	res.HeapBytesPerExport = float64(res.HeapLoadedBytes-res.HeapIdleBytes) / float64(cfg.Exports)
+	if cfg.HeapProfile != "" {
+		if err := saveHeapProfile(ctx, f, cfg.HeapProfile); err != nil {
+			return nil, err
+		}
+		say("heap profile of fedmesh-apiserver written to %s", cfg.HeapProfile)
+	}
 
 	say("timing LISTs (%d runs each)", cfg.ListRuns)
 	if err := measureLists(ctx, f, cfg, res); err != nil {
@@ -209,8 +222,8 @@ func register(ctx context.Context, f *framework.Federation, fed versioned.Interf
 }
 
 // populate creates cfg.Exports headless Services with their exports,
-// spread over the members, and as many Services again in one member's
-// peer namespace: the peer LIST of the same count. Headless Services skip
+// spread over the members, and as many Services again in the peer
+// kube-apiserver: the peer LIST of the same count. Headless Services skip
 // the IP allocator, which would measure something else.
 func populate(ctx context.Context, f *framework.Federation, cfg Config, say func(string, ...interface{})) error {
 	for _, m := range f.Members {
@@ -264,7 +277,7 @@ func populate(ctx context.Context, f *framework.Federation, cfg Config, say func
 	var err error
 feed:
 	for i := 0; i < cfg.Exports; i++ {
-		for _, j := range []job{{member: i % len(f.Members), i: i}, {member: 0, i: i, peer: true}} {
+		for _, j := range []job{{member: i % cfg.Members, i: i}, {member: cfg.Members, i: i, peer: true}} {
 			select {
 			case jobs <- j:
 			case err = <-errs:
@@ -305,8 +318,13 @@ func export(name string, port int32) *v1alpha1.ServiceExport {
 // same through kubectl.
 func measureLists(ctx context.Context, f *framework.Federation, cfg Config, res *Results) error {
 	fed := f.ControlPlane.Fedmesh()
-	member := f.Members[0]
-	jsonKube := kubernetes.NewForConfigOrDie(member.Config())
+	member := f.Member(peerCluster)
+	// client-go's typed clients of built-in kinds default to protobuf:
+	// the JSON peer must ask for JSON.
+	jsonCfg := member.Config()
+	jsonCfg.ContentType = "application/json"
+	jsonCfg.AcceptContentTypes = "application/json"
+	jsonKube := kubernetes.NewForConfigOrDie(jsonCfg)
 	protoCfg := member.Config()
 	protoCfg.ContentType = "application/vnd.kubernetes.protobuf"
 	protoCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
@@ -405,7 +423,7 @@ func measureWatch(ctx context.Context, f *framework.Federation, cfg Config) (Dis
 	defer w.Stop()
 	var ms []float64
 	for i := range cfg.WatchSamples {
-		m := f.Members[i%len(f.Members)]
+		m := f.Members[i%cfg.Members]
 		name := fmt.Sprintf("lat-%05d", i)
 		if _, err := m.Kube().CoreV1().Services(latencyNS).Create(ctx, headless(name, 8080), metav1.CreateOptions{}); err != nil {
 			return Distribution{}, err
@@ -484,6 +502,20 @@ func liveHeap(ctx context.Context, f *framework.Federation) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no go_memstats_heap_alloc_bytes in /metrics")
+}
+
+// saveHeapProfile saves fedmesh-apiserver's heap profile, the evidence
+// behind its bytes per export.
+func saveHeapProfile(ctx context.Context, f *framework.Federation, path string) error {
+	rc, err := rest.UnversionedRESTClientFor(withCodecs(f.FedmeshConfig()))
+	if err != nil {
+		return err
+	}
+	body, err := rc.Get().AbsPath("/debug/pprof/heap").Do(ctx).Raw()
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return os.WriteFile(path, body, 0o644)
 }
 
 func distribution(ms []float64) Distribution {

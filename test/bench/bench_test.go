@@ -37,6 +37,7 @@ var (
 	readySamples = flag.Int("ready-samples", 5, "Cluster registrations timed to Ready")
 	writers      = flag.Int("writers", 32, "clients populating in parallel")
 	output       = flag.String("output", "", "where to write results.json (default _output/bench/results.json)")
+	heapProfile  = flag.Bool("heap-profile", false, "also save fedmesh-apiserver's heap profile beside results.json")
 )
 
 func TestMain(m *testing.M) {
@@ -49,14 +50,6 @@ func TestBench(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, Config{
-		Members: *members, Exports: *exports, ListRuns: *listRuns,
-		WatchSamples: *watchSamples, ReadySamples: *readySamples, Writers: *writers,
-	}, os.Stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Table(os.Stdout)
 	path := *output
 	if path == "" {
 		root, err := framework.RepoRoot()
@@ -68,6 +61,18 @@ func TestBench(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	cfg := Config{
+		Members: *members, Exports: *exports, ListRuns: *listRuns,
+		WatchSamples: *watchSamples, ReadySamples: *readySamples, Writers: *writers,
+	}
+	if *heapProfile {
+		cfg.HeapProfile = filepath.Join(filepath.Dir(path), "heap.pprof")
+	}
+	res, err := Run(ctx, cfg, os.Stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Table(os.Stdout)
 	if err := res.WriteJSON(path); err != nil {
 		t.Fatal(err)
 	}

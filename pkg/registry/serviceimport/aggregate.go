@@ -190,7 +190,7 @@ func (a *Aggregate) Get(namespace, name string) (*flomesh.ServiceImport, bool) {
 	return obj.DeepCopy(), true
 }
 
-// List returns copies of the imports that match, sorted by namespace and
+// List returns the imports that match, sorted by namespace and
 // name, and the version of the aggregate they were read at.
 func (a *Aggregate) List(namespace string, pred storage.SelectionPredicate) ([]flomesh.ServiceImport, string, error) {
 	a.mu.RLock()
@@ -203,7 +203,10 @@ func (a *Aggregate) List(namespace string, pred storage.SelectionPredicate) ([]f
 		if ok, err := pred.Matches(obj); err != nil {
 			return nil, "", err
 		} else if ok {
-			items = append(items, *obj.DeepCopy())
+			// A shallow copy: stored objects are never mutated (Set
+			// replaces them), and the API server only reads a list it
+			// serves, so copying 10,000 deep would be pure cost.
+			items = append(items, *obj)
 		}
 	}
 	sort.Slice(items, func(i, j int) bool {
