@@ -85,8 +85,10 @@ type Results struct {
 	KubectlServiceImports  Distribution `json:"kubectlGetServiceImports"`
 	KubectlServices        Distribution `json:"kubectlGetServices"`
 
-	ExportToWatchEvent Distribution `json:"exportToWatchEvent"`
-	ClusterToReady     Distribution `json:"clusterToReady"`
+	ExportToWatchEvent   Distribution `json:"exportToWatchEvent"`
+	ExportToMemberImport Distribution `json:"exportToMemberImport"`
+	SyncerSettleSeconds  float64      `json:"syncerSettleSeconds"`
+	ClusterToReady       Distribution `json:"clusterToReady"`
 
 	HeapIdleBytes      int64   `json:"heapIdleBytes"`
 	HeapLoadedBytes    int64   `json:"heapLoadedBytes"`
@@ -102,6 +104,7 @@ const (
 	peerNamespace   = "peer"
 	peerCluster     = "peer"
 	latencyNS       = "latency"
+	syncNS          = "sync-latency"
 )
 
 // Run starts a federation, populates it, measures, and stops it.
@@ -117,11 +120,17 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	// compared with. It is not a member: fedmesh caches every Service of
 	// its members, and M more would be counted against its heap per export.
 	say("starting etcd, a control plane, %d members, a peer kube-apiserver and fedmesh-apiserver", cfg.Members)
-	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster)})
+	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster), WithSyncer: true})
 	if f != nil {
 		defer f.Stop()
 	}
 	if err != nil {
+		return nil, err
+	}
+	// The syncer would write M imports into every member while the other
+	// figures are taken; it runs for its own measurement, last.
+	f.Syncer().Stop()
+	if err := f.InstallMemberCRDs(ctx); err != nil {
 		return nil, err
 	}
 	res := &Results{Config: cfg}
@@ -180,6 +189,14 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	}
 	say("timing Cluster registrations to Ready (%d samples)", cfg.ReadySamples)
 	if res.ClusterToReady, err = measureReady(ctx, f, cfg); err != nil {
+		return nil, err
+	}
+	say("starting fedmesh-syncer; it writes every member's imports")
+	if res.SyncerSettleSeconds, err = settleSyncer(ctx, f, cfg); err != nil {
+		return nil, err
+	}
+	say("members synced in %.1f s; timing exports to member ServiceImports (%d samples)", res.SyncerSettleSeconds, cfg.WatchSamples)
+	if res.ExportToMemberImport, err = measureSync(ctx, f, cfg); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -460,6 +477,66 @@ func awaitAdded(w watch.Interface, name string) error {
 	}
 }
 
+// settleSyncer starts the syncer and waits until every member holds the
+// imports of what the others export.
+func settleSyncer(ctx context.Context, f *framework.Federation, cfg Config) (float64, error) {
+	start := time.Now()
+	if err := f.Syncer().Start(ctx); err != nil {
+		return 0, err
+	}
+	for i, m := range f.Members[:cfg.Members] {
+		own := cfg.Exports / cfg.Members
+		if i < cfg.Exports%cfg.Members {
+			own++
+		}
+		want := cfg.Exports - own
+		fed := m.Fedmesh()
+		if err := waitFor(ctx, 15*time.Minute, func() (bool, error) {
+			l, err := fed.FlomeshV1alpha1().ServiceImports(exportNamespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+			return err == nil && len(l.Items) == want, err
+		}); err != nil {
+			return 0, fmt.Errorf("%s holds no %d imports: %w", m.Name, want, err)
+		}
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+// measureSync times, with the syncer settled, an export created in a
+// member to its ServiceImport written into the next member.
+func measureSync(ctx context.Context, f *framework.Federation, cfg Config) (Distribution, error) {
+	members := f.Members[:cfg.Members]
+	watches := make([]watch.Interface, len(members))
+	for i, m := range members {
+		w, err := m.Fedmesh().FlomeshV1alpha1().ServiceImports(syncNS).Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			return Distribution{}, err
+		}
+		defer w.Stop()
+		watches[i] = w
+		if _, err := m.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: syncNS}}, metav1.CreateOptions{}); err != nil {
+			return Distribution{}, err
+		}
+	}
+	var ms []float64
+	for i := range cfg.WatchSamples {
+		from, to := i%len(members), (i+1)%len(members)
+		m := members[from]
+		name := fmt.Sprintf("sync-%05d", i)
+		if _, err := m.Kube().CoreV1().Services(syncNS).Create(ctx, headless(name, 8080), metav1.CreateOptions{}); err != nil {
+			return Distribution{}, err
+		}
+		start := time.Now()
+		if _, err := m.Fedmesh().FlomeshV1alpha1().ServiceExports(syncNS).Create(ctx, export(name, 8080), metav1.CreateOptions{}); err != nil {
+			return Distribution{}, err
+		}
+		if err := awaitAdded(watches[to], name); err != nil {
+			return Distribution{}, fmt.Errorf("%s: %w", members[to].Name, err)
+		}
+		ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+	}
+	return distribution(ms), nil
+}
+
 // measureReady times Cluster registrations to Ready, each a new Cluster of
 // the first member, deleted afterwards.
 func measureReady(ctx context.Context, f *framework.Federation, cfg Config) (Distribution, error) {
@@ -562,11 +639,13 @@ func (r *Results) Table(w io.Writer) {
 	row("kubectl get serviceimports", r.KubectlServiceImports)
 	row("kubectl get services (kube-apiserver)", r.KubectlServices)
 	row("export in a member -> watch event on control plane", r.ExportToWatchEvent)
+	row("export -> ServiceImport in another member (syncer)", r.ExportToMemberImport)
 	row("Cluster created -> Ready=True", r.ClusterToReady)
 	fmt.Fprintf(w, "%-52s %8.1f MiB idle, %.1f MiB loaded\n", "fedmesh-apiserver live heap", mib(r.HeapIdleBytes), mib(r.HeapLoadedBytes))
 	fmt.Fprintf(w, "%-52s %8.1f MiB idle, %.1f MiB loaded\n", "fedmesh-apiserver RSS", mib(r.RSSIdleBytes), mib(r.RSSLoadedBytes))
 	fmt.Fprintf(w, "%-52s %8.0f B\n", "live heap per export", r.HeapBytesPerExport)
 	fmt.Fprintf(w, "%-52s %8.1f s\n", "populating", r.PopulateSeconds)
+	fmt.Fprintf(w, "%-52s %8.1f s\n", "syncer writing every member's imports", r.SyncerSettleSeconds)
 }
 
 // WriteJSON writes the results to path.

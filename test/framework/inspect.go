@@ -16,6 +16,7 @@ limitations under the License.
 package framework
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -58,3 +59,9 @@ func (f *Federation) FedmeshRSS() (int64, error) {
 // EtcdURL is the client URL of the federation's etcd, for tests that read
 // what servers stored.
 func (f *Federation) EtcdURL() string { return f.etcdURL }
+
+// InstallMemberCRDs installs the member CRDs into every member, as New does
+// when no syncer runs: for a test that starts its syncer late.
+func (f *Federation) InstallMemberCRDs(ctx context.Context) error {
+	return f.installMemberCRDs(ctx)
+}
