@@ -478,7 +478,7 @@ func awaitAdded(w watch.Interface, name string) error {
 }
 
 // settleSyncer starts the syncer and waits until every member holds the
-// imports of what the others export.
+// imports of what the others export and the syncer has stopped writing.
 func settleSyncer(ctx context.Context, f *framework.Federation, cfg Config) (float64, error) {
 	start := time.Now()
 	if err := f.Syncer().Start(ctx); err != nil {
@@ -497,6 +497,23 @@ func settleSyncer(ctx context.Context, f *framework.Federation, cfg Config) (flo
 		}); err != nil {
 			return 0, fmt.Errorf("%s holds no %d imports: %w", m.Name, want, err)
 		}
+	}
+	// Steady state: the imports are written, and so are the Ingresses and
+	// export conditions once the syncer's write count stops moving.
+	last, still := -1.0, 0
+	if err := waitFor(ctx, 15*time.Minute, func() (bool, error) {
+		n, err := f.Syncer().Writes(ctx)
+		if err != nil {
+			return false, err
+		}
+		if n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+		return still >= 25, nil // 5 s at the poll's 200 ms
+	}); err != nil {
+		return 0, fmt.Errorf("the syncer did not settle: %w", err)
 	}
 	return time.Since(start).Seconds(), nil
 }
