@@ -98,6 +98,8 @@ type member struct {
 	// synced is set once the CRDs are installed and the caches synced;
 	// until then the member's exports are unknown to the other members.
 	synced atomic.Bool
+	// ready is whether fedmesh-apiserver last reported the member Ready.
+	ready atomic.Bool
 
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
@@ -129,6 +131,7 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, opts Options) *membe
 			workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "member_" + c.Name}),
 		reported: map[string]bool{},
 	}
+	m.ready.Store(meta.IsStatusConditionTrue(c.Status.Conditions, "Ready"))
 	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(c.Spec.Kubeconfig))
 	if err != nil {
 		m.err = fmt.Errorf("kubeconfig: %w", err)

@@ -32,6 +32,7 @@ package syncer
 
 import (
 	"context"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"math"
 	"sort"
 	"sync"
@@ -225,10 +226,13 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 	case gone:
 		s.enqueueAllEverywhere()
 	default:
-		// A change of status, such as the member turning Ready again
-		// after an outage, is when it can catch up at once rather than
-		// at the end of its backoff.
-		if m := s.member(name); m != nil && m.synced.Load() {
+		// A member turning Ready again after an outage can catch up at
+		// once rather than at the end of its backoff. Other status writes
+		// (the heartbeat, the export count that every export changes) must
+		// not re-queue every service of the member: at 10,000 exports that
+		// backlog put seconds in front of the next real change.
+		ready := apimeta.IsStatusConditionTrue(cluster.Status.Conditions, "Ready")
+		if m := s.member(name); m != nil && m.ready.Swap(ready) != ready && ready && m.synced.Load() {
 			s.enqueueAll(m)
 		}
 	}

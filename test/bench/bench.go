@@ -120,9 +120,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	// compared with. It is not a member: fedmesh caches every Service of
 	// its members, and M more would be counted against its heap per export.
 	say("starting etcd, a control plane, %d members, a peer kube-apiserver and fedmesh-apiserver", cfg.Members)
-	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster), WithSyncer: true})
+	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster), WithSyncer: true,
+		SyncerArgs: []string{"-v=2"}})
 	if f != nil {
 		defer f.Stop()
+		// The servers' logs outlive the run, beside the results.
+		defer func() {
+			if dir, err := f.KeepLogs("bench"); err == nil {
+				say("server logs kept in %s", dir)
+			}
+		}()
 	}
 	if err != nil {
 		return nil, err
