@@ -172,15 +172,23 @@ func (c *Controller) syncCluster(ctx context.Context, name string) {
 		c.clusterQueue.AddRateLimited(name)
 		return
 	}
-	c.mu.Lock()
+	// Only this queue's single worker changes c.members, so what is read
+	// here still holds below. The new member is built outside the lock:
+	// resolving a gateway's name may take seconds, and every recompute
+	// takes the lock too.
+	c.mu.RLock()
 	old := c.members[name]
+	c.mu.RUnlock()
 	var fresh *member
+	if cluster != nil && cluster.DeletionTimestamp == nil && (old == nil || !equality.Semantic.DeepEqual(old.spec, cluster.Spec)) {
+		fresh = newMember(ctx, cluster)
+	}
+	c.mu.Lock()
 	switch {
 	case cluster == nil || cluster.DeletionTimestamp != nil:
 		delete(c.members, name)
 		delete(c.written, name)
-	case old == nil || !equality.Semantic.DeepEqual(old.spec, cluster.Spec):
-		fresh = newMember(ctx, cluster)
+	case fresh != nil:
 		c.members[name] = fresh
 	}
 	c.mu.Unlock()
