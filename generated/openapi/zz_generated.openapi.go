@@ -395,6 +395,13 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ExportStatus(ref common.ReferenceCallb
 							Format:      "",
 						},
 					},
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ObservedGeneration is the generation of the ServiceExport that was judged.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -405,7 +412,7 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ExportStatus(ref common.ReferenceCallb
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Conditions are Valid and Conflict, as KEP-1645 defines them.",
+							Description: "Conditions are the Valid and Conflict conditions of KEP-1645, listed only when the export is not valid or is in conflict. An export without conditions is Valid=True and Conflict=False: spelling that out for every healthy export would double the size of every import, and the syncer writes the explicit conditions onto the member's ServiceExport.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -1096,7 +1103,7 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceImportStatus(ref common.Referen
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Exports holds the Valid and Conflict conditions of every cluster's ServiceExport of this service, valid or not, as fedmesh computed them; the syncer writes them back onto the members' ServiceExports.",
+							Description: "Exports lists every cluster's ServiceExport of this service, valid or not, with the generation fedmesh judged and, for an export that is not valid or is in conflict, its Valid and Conflict conditions. The syncer writes them back onto the members' ServiceExports.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

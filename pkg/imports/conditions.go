@@ -22,9 +22,10 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 )
 
-// Condition types of an export, as KEP-1645 names them. Compute reports both
-// on every export, in this order, so that a condition written back onto a
-// member's ServiceExport is always replaced rather than left stale.
+// Condition types of an export, as KEP-1645 names them. ExportConditions
+// returns both for every export, in this order, so that a condition written
+// back onto a member's ServiceExport is always replaced rather than left
+// stale.
 const (
 	// ConditionValid tells whether the export can be served at all.
 	ConditionValid = "Valid"
@@ -84,17 +85,40 @@ var conflictOrder = []string{
 	ReasonServiceAccountNameConflict,
 }
 
-// ExportConditions returns the conditions Compute reported for the export
-// of the cluster with key clusterKey, or nil when imp has none for it. The
-// syncer uses it to write the conditions back onto that ServiceExport. The
-// slice is imp's own: copy it before changing it.
-func ExportConditions(imp *flomesh.ServiceImport, clusterKey string) []metav1.Condition {
+// Messages of the healthy conditions, which ExportConditions spells out.
+const (
+	messageValid       = "the Service exists and has a port for every rule"
+	messageNoConflicts = "the valid exports of this service agree"
+)
+
+// ExportConditions returns the Valid and Conflict conditions Compute
+// reached for the export of the cluster with key clusterKey, or nil when
+// imp lists no such export. The syncer writes them onto that ServiceExport.
+//
+// An export listed without conditions is valid and in no conflict; its
+// conditions are built here as Compute would have built them, with the
+// generation Compute judged and created, the export's creation time, as
+// their transition time. Listed conditions are imp's own: copy them before
+// changing them.
+func ExportConditions(imp *flomesh.ServiceImport, clusterKey string, created metav1.Time) []metav1.Condition {
 	if imp == nil {
 		return nil
 	}
 	for i := range imp.Status.Exports {
-		if imp.Status.Exports[i].Cluster == clusterKey {
-			return imp.Status.Exports[i].Conditions
+		es := &imp.Status.Exports[i]
+		if es.Cluster != clusterKey {
+			continue
+		}
+		if len(es.Conditions) > 0 {
+			return es.Conditions
+		}
+		healthy := func(condType string, status metav1.ConditionStatus, reason, message string) metav1.Condition {
+			return metav1.Condition{Type: condType, Status: status, ObservedGeneration: es.ObservedGeneration,
+				LastTransitionTime: created, Reason: reason, Message: message}
+		}
+		return []metav1.Condition{
+			healthy(ConditionValid, metav1.ConditionTrue, ReasonValid, messageValid),
+			healthy(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts, messageNoConflicts),
 		}
 	}
 	return nil

@@ -71,6 +71,10 @@ type Cluster struct {
 	GatewayIP string
 	// GatewayPort is the port of the cluster's gateway.
 	GatewayPort int32
+	// Addresses, when set, are GatewayAddresses of the cluster, computed
+	// once by the caller: every import the cluster serves then shares one
+	// slice instead of holding its own copy.
+	Addresses []string
 }
 
 // Export is one cluster's ServiceExport of a service, with the Service of
@@ -105,6 +109,10 @@ type Export struct {
 // Metadata is derived from the inputs, so that every replica agrees: the UID
 // is a name-based UUID (see UID), the creation time is that of the oldest
 // export. ResourceVersion is left to the caller, which owns the counter.
+//
+// The import shares no memory with the exports, so the caller may hand it
+// out while its caches change, except Cluster.Addresses, which it shares
+// and the caller must not change.
 func Compute(namespace, name string, exports []Export) *flomesh.ServiceImport {
 	byKey := make([]*candidate, 0, len(exports))
 	for i := range exports {
@@ -151,7 +159,7 @@ func Compute(namespace, name string, exports []Export) *flomesh.ServiceImport {
 		imp.Spec.SessionAffinityConfig = w.affinityConfig.DeepCopy()
 		imp.Spec.ServiceAccountName = w.serviceAccountName
 	}
-	imp.Status = r.status(namespace, name, byKey)
+	imp.Status = r.status(byKey)
 	return imp
 }
 
@@ -342,9 +350,7 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 
 	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
 	c.validReason = ReasonValid
-	// Constant messages on the common path: every import carries them,
-	// and a shared string costs neither heap nor much of a LIST.
-	c.validMessage = "the Service exists and has a port for every rule"
+	c.validMessage = messageValid
 	c.ports = ports
 	c.headless = svc.Spec.ClusterIP == corev1.ClusterIPNone
 	c.serviceAccountName = e.Export.Spec.ServiceAccountName
@@ -586,48 +592,53 @@ func (r *resolution) servicePorts(byKey []*candidate) []flomesh.ServicePort {
 	return ports
 }
 
-// status lists the clusters serving the import and the conditions of every
-// export, both sorted by cluster key.
-func (r *resolution) status(namespace, name string, byKey []*candidate) flomesh.ServiceImportStatus {
+// status lists the clusters serving the import and every export, both
+// sorted by cluster key. An export's conditions are listed only when it is
+// not valid or is in conflict (see ExportConditions).
+func (r *resolution) status(byKey []*candidate) flomesh.ServiceImportStatus {
 	var st flomesh.ServiceImportStatus
 	st.Exports = make([]flomesh.ExportStatus, 0, len(byKey))
 	for _, c := range byKey {
-		validStatus := metav1.ConditionFalse
-		if c.valid() {
-			validStatus = metav1.ConditionTrue
-		}
-		valid := newCondition(ConditionValid, validStatus, c.validReason, c.validMessage, c)
-		var conflict metav1.Condition
+		es := flomesh.ExportStatus{Cluster: c.cluster.Key, ObservedGeneration: c.export.Generation}
 		switch {
 		case !c.valid():
 			// Conflicts are among valid exports only. The condition is
 			// still reported, False, so that a Conflict=True left from
 			// when the export was valid is cleared.
-			conflict = newCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts,
-				"the export is not valid, so it takes no part in conflict resolution", c)
+			es.Conditions = []metav1.Condition{
+				newCondition(ConditionValid, metav1.ConditionFalse, c.validReason, c.validMessage, c),
+				newCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts,
+					"the export is not valid, so it takes no part in conflict resolution", c),
+			}
 		case r.conflictReason != "":
-			conflict = newCondition(ConditionConflict, metav1.ConditionTrue, r.conflictReason, r.conflictMessage, c)
-		default:
-			conflict = newCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts,
-				"the valid exports of this service agree", c)
+			es.Conditions = []metav1.Condition{
+				newCondition(ConditionValid, metav1.ConditionTrue, c.validReason, c.validMessage, c),
+				newCondition(ConditionConflict, metav1.ConditionTrue, r.conflictReason, r.conflictMessage, c),
+			}
 		}
-		st.Exports = append(st.Exports, flomesh.ExportStatus{
-			Cluster:    c.cluster.Key,
-			Conditions: []metav1.Condition{valid, conflict},
-		})
+		st.Exports = append(st.Exports, es)
 		if c.valid() {
 			st.Clusters = append(st.Clusters, flomesh.SourceStatus{
 				Cluster:   c.cluster.Key,
-				Addresses: gatewayAddresses(c.cluster),
+				Addresses: c.cluster.addresses(),
 			})
 		}
 	}
 	return st
 }
 
-// gatewayAddresses returns where a cluster serves its exports: its gateway
+// addresses returns where the cluster serves its exports: Addresses when
+// the caller set them, else as GatewayAddresses computes them.
+func (c *Cluster) addresses() []string {
+	if c.Addresses != nil {
+		return c.Addresses
+	}
+	return GatewayAddresses(*c)
+}
+
+// GatewayAddresses returns where a cluster serves its exports: its gateway
 // host and port, and also the resolved IP and port when the host is a name.
-func gatewayAddresses(c Cluster) []string {
+func GatewayAddresses(c Cluster) []string {
 	port := strconv.Itoa(int(c.GatewayPort))
 	var addrs []string
 	if c.GatewayHost != "" {

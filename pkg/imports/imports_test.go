@@ -570,7 +570,15 @@ func assertStatus(t *testing.T, imp *flomesh.ServiceImport, exports []Export, wa
 		if w.conflict == ReasonNoConflicts {
 			conflictStatus = metav1.ConditionFalse
 		}
-		conds := ExportConditions(imp, k)
+		es := exportStatus(imp, k)
+		require.NotNil(t, es, k)
+		assert.Equal(t, e.Export.Generation, es.ObservedGeneration, k)
+		if w == (want{valid: ReasonValid, conflict: ReasonNoConflicts}) {
+			assert.Empty(t, es.Conditions, "%s: a healthy export lists no conditions", k)
+		} else {
+			assert.Len(t, es.Conditions, 2, "%s: an export that is not healthy lists both conditions", k)
+		}
+		conds := ExportConditions(imp, k, e.Export.CreationTimestamp)
 		require.Len(t, conds, 2, k)
 		assert.Equal(t, ConditionValid, conds[0].Type)
 		assert.Equal(t, ConditionConflict, conds[1].Type)
@@ -593,12 +601,21 @@ func assertStatus(t *testing.T, imp *flomesh.ServiceImport, exports []Export, wa
 
 func assertCondition(t *testing.T, imp *flomesh.ServiceImport, clusterKey, condType string, status metav1.ConditionStatus, reason string) {
 	t.Helper()
-	c := findCondition(ExportConditions(imp, clusterKey), condType)
+	c := findCondition(ExportConditions(imp, clusterKey, metav1.Time{}), condType)
 	if !assert.NotNil(t, c, "%s: no %s condition", clusterKey, condType) {
 		return
 	}
 	assert.Equal(t, status, c.Status, "%s %s status (%s)", clusterKey, condType, c.Message)
 	assert.Equal(t, reason, c.Reason, "%s %s reason (%s)", clusterKey, condType, c.Message)
+}
+
+func exportStatus(imp *flomesh.ServiceImport, clusterKey string) *flomesh.ExportStatus {
+	for i := range imp.Status.Exports {
+		if imp.Status.Exports[i].Cluster == clusterKey {
+			return &imp.Status.Exports[i]
+		}
+	}
+	return nil
 }
 
 func findCondition(conds []metav1.Condition, condType string) *metav1.Condition {
@@ -707,7 +724,7 @@ func TestEqual(t *testing.T) {
 	assert.False(t, Equal(a, c))
 
 	d := a.DeepCopy()
-	d.Status.Exports[0].Conditions[1].Status = metav1.ConditionTrue
+	d.Status.Exports[0].Conditions = []metav1.Condition{{Type: ConditionConflict, Status: metav1.ConditionTrue}}
 	assert.False(t, Equal(a, d))
 
 	assert.True(t, Equal(nil, nil))
@@ -727,8 +744,15 @@ func TestGatewayAddresses(t *testing.T) {
 		{Cluster{}, nil},
 	}
 	for _, tc := range tests {
-		assert.Equal(t, tc.want, gatewayAddresses(tc.cluster), "%+v", tc.cluster)
+		assert.Equal(t, tc.want, GatewayAddresses(tc.cluster), "%+v", tc.cluster)
 	}
+	// Addresses the caller computed once are used as they are.
+	shared := []string{"192.168.1.110:81"}
+	c := cluster(1)
+	c.Addresses = shared
+	imp := Compute(ns, name, []Export{{Cluster: c, Export: export(0, "*", rule(8080, path(1))), Service: service()}})
+	require.Len(t, imp.Status.Clusters, 1)
+	assert.Same(t, &shared[0], &imp.Status.Clusters[0].Addresses[0])
 }
 
 // benchmarkExports returns n clusters exporting httpbin with two ports each.

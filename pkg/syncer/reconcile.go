@@ -82,7 +82,7 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	}
 	wantImport := DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
 	wantPolicy := DesiredPolicy(gtp, wantImport != nil, hosts)
-	cpConditions := exportConditions(cpImport, m.key)
+	cpConditions := exportConditions(cpImport, m.key, export)
 	wantIngress, conflict := DesiredIngress(export, meta.IsStatusConditionTrue(cpConditions, imports.ConditionValid), s.opts.IngressClass, m.allIngresses())
 	if conflict != "" {
 		m.reportConflict(export, export.UID, ReasonIngressConflict, conflict)
@@ -100,8 +100,9 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 }
 
 // exportConditions returns the conditions the control plane computed for
-// the export of the cluster of key clusterKey.
-func exportConditions(imp *v1alpha1.ServiceImport, clusterKey string) []metav1.Condition {
+// the export of the cluster of key clusterKey. Healthy exports are listed
+// without conditions; theirs take the export's creation as transition time.
+func exportConditions(imp *v1alpha1.ServiceImport, clusterKey string, export *v1alpha1.ServiceExport) []metav1.Condition {
 	if imp == nil {
 		return nil
 	}
@@ -109,7 +110,11 @@ func exportConditions(imp *v1alpha1.ServiceImport, clusterKey string) []metav1.C
 	if err := v1alpha1.Convert_v1alpha1_ServiceImport_To_flomesh_ServiceImport(imp, internal, nil); err != nil {
 		return nil
 	}
-	return imports.ExportConditions(internal, clusterKey)
+	var created metav1.Time
+	if export != nil {
+		created = export.CreationTimestamp
+	}
+	return imports.ExportConditions(internal, clusterKey, created)
 }
 
 // countWrite counts, and logs, a mutating request about to be sent.

@@ -295,9 +295,10 @@ type ServiceImportStatus struct {
 	// +listType=map
 	// +listMapKey=cluster
 	Clusters []SourceStatus `json:"clusters,omitempty"`
-	// Exports holds the Valid and Conflict conditions of every cluster's
-	// ServiceExport of this service, valid or not, as fedmesh computed them;
-	// the syncer writes them back onto the members' ServiceExports.
+	// Exports lists every cluster's ServiceExport of this service, valid or
+	// not, with the generation fedmesh judged and, for an export that is not
+	// valid or is in conflict, its Valid and Conflict conditions. The syncer
+	// writes them back onto the members' ServiceExports.
 	// +optional
 	// +listType=map
 	// +listMapKey=cluster
@@ -308,7 +309,15 @@ type ServiceImportStatus struct {
 type ExportStatus struct {
 	// Cluster is the key of the exporting cluster.
 	Cluster string `json:"cluster"`
-	// Conditions are Valid and Conflict, as KEP-1645 defines them.
+	// ObservedGeneration is the generation of the ServiceExport that was
+	// judged.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions are the Valid and Conflict conditions of KEP-1645, listed
+	// only when the export is not valid or is in conflict. An export without
+	// conditions is Valid=True and Conflict=False: spelling that out for
+	// every healthy export would double the size of every import, and the
+	// syncer writes the explicit conditions onto the member's ServiceExport.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

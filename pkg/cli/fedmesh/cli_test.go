@@ -110,10 +110,8 @@ func TestPrintService(t *testing.T) {
 		{ClusterKey: "default/default/default/cluster-1", Target: v1alpha1.Target{Host: "127.0.0.1", Port: 81, Path: "/cluster-1/httpbin"}},
 	}}}
 	si.Status.Exports = []v1alpha1.ExportStatus{
-		{Cluster: "default/default/default/cluster-1", Conditions: []metav1.Condition{
-			{Type: "Valid", Status: metav1.ConditionTrue, Reason: "Valid"},
-			{Type: "Conflict", Status: metav1.ConditionFalse, Reason: "NoConflict"},
-		}},
+		// A healthy export is listed without conditions.
+		{Cluster: "default/default/default/cluster-1", ObservedGeneration: 1},
 		{Cluster: "default/default/default/cluster-3", Conditions: []metav1.Condition{
 			{Type: "Valid", Status: metav1.ConditionTrue, Reason: "Valid"},
 			{Type: "Conflict", Status: metav1.ConditionTrue, Reason: "PortConflict", Message: "port 8080 is UDP"},

@@ -246,6 +246,11 @@ func printService(w io.Writer, si *v1alpha1.ServiceImport, gtp *v1alpha1.GlobalT
 	for _, e := range si.Status.Exports {
 		rows[e.Cluster] = true
 		valid, conflict := "Unknown", "Unknown"
+		if len(e.Conditions) == 0 {
+			// The control plane lists the conditions of an export only
+			// when it is not valid or is in conflict.
+			valid, conflict = "True", "False"
+		}
 		if c := meta.FindStatusCondition(e.Conditions, "Valid"); c != nil {
 			valid = string(c.Status)
 			if c.Status != metav1.ConditionTrue && c.Reason != "" {

@@ -29,7 +29,14 @@ import (
 type ExportStatusApplyConfiguration struct {
 	// Cluster is the key of the exporting cluster.
 	Cluster *string `json:"cluster,omitempty"`
-	// Conditions are Valid and Conflict, as KEP-1645 defines them.
+	// ObservedGeneration is the generation of the ServiceExport that was
+	// judged.
+	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
+	// Conditions are the Valid and Conflict conditions of KEP-1645, listed
+	// only when the export is not valid or is in conflict. An export without
+	// conditions is Valid=True and Conflict=False: spelling that out for
+	// every healthy export would double the size of every import, and the
+	// syncer writes the explicit conditions onto the member's ServiceExport.
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
 
@@ -44,6 +51,14 @@ func ExportStatus() *ExportStatusApplyConfiguration {
 // If called multiple times, the Cluster field is set to the value of the last call.
 func (b *ExportStatusApplyConfiguration) WithCluster(value string) *ExportStatusApplyConfiguration {
 	b.Cluster = &value
+	return b
+}
+
+// WithObservedGeneration sets the ObservedGeneration field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the ObservedGeneration field is set to the value of the last call.
+func (b *ExportStatusApplyConfiguration) WithObservedGeneration(value int64) *ExportStatusApplyConfiguration {
+	b.ObservedGeneration = &value
 	return b
 }
 

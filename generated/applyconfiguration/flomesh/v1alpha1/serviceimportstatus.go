@@ -26,9 +26,10 @@ package v1alpha1
 type ServiceImportStatusApplyConfiguration struct {
 	// Clusters are the clusters whose valid exports serve the import.
 	Clusters []SourceStatusApplyConfiguration `json:"clusters,omitempty"`
-	// Exports holds the Valid and Conflict conditions of every cluster's
-	// ServiceExport of this service, valid or not, as fedmesh computed them;
-	// the syncer writes them back onto the members' ServiceExports.
+	// Exports lists every cluster's ServiceExport of this service, valid or
+	// not, with the generation fedmesh judged and, for an export that is not
+	// valid or is in conflict, its Valid and Conflict conditions. The syncer
+	// writes them back onto the members' ServiceExports.
 	Exports []ExportStatusApplyConfiguration `json:"exports,omitempty"`
 }
 
