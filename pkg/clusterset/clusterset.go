@@ -30,7 +30,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
@@ -43,8 +42,6 @@ import (
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
 )
-
-var labelsEverything = labels.Everything()
 
 // Sink receives the computed ServiceImports.
 type Sink interface {
@@ -293,7 +290,7 @@ func (c *Controller) writeStatus(m *member) {
 	m.mu.Lock()
 	cond, version, heartbeat := m.ready, m.version, m.heartbeat
 	m.mu.Unlock()
-	exportCount := int32(len(m.exportKeys()))
+	exportCount := int32(m.exportCount())
 
 	updated := cluster.DeepCopy()
 	cond.ObservedGeneration = cluster.Generation

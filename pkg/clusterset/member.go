@@ -29,13 +29,11 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -43,7 +41,6 @@ import (
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
-	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
 	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 )
@@ -76,9 +73,9 @@ type member struct {
 	stop    context.CancelFunc
 	ctx     context.Context
 
-	exports  fedlisters.ServiceExportLister
-	services corelisters.ServiceLister
-	synced   []cache.InformerSynced
+	// caches are nil until the member's checks first pass and
+	// startInformers starts them.
+	caches atomic.Pointer[memberCaches]
 
 	mu        sync.Mutex
 	ready     metav1.Condition
@@ -96,6 +93,30 @@ type member struct {
 	// lastServing is whether the imports were last computed with the
 	// member's endpoints in.
 	lastServing atomic.Bool
+}
+
+// memberCaches are the caches of a member's ServiceExports and Services.
+type memberCaches struct {
+	exports  *store[*v1alpha1.ServiceExport, cachedExport]
+	services *store[*corev1.Service, cachedService]
+	synced   []cache.InformerSynced
+}
+
+// newMemberCaches returns empty caches that call onChange for every
+// export that changed, and for every Service that changed and is exported.
+func newMemberCaches(onChange func(namespace, name string)) *memberCaches {
+	exports := newStore(slimExport, equalExports, onChange)
+	// A Service matters only when an export names it.
+	services := newStore(slimService, equalServices, func(namespace, name string) {
+		if exports.Has(namespace, name) {
+			onChange(namespace, name)
+		}
+	})
+	return &memberCaches{
+		exports:  exports,
+		services: services,
+		synced:   []cache.InformerSynced{exports.HasSynced, services.HasSynced},
+	}
 }
 
 // newMember builds the clients of a member from its Cluster. A kubeconfig
@@ -150,6 +171,8 @@ func clusterInfo(c *v1alpha1.Cluster) imports.Cluster {
 			info.GatewayIP = addrs[0]
 		}
 	}
+	// Computed once, shared by every import the member serves.
+	info.Addresses = imports.GatewayAddresses(info)
 	return info
 }
 
@@ -180,11 +203,8 @@ func (m *member) probe(onChange func(namespace, name string)) {
 			m.waitForSync(probeTimeout)
 			klog.V(2).InfoS("Member caches synced", "cluster", m.name)
 		}
-		for _, synced := range m.synced {
-			if !synced() {
-				cond = condition(metav1.ConditionFalse, ReasonSyncing, "caches of ServiceExports and Services are syncing")
-				break
-			}
+		if !m.synced() {
+			cond = condition(metav1.ConditionFalse, ReasonSyncing, "caches of ServiceExports and Services are syncing")
 		}
 	}
 	m.mu.Lock()
@@ -305,50 +325,13 @@ func (m *member) denied(ctx context.Context, c memberrbac.Check) (bool, error) {
 	return !review.Status.Allowed, nil
 }
 
-// trimExport keeps what the import computation reads of a ServiceExport:
-// managed fields and annotations (kubectl's last-applied configuration
-// among them) would double the cache for nothing.
-func trimExport(obj interface{}) (interface{}, error) {
-	if e, ok := obj.(*v1alpha1.ServiceExport); ok {
-		e.ManagedFields = nil
-		e.Annotations = nil
-		e.Labels = nil
-	}
-	return obj, nil
-}
-
-// trimService keeps what the import computation reads of a Service: its
-// identity, type, ports and session affinity. A member has many Services
-// no export names; trimmed, each costs a few hundred bytes.
-func trimService(obj interface{}) (interface{}, error) {
-	svc, ok := obj.(*corev1.Service)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID,
-			ResourceVersion: svc.ResourceVersion, CreationTimestamp: svc.CreationTimestamp,
-		},
-		Spec: corev1.ServiceSpec{
-			Type: svc.Spec.Type, ClusterIP: svc.Spec.ClusterIP, ExternalName: svc.Spec.ExternalName,
-			Ports: svc.Spec.Ports, SessionAffinity: svc.Spec.SessionAffinity,
-			SessionAffinityConfig: svc.Spec.SessionAffinityConfig,
-		},
-	}, nil
-}
-
 // waitForSync waits up to timeout for the member's caches, polling more
 // often than cache.WaitForCacheSync's 100 ms: this wait is on the path of
 // a registration to Ready.
 func (m *member) waitForSync(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && m.ctx.Err() == nil {
-		synced := true
-		for _, s := range m.synced {
-			synced = synced && s()
-		}
-		if synced {
+		if m.synced() {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -381,92 +364,81 @@ func (m *member) startInformers(onChange func(namespace, name string)) {
 			return m.kube.CoreV1().Services(metav1.NamespaceAll).Watch(ctx, o)
 		},
 	}, listWatchOnly{})
-	indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
-	exports := cache.NewSharedIndexInformer(exportsLW, &v1alpha1.ServiceExport{}, 0, indexers)
-	services := cache.NewSharedIndexInformer(servicesLW, &corev1.Service{}, 0, indexers)
-	_ = exports.SetTransform(trimExport)
-	_ = services.SetTransform(trimService)
 
-	_, _ = exports.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { notify(obj, onChange) },
-		UpdateFunc: func(_, obj interface{}) { notify(obj, onChange) },
-		DeleteFunc: func(obj interface{}) { notify(obj, onChange) },
-	})
-	// A Service matters only when an export names it; the handler checks.
-	_, _ = services.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { m.notifyService(obj, onChange) },
-		UpdateFunc: func(_, obj interface{}) { m.notifyService(obj, onChange) },
-		DeleteFunc: func(obj interface{}) { m.notifyService(obj, onChange) },
-	})
-	m.exports = fedlisters.NewServiceExportLister(exports.GetIndexer())
-	m.services = corelisters.NewServiceLister(services.GetIndexer())
-	m.synced = []cache.InformerSynced{exports.HasSynced, services.HasSynced}
-	go exports.RunWithContext(m.ctx)
-	go services.RunWithContext(m.ctx)
+	c := newMemberCaches(onChange)
+	// The caches are published before they fill: an empty cache serves
+	// no export, as before the first list.
+	m.caches.Store(c)
+
+	// Each Reflector writes straight into its store: no DeltaFIFO, no
+	// indexer, no event handlers.
+	exportsReflector := cache.NewReflectorWithOptions(exportsLW, &v1alpha1.ServiceExport{}, c.exports,
+		cache.ReflectorOptions{Name: "member/" + m.name + "/serviceexports"})
+	servicesReflector := cache.NewReflectorWithOptions(servicesLW, &corev1.Service{}, c.services,
+		cache.ReflectorOptions{Name: "member/" + m.name + "/services"})
+	go exportsReflector.RunWithContext(m.ctx)
+	go servicesReflector.RunWithContext(m.ctx)
 }
 
-func notify(obj interface{}, onChange func(namespace, name string)) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
+// synced returns whether the member's caches have been started and have
+// synced.
+func (m *member) synced() bool {
+	c := m.caches.Load()
+	if c == nil {
+		return false
 	}
-	if a, err := meta.Accessor(obj); err == nil {
-		onChange(a.GetNamespace(), a.GetName())
+	for _, s := range c.synced {
+		if !s() {
+			return false
+		}
 	}
-}
-
-func (m *member) notifyService(obj interface{}, onChange func(namespace, name string)) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	svc, ok := obj.(*corev1.Service)
-	if !ok || m.exports == nil {
-		return
-	}
-	if _, err := m.exports.ServiceExports(svc.Namespace).Get(svc.Name); err == nil {
-		onChange(svc.Namespace, svc.Name)
-	}
+	return true
 }
 
 // export returns the member's export of namespace/name and its Service,
-// when the caches have them.
+// when the caches have them. Both are rebuilt from the caches for this
+// computation alone.
 func (m *member) export(namespace, name string) (imports.Export, bool) {
-	if m.exports == nil {
+	c := m.caches.Load()
+	if c == nil {
 		return imports.Export{}, false
 	}
-	e, err := m.exports.ServiceExports(namespace).Get(name)
-	if err != nil {
+	e, ok := c.exports.Get(namespace, name)
+	if !ok {
 		return imports.Export{}, false
 	}
-	svc, err := m.services.Services(namespace).Get(name)
-	if err != nil {
-		svc = nil
+	var svc *corev1.Service
+	if s, ok := c.services.Get(namespace, name); ok {
+		svc = s.service(namespace, name)
 	}
-	return imports.Export{Cluster: m.info, Export: e, Service: svc}, true
+	return imports.Export{Cluster: m.info, Export: e.export(namespace, name), Service: svc}, true
 }
 
 // exportKeys lists namespace/name of every export the member has.
 func (m *member) exportKeys() [][2]string {
-	if m.exports == nil {
+	c := m.caches.Load()
+	if c == nil {
 		return nil
 	}
-	list, err := m.exports.List(labelsEverything)
-	if err != nil {
-		return nil
+	return c.exports.Keys()
+}
+
+// exportCount returns how many exports the member has.
+func (m *member) exportCount() int {
+	c := m.caches.Load()
+	if c == nil {
+		return 0
 	}
-	keys := make([][2]string, 0, len(list))
-	for _, e := range list {
-		keys = append(keys, [2]string{e.Namespace, e.Name})
-	}
-	return keys
+	return c.exports.Len()
 }
 
 // serving reports whether the member's endpoints belong in the imports:
 // while Ready, and for the grace after it stopped being Ready.
 func (m *member) serving(grace time.Duration, now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.exports == nil {
+	if m.caches.Load() == nil {
 		return false
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.notReadySince.IsZero() || now.Sub(m.notReadySince) < grace
 }

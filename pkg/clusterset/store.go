@@ -1,0 +1,402 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package clusterset
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+)
+
+// The member caches.
+//
+// fedmesh-apiserver caches every ServiceExport and every Service of every
+// member, so the cost of one cached object multiplies by the size of the
+// federation. Held by a SharedIndexInformer, even trimmed, a Service cost
+// about 1.3 KB (the corev1.Service struct, its decoded ports, the
+// informer's thread-safe map and namespace index) and a ServiceExport
+// about 0.7 KB, while the import computation reads a handful of fields of
+// each. A store therefore takes the place of the informer's DeltaFIFO and
+// indexer: its Reflector writes into it directly, and it keeps, per
+// object, only a slim value of the fields the computation reads. The
+// decoded object is garbage as soon as the store has converted it; what
+// stays is about 320 bytes per Service and 300 per ServiceExport, their
+// key and map entry included (BenchmarkStoreHeap).
+
+// objectKey is the namespace and name of a cached object.
+type objectKey struct {
+	namespace, name string
+}
+
+// store is a cache.ReflectorStore that keeps, for each object of type O,
+// the slim value T that slim makes of it, keyed by namespace and name. It
+// has no index and no event queue: it calls onChange, outside its lock,
+// for every object that was added, deleted or changed (as equal sees the
+// slim values), and a Reflector is its only writer.
+//
+// The values are never modified once stored: Get hands out pointers that
+// stay valid, and unchanged, after the lock is released.
+type store[O metav1.Object, T any] struct {
+	slim     func(O) *T
+	equal    func(a, b *T) bool
+	onChange func(namespace, name string)
+
+	mu     sync.RWMutex
+	items  map[objectKey]*T
+	synced atomic.Bool
+}
+
+var _ cache.ReflectorStore = &store[*corev1.Service, cachedService]{}
+
+// newStore returns an empty store. onChange may be nil.
+func newStore[O metav1.Object, T any](slim func(O) *T, equal func(a, b *T) bool, onChange func(namespace, name string)) *store[O, T] {
+	if onChange == nil {
+		onChange = func(string, string) {}
+	}
+	return &store[O, T]{slim: slim, equal: equal, onChange: onChange, items: map[objectKey]*T{}}
+}
+
+// convert returns the key and slim value of obj.
+func (s *store[O, T]) convert(obj interface{}) (objectKey, *T, error) {
+	o, ok := obj.(O)
+	if !ok {
+		return objectKey{}, nil, fmt.Errorf("unexpected object of type %T", obj)
+	}
+	return objectKey{namespace: o.GetNamespace(), name: o.GetName()}, s.slim(o), nil
+}
+
+// Add stores obj and always reports it.
+func (s *store[O, T]) Add(obj interface{}) error {
+	k, v, err := s.convert(obj)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.items[k] = v
+	s.mu.Unlock()
+	s.onChange(k.namespace, k.name)
+	return nil
+}
+
+// Update stores obj and reports it when its slim value changed.
+func (s *store[O, T]) Update(obj interface{}) error {
+	k, v, err := s.convert(obj)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	old, found := s.items[k]
+	changed := !found || !s.equal(old, v)
+	if changed {
+		s.items[k] = v
+	}
+	s.mu.Unlock()
+	if changed {
+		s.onChange(k.namespace, k.name)
+	}
+	return nil
+}
+
+// Delete forgets obj, which may be a cache.DeletedFinalStateUnknown, and
+// always reports it.
+func (s *store[O, T]) Delete(obj interface{}) error {
+	var k objectKey
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		ns, name, err := cache.SplitMetaNamespaceKey(d.Key)
+		if err != nil {
+			return err
+		}
+		k = objectKey{namespace: ns, name: name}
+	} else if o, ok := obj.(O); ok {
+		k = objectKey{namespace: o.GetNamespace(), name: o.GetName()}
+	} else {
+		return fmt.Errorf("unexpected object of type %T", obj)
+	}
+	s.mu.Lock()
+	delete(s.items, k)
+	s.mu.Unlock()
+	s.onChange(k.namespace, k.name)
+	return nil
+}
+
+// Replace makes list the store's content, reports every object that
+// appeared, changed or disappeared, and marks the store synced.
+func (s *store[O, T]) Replace(list []interface{}, _ string) error {
+	keys := make([]objectKey, len(list))
+	values := make([]*T, len(list))
+	for i, obj := range list {
+		k, v, err := s.convert(obj)
+		if err != nil {
+			return err
+		}
+		keys[i], values[i] = k, v
+	}
+	var changed []objectKey
+	s.mu.Lock()
+	items := make(map[objectKey]*T, len(list))
+	for i, k := range keys {
+		v := values[i]
+		if old, found := s.items[k]; !found || !s.equal(old, v) {
+			changed = append(changed, k)
+		} else {
+			// Keep the stored value, which is equal; the new one is
+			// garbage.
+			v = old
+		}
+		items[k] = v
+	}
+	for k := range s.items {
+		if _, found := items[k]; !found {
+			changed = append(changed, k)
+		}
+	}
+	s.items = items
+	s.mu.Unlock()
+	s.synced.Store(true)
+	for _, k := range changed {
+		s.onChange(k.namespace, k.name)
+	}
+	return nil
+}
+
+// Resync does nothing: the store has no queue to replay.
+func (s *store[O, T]) Resync() error { return nil }
+
+// HasSynced reports whether the store has received its first list.
+func (s *store[O, T]) HasSynced() bool { return s.synced.Load() }
+
+// Get returns the slim value of namespace/name. It must not be modified.
+func (s *store[O, T]) Get(namespace, name string) (*T, bool) {
+	s.mu.RLock()
+	v, ok := s.items[objectKey{namespace: namespace, name: name}]
+	s.mu.RUnlock()
+	return v, ok
+}
+
+// Has reports whether the store holds namespace/name.
+func (s *store[O, T]) Has(namespace, name string) bool {
+	_, ok := s.Get(namespace, name)
+	return ok
+}
+
+// Len returns how many objects the store holds.
+func (s *store[O, T]) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.items)
+}
+
+// Keys returns namespace/name of every object the store holds.
+func (s *store[O, T]) Keys() [][2]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	keys := make([][2]string, 0, len(s.items))
+	for k := range s.items {
+		keys = append(keys, [2]string{k.namespace, k.name})
+	}
+	return keys
+}
+
+// cachedService is what the import computation reads of a Service: its
+// type, whether it is headless, the identity of its ports, and its
+// session affinity. Strings are those of the decoded Service, or the API's
+// constants for enumerations, so that the Service itself is not retained.
+type cachedService struct {
+	serviceType corev1.ServiceType
+	affinity    corev1.ServiceAffinity
+	ports       []cachedServicePort
+	// clientIPTimeout is SessionAffinityConfig.ClientIP.TimeoutSeconds
+	// when hasClientIPTimeout is set.
+	clientIPTimeout int32
+	// headless is whether the cluster IP is "None".
+	headless bool
+	// hasClientIP is whether SessionAffinityConfig.ClientIP is set.
+	hasClientIP        bool
+	hasClientIPTimeout bool
+}
+
+// cachedServicePort is a port of a Service, without the target and node
+// ports, which the import does not carry.
+type cachedServicePort struct {
+	name     string
+	protocol corev1.Protocol
+	// appProtocol is "" when unset: the API rejects an empty appProtocol.
+	appProtocol string
+	port        int32
+}
+
+func slimService(svc *corev1.Service) *cachedService {
+	s := &cachedService{
+		serviceType: serviceType(svc.Spec.Type),
+		affinity:    serviceAffinity(svc.Spec.SessionAffinity),
+		headless:    svc.Spec.ClusterIP == corev1.ClusterIPNone,
+	}
+	if cfg := svc.Spec.SessionAffinityConfig; cfg != nil && cfg.ClientIP != nil {
+		s.hasClientIP = true
+		if t := cfg.ClientIP.TimeoutSeconds; t != nil {
+			s.hasClientIPTimeout, s.clientIPTimeout = true, *t
+		}
+	}
+	if len(svc.Spec.Ports) > 0 {
+		s.ports = make([]cachedServicePort, len(svc.Spec.Ports))
+		for i, p := range svc.Spec.Ports {
+			s.ports[i] = cachedServicePort{name: p.Name, protocol: protocol(p.Protocol), port: p.Port}
+			if p.AppProtocol != nil {
+				s.ports[i].appProtocol = *p.AppProtocol
+			}
+		}
+	}
+	return s
+}
+
+func equalServices(a, b *cachedService) bool {
+	return a.serviceType == b.serviceType && a.affinity == b.affinity &&
+		a.clientIPTimeout == b.clientIPTimeout && a.headless == b.headless &&
+		a.hasClientIP == b.hasClientIP && a.hasClientIPTimeout == b.hasClientIPTimeout &&
+		slices.Equal(a.ports, b.ports)
+}
+
+// service rebuilds a Service of namespace/name with the cached fields, for
+// one computation; the import computation reads no other field.
+func (s *cachedService) service(namespace, name string) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: corev1.ServiceSpec{
+			Type:            s.serviceType,
+			SessionAffinity: s.affinity,
+		},
+	}
+	if s.headless {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
+	if s.hasClientIP {
+		svc.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{}}
+		if s.hasClientIPTimeout {
+			t := s.clientIPTimeout
+			svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = &t
+		}
+	}
+	if len(s.ports) > 0 {
+		svc.Spec.Ports = make([]corev1.ServicePort, len(s.ports))
+		for i, p := range s.ports {
+			svc.Spec.Ports[i] = corev1.ServicePort{Name: p.name, Protocol: p.protocol, Port: p.port}
+			if p.appProtocol != "" {
+				a := p.appProtocol
+				svc.Spec.Ports[i].AppProtocol = &a
+			}
+		}
+	}
+	return svc
+}
+
+// serviceType, serviceAffinity and protocol return the API's constant for
+// a known value, so that the cache does not keep a decoded copy of it in
+// every object.
+func serviceType(t corev1.ServiceType) corev1.ServiceType {
+	for _, c := range []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName} {
+		if t == c {
+			return c
+		}
+	}
+	return t
+}
+
+func serviceAffinity(a corev1.ServiceAffinity) corev1.ServiceAffinity {
+	switch a {
+	case corev1.ServiceAffinityNone:
+		return corev1.ServiceAffinityNone
+	case corev1.ServiceAffinityClientIP:
+		return corev1.ServiceAffinityClientIP
+	}
+	return a
+}
+
+func protocol(p corev1.Protocol) corev1.Protocol {
+	for _, c := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP} {
+		if p == c {
+			return c
+		}
+	}
+	return p
+}
+
+// cachedExport is what the import computation reads of a ServiceExport:
+// its identity and age, which order the exports of a service, its
+// generation, which the conditions observe, and its serviceAccountName and
+// rules (port numbers and paths).
+type cachedExport struct {
+	uid                types.UID
+	created            metav1.Time
+	serviceAccountName string
+	rules              []cachedExportRule
+	generation         int64
+}
+
+// cachedExportRule is a rule of an export: a port number at a path.
+type cachedExportRule struct {
+	path       string
+	portNumber int32
+}
+
+func slimExport(e *v1alpha1.ServiceExport) *cachedExport {
+	c := &cachedExport{
+		uid:                e.UID,
+		created:            e.CreationTimestamp,
+		serviceAccountName: e.Spec.ServiceAccountName,
+		generation:         e.Generation,
+	}
+	if len(e.Spec.Rules) > 0 {
+		c.rules = make([]cachedExportRule, len(e.Spec.Rules))
+		for i, r := range e.Spec.Rules {
+			c.rules[i] = cachedExportRule{path: r.Path, portNumber: r.PortNumber}
+		}
+	}
+	return c
+}
+
+func equalExports(a, b *cachedExport) bool {
+	return a.uid == b.uid && a.created.Equal(&b.created) && a.serviceAccountName == b.serviceAccountName &&
+		a.generation == b.generation && slices.Equal(a.rules, b.rules)
+}
+
+// export rebuilds a ServiceExport of namespace/name with the cached
+// fields, for one computation; the import computation reads no other
+// field.
+func (c *cachedExport) export(namespace, name string) *v1alpha1.ServiceExport {
+	e := &v1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: namespace, Name: name, UID: c.uid, Generation: c.generation,
+			CreationTimestamp: c.created,
+		},
+		Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: c.serviceAccountName},
+	}
+	if len(c.rules) > 0 {
+		e.Spec.Rules = make([]v1alpha1.ServiceExportRule, len(c.rules))
+		for i, r := range c.rules {
+			e.Spec.Rules[i] = v1alpha1.ServiceExportRule{PortNumber: r.portNumber, Path: r.path}
+		}
+	}
+	return e
+}
