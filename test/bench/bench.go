@@ -79,6 +79,13 @@ type Results struct {
 	Config Config `json:"config"`
 
 	ListServiceImportsJSON Distribution `json:"listServiceImportsJSON"`
+	// ListServiceImportsDirectJSON is the same LIST sent to
+	// fedmesh-apiserver itself: the difference is the aggregator's proxy.
+	ListServiceImportsDirectJSON Distribution `json:"listServiceImportsDirectJSON"`
+	// ServiceImportJSONBytes and ServiceJSONBytes are the size of one object
+	// in the JSON LIST responses, which the client's decoding time follows.
+	ServiceImportJSONBytes float64      `json:"serviceImportJSONBytes"`
+	ServiceJSONBytes       float64      `json:"serviceJSONBytes"`
 	ListServicesJSON       Distribution `json:"listServicesJSON"`
 	ListServicesProtobuf   Distribution `json:"listServicesProtobuf"`
 	ListRatioP50           float64      `json:"listRatioP50"`
@@ -381,6 +388,16 @@ func measureLists(ctx context.Context, f *framework.Federation, cfg Config, res 
 	}); err != nil {
 		return fmt.Errorf("LIST serviceimports: %w", err)
 	}
+	direct := versioned.NewForConfigOrDie(f.FedmeshConfig())
+	if res.ListServiceImportsDirectJSON, err = timeIt(func() (int, error) {
+		l, err := direct.FlomeshV1alpha1().ServiceImports(exportNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, err
+		}
+		return len(l.Items), nil
+	}); err != nil {
+		return fmt.Errorf("LIST serviceimports from fedmesh-apiserver: %w", err)
+	}
 	if res.ListServicesJSON, err = timeIt(func() (int, error) {
 		l, err := jsonKube.CoreV1().Services(peerNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -400,6 +417,14 @@ func measureLists(ctx context.Context, f *framework.Federation, cfg Config, res 
 		return fmt.Errorf("LIST services (protobuf): %w", err)
 	}
 	res.ListRatioP50 = res.ListServiceImportsJSON.P50 / res.ListServicesJSON.P50
+	if res.ServiceImportJSONBytes, err = jsonBytesPerObject(ctx, fed.FlomeshV1alpha1().RESTClient(),
+		"/apis/flomesh.io/v1alpha1/namespaces/"+exportNamespace+"/serviceimports", cfg.Exports); err != nil {
+		return err
+	}
+	if res.ServiceJSONBytes, err = jsonBytesPerObject(ctx, jsonKube.CoreV1().RESTClient(),
+		"/api/v1/namespaces/"+peerNamespace+"/services", cfg.Exports); err != nil {
+		return err
+	}
 
 	kubectl, err := framework.Binary("kubectl")
 	if err != nil {
@@ -587,8 +612,13 @@ func liveHeap(ctx context.Context, f *framework.Federation) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := rc.Get().AbsPath("/debug/pprof/heap").Param("gc", "1").Do(ctx).Error(); err != nil {
-		return 0, fmt.Errorf("forcing a GC: %w", err)
+	// Two collections: a sync.Pool keeps what it holds through one (the
+	// gzip writers of the last LIST, some megabytes), and that is not
+	// retained data.
+	for range 2 {
+		if err := rc.Get().AbsPath("/debug/pprof/heap").Param("gc", "1").Do(ctx).Error(); err != nil {
+			return 0, fmt.Errorf("forcing a GC: %w", err)
+		}
 	}
 	body, err := rc.Get().AbsPath("/metrics").Do(ctx).Raw()
 	if err != nil {
@@ -649,6 +679,16 @@ func waitFor(ctx context.Context, timeout time.Duration, check func() (bool, err
 	return fmt.Errorf("timed out (last error: %v)", last)
 }
 
+// jsonBytesPerObject is the size of a JSON LIST response at path divided
+// by the n objects it holds.
+func jsonBytesPerObject(ctx context.Context, c rest.Interface, path string, n int) (float64, error) {
+	body, err := c.Get().AbsPath(path).SetHeader("Accept", "application/json").Do(ctx).Raw()
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return float64(len(body)) / float64(n), nil
+}
+
 // Table prints the results as a table.
 func (r *Results) Table(w io.Writer) {
 	fmt.Fprintf(w, "fedmesh bench: %d members, %d exports\n\n", r.Config.Members, r.Config.Exports)
@@ -657,9 +697,11 @@ func (r *Results) Table(w io.Writer) {
 		fmt.Fprintf(w, "%-52s %8.1fms %8.1fms %8d\n", name, d.P50, d.P99, d.Samples)
 	}
 	row("LIST serviceimports via aggregator (typed, JSON)", r.ListServiceImportsJSON)
+	row("LIST serviceimports, fedmesh-apiserver itself", r.ListServiceImportsDirectJSON)
 	row("LIST services, kube-apiserver (typed, JSON)", r.ListServicesJSON)
 	row("LIST services, kube-apiserver (typed, protobuf)", r.ListServicesProtobuf)
 	fmt.Fprintf(w, "%-52s %9.2fx\n", "LIST ratio fedmesh/kube-apiserver (JSON, p50)", r.ListRatioP50)
+	fmt.Fprintf(w, "%-52s %8.0f B serviceimport, %.0f B service\n", "JSON per object in a LIST", r.ServiceImportJSONBytes, r.ServiceJSONBytes)
 	row("kubectl get serviceimports", r.KubectlServiceImports)
 	row("kubectl get services (kube-apiserver)", r.KubectlServices)
 	row("export in a member -> watch event on control plane", r.ExportToWatchEvent)
