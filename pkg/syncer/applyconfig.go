@@ -119,7 +119,10 @@ func ingressApplyConfig(ing *networkingv1.Ingress) *networkingv1ac.IngressApplyC
 		}
 		spec.WithRules(rule)
 	}
-	return networkingv1ac.Ingress(ing.Name, ing.Namespace).WithLabels(ing.Labels).WithSpec(spec)
+	// Server-side apply removes an annotation the syncer applied before
+	// and no longer applies.
+	return networkingv1ac.Ingress(ing.Name, ing.Namespace).WithLabels(ing.Labels).
+		WithAnnotations(ing.Annotations).WithSpec(spec)
 }
 
 func exportStatusApplyConfig(namespace, name string, conds []metav1.Condition) *fedac.ServiceExportApplyConfiguration {

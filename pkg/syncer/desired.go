@@ -47,6 +47,13 @@ const (
 	// ExportLabel, on an Ingress the syncer created, names the
 	// ServiceExport (of the Ingress's namespace) it exposes.
 	ExportLabel = "flomesh.io/export"
+	// Annotations of the pipy ingress controller (the default class) that
+	// carry an export's gateway settings: its load balancer, session
+	// stickiness and path rewrite.
+	AnnotationLoadBalancer  = "pipy.ingress.kubernetes.io/lb-type"
+	AnnotationSessionSticky = "pipy.ingress.kubernetes.io/session-sticky"
+	AnnotationRewriteFrom   = "pipy.ingress.kubernetes.io/rewrite-target-from"
+	AnnotationRewriteTo     = "pipy.ingress.kubernetes.io/rewrite-target-to"
 	// IngressPrefix starts the name of every Ingress the syncer creates,
 	// so that it does not take the name a user would give the Ingress of
 	// their own Service.
@@ -160,6 +167,29 @@ func DesiredPolicy(gtp *v1alpha1.GlobalTrafficPolicy, imports, hosts bool) *v1al
 	}
 }
 
+// ingressAnnotationKeys are the annotations the syncer owns on its
+// Ingresses.
+var ingressAnnotationKeys = []string{AnnotationLoadBalancer, AnnotationSessionSticky, AnnotationRewriteFrom, AnnotationRewriteTo}
+
+// ingressAnnotations returns the annotations that tell the gateway how to
+// serve the export: always its load balancer (the API's default when
+// unset), stickiness when it asks for it, and the path rewrite when it
+// gives both ends of one (the gateway ignores half a rewrite).
+func ingressAnnotations(export *v1alpha1.ServiceExport) map[string]string {
+	lb := export.Spec.LoadBalancer
+	if lb == "" {
+		lb = v1alpha1.RoundRobinLoadBalancer
+	}
+	a := map[string]string{AnnotationLoadBalancer: string(lb)}
+	if export.Spec.SessionSticky {
+		a[AnnotationSessionSticky] = "true"
+	}
+	if r := export.Spec.PathRewrite; r != nil && r.From != "" && r.To != "" {
+		a[AnnotationRewriteFrom], a[AnnotationRewriteTo] = r.From, r.To
+	}
+	return a
+}
+
 // IngressName is the name of the Ingress that exposes the export name.
 func IngressName(export string) string { return IngressPrefix + export }
 
@@ -176,9 +206,10 @@ func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, ot
 	}
 	ing := &networkingv1.Ingress{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: export.Namespace,
-			Name:      IngressName(export.Name),
-			Labels:    map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: export.Name},
+			Namespace:   export.Namespace,
+			Name:        IngressName(export.Name),
+			Labels:      map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: export.Name},
+			Annotations: ingressAnnotations(export),
 		},
 	}
 	if class != "" {
@@ -327,6 +358,12 @@ func PolicyUpToDate(desired, live *v1alpha1.GlobalTrafficPolicy) bool {
 
 // IngressUpToDate is ImportUpToDate for Ingresses, which have no defaults.
 func IngressUpToDate(desired, live *networkingv1.Ingress) bool {
+	for _, k := range ingressAnnotationKeys {
+		// An annotation the export no longer asks for must go too.
+		if desired.Annotations[k] != live.Annotations[k] {
+			return false
+		}
+	}
 	return hasLabels(live.Labels, desired.Labels) && jsonEqual(desired.Spec, live.Spec)
 }
 

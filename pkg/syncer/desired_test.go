@@ -182,7 +182,21 @@ func ingress(namespace, name string, class *string, host string, labels map[stri
 
 func TestDesiredIngress(t *testing.T) {
 	exportLabels := map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: "httpbin"}
-	seedIngress := ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/cluster-1/httpbin-mesh")
+	annotated := func(ing *networkingv1.Ingress, kv ...string) *networkingv1.Ingress {
+		ing.Annotations = map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			ing.Annotations[kv[i]] = kv[i+1]
+		}
+		return ing
+	}
+	roundRobin := []string{AnnotationLoadBalancer, "RoundRobinLoadBalancer"}
+	seedIngress := annotated(ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/cluster-1/httpbin-mesh"), roundRobin...)
+	withGateway := seedExport()
+	withGateway.Spec.LoadBalancer = v1alpha1.HashingLoadBalancer
+	withGateway.Spec.SessionSticky = true
+	withGateway.Spec.PathRewrite = &v1alpha1.PathRewrite{From: "^/cluster-1/httpbin-mesh/?", To: "/"}
+	halfRewrite := seedExport()
+	halfRewrite.Spec.PathRewrite = &v1alpha1.PathRewrite{From: "^/cluster-1/httpbin-mesh/?"}
 	tests := []struct {
 		name         string
 		export       *v1alpha1.ServiceExport
@@ -199,7 +213,14 @@ func TestDesiredIngress(t *testing.T) {
 		name: "the seed's export", export: seedExport(), class: "pipy", want: seedIngress,
 	}, {
 		name: "no class", export: seedExport(),
-		want: ingress("httpbin", "fedmesh-httpbin", nil, "", exportLabels, "/cluster-1/httpbin-mesh"),
+		want: annotated(ingress("httpbin", "fedmesh-httpbin", nil, "", exportLabels, "/cluster-1/httpbin-mesh"), roundRobin...),
+	}, {
+		name: "the export's load balancer, stickiness and rewrite", export: withGateway, class: "pipy",
+		want: annotated(ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/cluster-1/httpbin-mesh"),
+			AnnotationLoadBalancer, "HashingLoadBalancer", AnnotationSessionSticky, "true",
+			AnnotationRewriteFrom, "^/cluster-1/httpbin-mesh/?", AnnotationRewriteTo, "/"),
+	}, {
+		name: "half a rewrite is none", export: halfRewrite, class: "pipy", want: seedIngress,
 	}, {
 		name: "an empty path is the root, and a repeated rule one path",
 		export: seedExport(
@@ -207,7 +228,7 @@ func TestDesiredIngress(t *testing.T) {
 			v1alpha1.ServiceExportRule{PortNumber: 8080, PathType: v1alpha1.PathTypePrefix},
 		),
 		class: "pipy",
-		want:  ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/"),
+		want:  annotated(ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/"), roundRobin...),
 	}, {
 		name: "a path of another Ingress", export: seedExport(), class: "pipy",
 		others:       []*networkingv1.Ingress{ingress("default", "mine", ptr.To("pipy"), "", nil, "/cluster-1/httpbin-mesh")},
@@ -330,4 +351,11 @@ func TestUpToDate(t *testing.T) {
 	ing := ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", ownedLabels(), "/a")
 	assert.True(t, IngressUpToDate(ing, ing.DeepCopy()))
 	assert.False(t, IngressUpToDate(ing, ingress("httpbin", "fedmesh-httpbin", ptr.To("nginx"), "", ownedLabels(), "/a")))
+	sticky := ing.DeepCopy()
+	sticky.Annotations = map[string]string{AnnotationSessionSticky: "true"}
+	assert.False(t, IngressUpToDate(ing, sticky), "an annotation the export no longer asks for")
+	assert.False(t, IngressUpToDate(sticky, ing), "an annotation the export asks for")
+	other := sticky.DeepCopy()
+	other.Annotations["example.com/note"] = "a user's"
+	assert.True(t, IngressUpToDate(sticky, other), "annotations of others are left alone")
 }

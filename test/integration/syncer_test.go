@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
@@ -271,6 +272,45 @@ func TestSyncer(t *testing.T) {
 		t.Logf("policy gone from cluster-1..3 %v after deleting it", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("an export's gateway settings reach its Ingress and leave with them", func(t *testing.T) {
+		exports := c1.Fedmesh().FlomeshV1alpha1().ServiceExports("httpbin")
+		setSticky := func(sticky bool) {
+			t.Helper()
+			require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				e, err := exports.Get(ctx, "httpbin", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				e.Spec.SessionSticky = sticky
+				e.Spec.LoadBalancer = v1alpha1.RoundRobinLoadBalancer
+				if sticky {
+					e.Spec.LoadBalancer = v1alpha1.HashingLoadBalancer
+				}
+				_, err = exports.Update(ctx, e, metav1.UpdateOptions{})
+				return err
+			}))
+		}
+		annotations := func(c *assert.CollectT) map[string]string {
+			ing, err := c1.Kube().NetworkingV1().Ingresses("httpbin").Get(ctx, "fedmesh-httpbin", metav1.GetOptions{})
+			if !assert.NoError(c, err) {
+				return nil
+			}
+			return ing.Annotations
+		}
+		setSticky(true)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			a := annotations(c)
+			assert.Equal(c, "true", a["pipy.ingress.kubernetes.io/session-sticky"])
+			assert.Equal(c, "HashingLoadBalancer", a["pipy.ingress.kubernetes.io/lb-type"])
+		}, 5*time.Second, 50*time.Millisecond)
+		setSticky(false)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			a := annotations(c)
+			assert.NotContains(c, a, "pipy.ingress.kubernetes.io/session-sticky")
+			assert.Equal(c, "RoundRobinLoadBalancer", a["pipy.ingress.kubernetes.io/lb-type"])
+		}, 5*time.Second, 50*time.Millisecond)
+	})
+
 	t.Run("unexport cleans up within 2s", func(t *testing.T) {
 		require.NoError(t, c1.Fedmesh().FlomeshV1alpha1().ServiceExports("httpbin").Delete(ctx, "httpbin-cluster-1", metav1.DeleteOptions{}))
 		start := time.Now()
@@ -319,7 +359,11 @@ func TestSyncer(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, got.Labels)
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
-			events, err := c3.Kube().CoreV1().Events("httpbin").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=httpbin-cluster-3"})
+			// The member's own controllers report on the Service of the
+			// same name (ClusterIPNotAllocated, say): only the export's
+			// events count.
+			events, err := c3.Kube().CoreV1().Events("httpbin").List(ctx, metav1.ListOptions{
+				FieldSelector: "involvedObject.kind=ServiceExport,involvedObject.name=httpbin-cluster-3"})
 			if assert.NoError(c, err) && assert.NotEmpty(c, events.Items) {
 				assert.Equal(c, "IngressConflict", events.Items[0].Reason)
 			}
