@@ -444,7 +444,8 @@ func measureLists(ctx context.Context, f *framework.Federation, cfg Config, res 
 	}
 	defer os.RemoveAll(home)
 	runs := max(3, min(cfg.ListRuns, 10))
-	timeKubectl := func(kubeconfig string, args ...string) (Distribution, error) {
+	// Each table prints a header and a row per object.
+	timeKubectl := func(kubeconfig string, objects int, args ...string) (Distribution, error) {
 		var ms []float64
 		for range runs {
 			cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
@@ -456,16 +457,18 @@ func measureLists(ctx context.Context, f *framework.Federation, cfg Config, res 
 				return Distribution{}, fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
 			}
 			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
-			if lines := strings.Count(out.String(), "\n"); lines != cfg.Exports+1 {
-				return Distribution{}, fmt.Errorf("kubectl %s printed %d lines, want %d", strings.Join(args, " "), lines, cfg.Exports+1)
+			if lines := strings.Count(out.String(), "\n"); lines != objects+1 {
+				return Distribution{}, fmt.Errorf("kubectl %s printed %d lines, want %d", strings.Join(args, " "), lines, objects+1)
 			}
 		}
 		return distribution(ms), nil
 	}
-	if res.KubectlServiceImports, err = timeKubectl(f.ControlPlane.KubeconfigPath, "get", "serviceimports", "-n", exportNamespace); err != nil {
+	// All namespaces, as users ask: the imports are all in one namespace
+	// so far, and the peer holds its Services and default/kubernetes.
+	if res.KubectlServiceImports, err = timeKubectl(f.ControlPlane.KubeconfigPath, cfg.Exports, "get", "serviceimports", "-A"); err != nil {
 		return err
 	}
-	res.KubectlServices, err = timeKubectl(member.KubeconfigPath, "get", "services", "-n", peerNamespace)
+	res.KubectlServices, err = timeKubectl(member.KubeconfigPath, cfg.Exports+1, "get", "services", "-A")
 	return err
 }
 
@@ -719,8 +722,8 @@ func (r *Results) Table(w io.Writer) {
 	row("LIST services, kube-apiserver (typed, protobuf)", r.ListServicesProtobuf)
 	fmt.Fprintf(w, "%-52s %9.2fx\n", "LIST ratio fedmesh/kube-apiserver (JSON, p50)", r.ListRatioP50)
 	fmt.Fprintf(w, "%-52s %8.0f B serviceimport, %.0f B service\n", "JSON per object in a LIST", r.ServiceImportJSONBytes, r.ServiceJSONBytes)
-	row("kubectl get serviceimports", r.KubectlServiceImports)
-	row("kubectl get services (kube-apiserver)", r.KubectlServices)
+	row("kubectl get serviceimports -A", r.KubectlServiceImports)
+	row("kubectl get services -A (kube-apiserver)", r.KubectlServices)
 	row("export in a member -> watch event on control plane", r.ExportToWatchEvent)
 	row("export -> ServiceImport in another member (syncer)", r.ExportToMemberImport)
 	row("Cluster created -> Ready=True", r.ClusterToReady)
