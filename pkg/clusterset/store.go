@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/imports"
 )
 
 // The member caches.
@@ -344,14 +345,18 @@ func protocol(p corev1.Protocol) corev1.Protocol {
 
 // cachedExport is what the import computation reads of a ServiceExport:
 // its identity and age, which order the exports of a service, its
-// generation, which the conditions observe, and its serviceAccountName and
-// rules (port numbers and paths).
+// generation, which the conditions observe, its serviceAccountName and
+// rules (port numbers and paths), and the IngressConflict the syncer
+// reported on it, if any.
 type cachedExport struct {
 	uid                types.UID
 	created            metav1.Time
 	serviceAccountName string
 	rules              []cachedExportRule
 	generation         int64
+	// ingressConflict is the message of the syncer's IngressConflict for
+	// the current generation, nil when there is none.
+	ingressConflict *string
 }
 
 // cachedExportRule is a rule of an export: a port number at a path.
@@ -367,6 +372,9 @@ func slimExport(e *v1alpha1.ServiceExport) *cachedExport {
 		serviceAccountName: e.Spec.ServiceAccountName,
 		generation:         e.Generation,
 	}
+	if msg, found := imports.IngressConflict(e); found {
+		c.ingressConflict = &msg
+	}
 	if len(e.Spec.Rules) > 0 {
 		c.rules = make([]cachedExportRule, len(e.Spec.Rules))
 		for i, r := range e.Spec.Rules {
@@ -378,7 +386,9 @@ func slimExport(e *v1alpha1.ServiceExport) *cachedExport {
 
 func equalExports(a, b *cachedExport) bool {
 	return a.uid == b.uid && a.created.Equal(&b.created) && a.serviceAccountName == b.serviceAccountName &&
-		a.generation == b.generation && slices.Equal(a.rules, b.rules)
+		a.generation == b.generation && slices.Equal(a.rules, b.rules) &&
+		(a.ingressConflict == nil) == (b.ingressConflict == nil) &&
+		(a.ingressConflict == nil || *a.ingressConflict == *b.ingressConflict)
 }
 
 // export rebuilds a ServiceExport of namespace/name with the cached
@@ -391,6 +401,10 @@ func (c *cachedExport) export(namespace, name string) *v1alpha1.ServiceExport {
 			CreationTimestamp: c.created,
 		},
 		Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: c.serviceAccountName},
+	}
+	if c.ingressConflict != nil {
+		e.Status.Conditions = []metav1.Condition{{Type: imports.ConditionValid, Status: metav1.ConditionFalse,
+			Reason: imports.ReasonIngressConflict, Message: *c.ingressConflict, ObservedGeneration: c.generation}}
 	}
 	if len(c.rules) > 0 {
 		e.Spec.Rules = make([]v1alpha1.ServiceExportRule, len(c.rules))

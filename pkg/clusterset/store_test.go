@@ -375,6 +375,16 @@ func TestSlimRoundTrip(t *testing.T) {
 				s.Spec.Ports[0].Name = "postgres"
 			},
 		}},
+		{name: "an Ingress conflict the syncer reported, and one of an earlier generation", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
+			func(e *v1alpha1.ServiceExport, _ *corev1.Service) {
+				e.Status.Conditions = []metav1.Condition{{Type: "Valid", Status: metav1.ConditionFalse, Reason: "IngressConflict",
+					Message: "path /db is already used by Ingress ns/mine", ObservedGeneration: e.Generation, LastTransitionTime: created}}
+			},
+			func(e *v1alpha1.ServiceExport, _ *corev1.Service) {
+				e.Status.Conditions = []metav1.Condition{{Type: "Valid", Status: metav1.ConditionFalse, Reason: "IngressConflict",
+					Message: "path /db is already used by Ingress ns/mine", ObservedGeneration: e.Generation - 1, LastTransitionTime: created}}
+			},
+		}},
 		{name: "two clusters created in the same second", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
 			nil,
 			func(e *v1alpha1.ServiceExport, s *corev1.Service) {

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 )
 
 // Condition types of an export, as KEP-1645 names them. ExportConditions
@@ -52,7 +53,28 @@ const (
 	// different paths, which would give one cluster two endpoints for a
 	// port and leave consumers to guess which one is meant.
 	ReasonDuplicatePort = "DuplicatePort"
+	// ReasonIngressConflict: the syncer could not expose the export at
+	// its cluster's gateway, because an Ingress it does not manage serves
+	// one of the export's paths. The syncer reports it on the member's
+	// ServiceExport (see IngressConflict); the import then withdraws the
+	// cluster's endpoints, which nothing would serve.
+	ReasonIngressConflict = "IngressConflict"
 )
+
+// IngressConflict returns the message of the IngressConflict the syncer
+// reported on the export for its current generation, if it did. A report
+// of an earlier generation is ignored: the export changed since, and the
+// syncer judges it again.
+func IngressConflict(e *v1alpha1.ServiceExport) (string, bool) {
+	for i := range e.Status.Conditions {
+		c := &e.Status.Conditions[i]
+		if c.Type == ConditionValid && c.Status == metav1.ConditionFalse &&
+			c.Reason == ReasonIngressConflict && c.ObservedGeneration == e.Generation {
+			return c.Message, true
+		}
+	}
+	return "", false
+}
 
 // Reasons of the Conflict condition. The names are those of the
 // Multi-Cluster Services API (sigs.k8s.io/mcs-api), so that tools written
@@ -87,7 +109,8 @@ var conflictOrder = []string{
 
 // Messages of the healthy conditions, which ExportConditions spells out.
 const (
-	messageValid       = "the Service exists and has a port for every rule"
+	// MessageValid is the message of Valid=True.
+	MessageValid       = "the Service exists and has a port for every rule"
 	messageNoConflicts = "the valid exports of this service agree"
 )
 
@@ -117,7 +140,7 @@ func ExportConditions(imp *flomesh.ServiceImport, clusterKey string, created met
 				LastTransitionTime: created, Reason: reason, Message: message}
 		}
 		return []metav1.Condition{
-			healthy(ConditionValid, metav1.ConditionTrue, ReasonValid, messageValid),
+			healthy(ConditionValid, metav1.ConditionTrue, ReasonValid, MessageValid),
 			healthy(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts, messageNoConflicts),
 		}
 	}

@@ -26,8 +26,10 @@ limitations under the License.
 // The rules follow KEP-1645 (Multi-Cluster Services API):
 //
 //   - An export is Valid when the cluster has a Service of the same namespace
-//     and name, the Service is not an ExternalName, and every rule of the
-//     export names a port of the Service. Invalid exports serve nothing.
+//     and name, the Service is not an ExternalName, every rule of the export
+//     names a port of the Service, and the syncer has not reported that it
+//     cannot expose the export at the cluster's gateway (IngressConflict).
+//     Invalid exports serve nothing.
 //   - Valid exports are merged. Where they disagree on a property — the
 //     definition of a port number, the type (headless or not), the session
 //     affinity, the serviceAccountName — the oldest export (by creation
@@ -348,9 +350,15 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 		return c
 	}
 
+	if msg, found := IngressConflict(e.Export); found {
+		c.validReason = ReasonIngressConflict
+		c.validMessage = msg
+		return c
+	}
+
 	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
 	c.validReason = ReasonValid
-	c.validMessage = messageValid
+	c.validMessage = MessageValid
 	c.ports = ports
 	c.headless = svc.Spec.ClusterIP == corev1.ClusterIPNone
 	c.serviceAccountName = e.Export.Spec.ServiceAccountName

@@ -656,6 +656,32 @@ func TestConflictClears(t *testing.T) {
 	assertCondition(t, alone, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
 }
 
+// TestIngressConflict checks that an export the syncer reported it could
+// not expose serves no endpoint and carries the report, and that a report
+// of an earlier generation of the export is ignored.
+func TestIngressConflict(t *testing.T) {
+	const msg = "path /cluster-1/httpbin-mesh is already used by Ingress default/mine"
+	reported := func(observed int64) []Export {
+		exports := walkthrough()
+		e := exports[0].Export
+		e.Status.Conditions = []metav1.Condition{{Type: ConditionValid, Status: metav1.ConditionFalse,
+			Reason: ReasonIngressConflict, Message: msg, ObservedGeneration: observed}}
+		return exports
+	}
+	current := reported(1)
+	imp := Compute(ns, name, current)
+	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonIngressConflict)
+	assert.Equal(t, msg, findCondition(ExportConditions(imp, key(1), metav1.Time{}), ConditionValid).Message)
+	assertCondition(t, imp, key(3), ConditionValid, metav1.ConditionTrue, ReasonValid)
+	require.Len(t, imp.Spec.Ports, 1)
+	assert.Equal(t, []flomesh.Endpoint{endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints, "nothing serves cluster-1's path")
+
+	stale := reported(0)
+	imp = Compute(ns, name, stale)
+	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
+	assert.Equal(t, []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints)
+}
+
 // TestDuplicateClusterKey checks that a cluster listed twice yields one
 // status entry, from its older export.
 func TestDuplicateClusterKey(t *testing.T) {

@@ -61,7 +61,9 @@ const (
 
 	// ReasonIngressConflict is the reason of Valid=False when the export
 	// cannot be exposed because another Ingress already serves its path.
-	ReasonIngressConflict = "IngressConflict"
+	// fedmesh-apiserver reads it off the export and withdraws the
+	// cluster's endpoints from the import.
+	ReasonIngressConflict = imports.ReasonIngressConflict
 )
 
 // Owned reports whether the syncer created obj.
@@ -288,25 +290,38 @@ func servesPath(ing *networkingv1.Ingress, path string) bool {
 	return false
 }
 
+// Exposable reports whether the control plane found the export valid,
+// all but for the IngressConflict the syncer reported, which the syncer
+// judges again itself: an export invalid only for that is exposed as soon
+// as the path is free.
+func Exposable(cp []metav1.Condition) bool {
+	c := meta.FindStatusCondition(cp, imports.ConditionValid)
+	return c != nil && (c.Status == metav1.ConditionTrue || c.Reason == ReasonIngressConflict)
+}
+
 // DesiredExportConditions returns the Valid and Conflict conditions of a
 // member's export: those the control plane computed (cp, from the
-// import's status.exports), with Valid turned False when the syncer could
-// not expose the export because of ingressConflict. It returns nil while
-// the control plane has none, so that a new export is not marked before
-// it has been judged.
+// import's status.exports), with Valid as the syncer found it for an
+// exposable export: False when it could not expose the export because of
+// ingressConflict, True when the IngressConflict the control plane
+// relayed is over. It returns nil while the control plane has none, so
+// that a new export is not marked before it has been judged.
 func DesiredExportConditions(cp []metav1.Condition, ingressConflict string) []metav1.Condition {
 	if len(cp) == 0 {
 		return nil
 	}
+	exposable := Exposable(cp)
 	conds := make([]metav1.Condition, 0, len(cp))
 	for _, c := range cp {
 		if c.Type != imports.ConditionValid && c.Type != imports.ConditionConflict {
 			continue
 		}
-		if c.Type == imports.ConditionValid && ingressConflict != "" && c.Status == metav1.ConditionTrue {
-			c.Status = metav1.ConditionFalse
-			c.Reason = ReasonIngressConflict
-			c.Message = ingressConflict
+		switch {
+		case c.Type != imports.ConditionValid || !exposable:
+		case ingressConflict != "":
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonIngressConflict, ingressConflict
+		case c.Reason == ReasonIngressConflict:
+			c.Status, c.Reason, c.Message = metav1.ConditionTrue, imports.ReasonValid, imports.MessageValid
 		}
 		conds = append(conds, c)
 	}

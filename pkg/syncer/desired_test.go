@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/imports"
 )
 
 const (
@@ -268,6 +269,7 @@ func TestDesiredExportConditions(t *testing.T) {
 	valid := condition("Valid", metav1.ConditionTrue, "Valid", "Service httpbin/httpbin exists", created)
 	invalid := condition("Valid", metav1.ConditionFalse, "ServiceNotFound", "Service httpbin/httpbin does not exist", created)
 	agree := condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", created)
+	relayed := condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/b", created)
 	tests := []struct {
 		name     string
 		cp       []metav1.Condition
@@ -281,6 +283,15 @@ func TestDesiredExportConditions(t *testing.T) {
 			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/b", created), agree},
 		},
 		{name: "an invalid export stays as it is", cp: []metav1.Condition{invalid, agree}, conflict: "x", want: []metav1.Condition{invalid, agree}},
+		{
+			// The control plane relays the conflict the syncer reported.
+			name: "a path conflict that lasts", cp: []metav1.Condition{relayed, agree}, conflict: "path / is already used by Ingress a/c",
+			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/c", created), agree},
+		},
+		{
+			name: "a path conflict that is over", cp: []metav1.Condition{relayed, agree},
+			want: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", imports.MessageValid, created), agree},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,7 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -83,7 +82,7 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	wantImport := DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
 	wantPolicy := DesiredPolicy(gtp, wantImport != nil, hosts)
 	cpConditions := exportConditions(cpImport, m.key, export)
-	wantIngress, conflict := DesiredIngress(export, meta.IsStatusConditionTrue(cpConditions, imports.ConditionValid), s.opts.IngressClass, m.allIngresses())
+	wantIngress, conflict := DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses())
 	if conflict != "" {
 		m.reportConflict(export, export.UID, ReasonIngressConflict, conflict)
 	}

@@ -354,6 +354,19 @@ func TestSyncer(t *testing.T) {
 			_, err = c3.Kube().NetworkingV1().Ingresses("httpbin").Get(ctx, "fedmesh-httpbin-cluster-3", metav1.GetOptions{})
 			assert.True(c, apierrors.IsNotFound(err), "the export's Ingress is withdrawn: %v", err)
 		}, 5*time.Second, 50*time.Millisecond)
+		// Nothing serves cluster-3's path: the control plane withdraws its
+		// endpoint, with the syncer's reason, and the importers lose it.
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			si, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().ServiceImports("httpbin").Get(ctx, "httpbin-cluster-3", metav1.GetOptions{})
+			if assert.NoError(c, err) && assert.Len(c, si.Status.Exports, 1) {
+				valid := meta.FindStatusCondition(si.Status.Exports[0].Conditions, "Valid")
+				if assert.NotNil(c, valid) {
+					assert.Equal(c, "IngressConflict", valid.Reason)
+				}
+				assert.Empty(c, si.Spec.Ports)
+			}
+		}, 5*time.Second, 50*time.Millisecond)
+		eventuallyImports(t, ctx, c2, map[string][]string{"httpbin": {key1, key3}}, 5*time.Second)
 		// The user's Ingress is never touched, and the conflict is reported.
 		got, err := c3.Kube().NetworkingV1().Ingresses("default").Get(ctx, "mine", metav1.GetOptions{})
 		require.NoError(t, err)
@@ -378,6 +391,7 @@ func TestSyncer(t *testing.T) {
 			_, err = c3.Kube().NetworkingV1().Ingresses("httpbin").Get(ctx, "fedmesh-httpbin-cluster-3", metav1.GetOptions{})
 			assert.NoError(c, err)
 		}, 5*time.Second, 50*time.Millisecond)
+		eventuallyImports(t, ctx, c2, map[string][]string{"httpbin": {key1, key3}, "httpbin-cluster-3": {key3}}, 5*time.Second)
 	})
 
 	t.Run("a member registered later receives every import", func(t *testing.T) {
