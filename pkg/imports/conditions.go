@@ -135,30 +135,31 @@ func ExportConditions(imp *flomesh.ServiceImport, clusterKey string, created met
 		if len(es.Conditions) > 0 {
 			return es.Conditions
 		}
-		healthy := func(condType string, status metav1.ConditionStatus, reason, message string) metav1.Condition {
-			return metav1.Condition{Type: condType, Status: status, ObservedGeneration: es.ObservedGeneration,
-				LastTransitionTime: created, Reason: reason, Message: message}
-		}
 		return []metav1.Condition{
-			healthy(ConditionValid, metav1.ConditionTrue, ReasonValid, MessageValid),
-			healthy(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts, messageNoConflicts),
+			exportCondition(ConditionValid, metav1.ConditionTrue, ReasonValid, MessageValid, es.ObservedGeneration, created),
+			exportCondition(ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts, messageNoConflicts, es.ObservedGeneration, created),
 		}
 	}
 	return nil
 }
 
-// newCondition builds a condition of an export. Its LastTransitionTime is
-// the export's creation time rather than the wall clock: every replica of
-// fedmesh-apiserver must compute byte-identical imports, and an export's
-// conditions can only have started to hold once the export existed. The
-// writer of the conditions keeps an older transition time when the status
-// did not change.
+// newCondition builds a condition of the export of candidate e.
 func newCondition(condType string, status metav1.ConditionStatus, reason, message string, e *candidate) metav1.Condition {
+	return exportCondition(condType, status, reason, message, e.export.Generation, e.export.CreationTimestamp)
+}
+
+// exportCondition builds a condition of an export of the given generation,
+// created at created. Its LastTransitionTime is the export's creation time
+// rather than the wall clock: every replica of fedmesh-apiserver must
+// compute byte-identical imports, and an export's conditions can only have
+// started to hold once the export existed. The writer of the conditions
+// keeps an older transition time when the status did not change.
+func exportCondition(condType string, status metav1.ConditionStatus, reason, message string, generation int64, created metav1.Time) metav1.Condition {
 	return metav1.Condition{
 		Type:               condType,
 		Status:             status,
-		ObservedGeneration: e.export.Generation,
-		LastTransitionTime: e.export.CreationTimestamp,
+		ObservedGeneration: generation,
+		LastTransitionTime: created,
 		Reason:             reason,
 		Message:            message,
 	}

@@ -58,12 +58,6 @@ const (
 	// so that it does not take the name a user would give the Ingress of
 	// their own Service.
 	IngressPrefix = "fedmesh-"
-
-	// ReasonIngressConflict is the reason of Valid=False when the export
-	// cannot be exposed because another Ingress already serves its path.
-	// fedmesh-apiserver reads it off the export and withdraws the
-	// cluster's endpoints from the import.
-	ReasonIngressConflict = imports.ReasonIngressConflict
 )
 
 // Owned reports whether the syncer created obj.
@@ -296,7 +290,7 @@ func servesPath(ing *networkingv1.Ingress, path string) bool {
 // as the path is free.
 func Exposable(cp []metav1.Condition) bool {
 	c := meta.FindStatusCondition(cp, imports.ConditionValid)
-	return c != nil && (c.Status == metav1.ConditionTrue || c.Reason == ReasonIngressConflict)
+	return c != nil && (c.Status == metav1.ConditionTrue || c.Reason == imports.ReasonIngressConflict)
 }
 
 // DesiredExportConditions returns the Valid and Conflict conditions of a
@@ -319,8 +313,8 @@ func DesiredExportConditions(cp []metav1.Condition, ingressConflict string) []me
 		switch {
 		case c.Type != imports.ConditionValid || !exposable:
 		case ingressConflict != "":
-			c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonIngressConflict, ingressConflict
-		case c.Reason == ReasonIngressConflict:
+			c.Status, c.Reason, c.Message = metav1.ConditionFalse, imports.ReasonIngressConflict, ingressConflict
+		case c.Reason == imports.ReasonIngressConflict:
 			c.Status, c.Reason, c.Message = metav1.ConditionTrue, imports.ReasonValid, imports.MessageValid
 		}
 		conds = append(conds, c)

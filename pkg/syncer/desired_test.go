@@ -269,7 +269,7 @@ func TestDesiredExportConditions(t *testing.T) {
 	valid := condition("Valid", metav1.ConditionTrue, "Valid", "Service httpbin/httpbin exists", created)
 	invalid := condition("Valid", metav1.ConditionFalse, "ServiceNotFound", "Service httpbin/httpbin does not exist", created)
 	agree := condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", created)
-	relayed := condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/b", created)
+	relayed := condition("Valid", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/b", created)
 	tests := []struct {
 		name     string
 		cp       []metav1.Condition
@@ -280,13 +280,13 @@ func TestDesiredExportConditions(t *testing.T) {
 		{name: "as the control plane says", cp: []metav1.Condition{valid, agree}, want: []metav1.Condition{valid, agree}},
 		{
 			name: "a path conflict invalidates a valid export", cp: []metav1.Condition{valid, agree}, conflict: "path / is already used by Ingress a/b",
-			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/b", created), agree},
+			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/b", created), agree},
 		},
 		{name: "an invalid export stays as it is", cp: []metav1.Condition{invalid, agree}, conflict: "x", want: []metav1.Condition{invalid, agree}},
 		{
 			// The control plane relays the conflict the syncer reported.
 			name: "a path conflict that lasts", cp: []metav1.Condition{relayed, agree}, conflict: "path / is already used by Ingress a/c",
-			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, ReasonIngressConflict, "path / is already used by Ingress a/c", created), agree},
+			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/c", created), agree},
 		},
 		{
 			name: "a path conflict that is over", cp: []metav1.Condition{relayed, agree},

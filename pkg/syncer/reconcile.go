@@ -84,7 +84,7 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	cpConditions := exportConditions(cpImport, m.key, export)
 	wantIngress, conflict := DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses())
 	if conflict != "" {
-		m.reportConflict(export, export.UID, ReasonIngressConflict, conflict)
+		m.reportConflict(export, export.UID, imports.ReasonIngressConflict, conflict)
 	}
 
 	errs := []error{
