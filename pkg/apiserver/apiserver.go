@@ -18,12 +18,17 @@ limitations under the License.
 package apiserver
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/install"
@@ -66,6 +71,12 @@ type ExtraConfig struct {
 	// DisableClusterset serves the API without connecting to members, for
 	// tests that feed the imports themselves.
 	DisableClusterset bool
+
+	// Client reaches the server's own API over loopback.
+	Client versioned.Interface
+	// Informers is the one informer factory of the server's own API, shared
+	// by admission and the clusterset controller; the server starts it.
+	Informers fedinformers.SharedInformerFactory
 }
 
 // Config is the configuration of fedmesh-apiserver.
@@ -128,19 +139,37 @@ func (c completedConfig) New() (*Server, error) {
 	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
 	}
+	informers := c.ExtraConfig.Informers
+	if informers == nil {
+		return s, nil
+	}
+	var controller *clusterset.Controller
 	if !c.ExtraConfig.DisableClusterset {
-		opts := c.ExtraConfig.Clusterset
-		s.GenericAPIServer.AddPostStartHookOrDie("start-clusterset", func(hc genericapiserver.PostStartHookContext) error {
-			client, err := versioned.NewForConfig(hc.LoopbackClientConfig)
-			if err != nil {
-				return err
-			}
-			factory := fedinformers.NewSharedInformerFactory(client, 0)
-			controller := clusterset.New(client, factory, s.Imports, opts)
-			factory.Start(hc.Done())
+		// Made before the informers start, so that its informer starts
+		// with them.
+		controller = clusterset.New(c.ExtraConfig.Client, informers, s.Imports, c.ExtraConfig.Clusterset)
+	}
+	s.GenericAPIServer.AddPostStartHookOrDie("start-fedmesh-informers", func(hc genericapiserver.PostStartHookContext) error {
+		informers.Start(hc.Done())
+		if controller != nil {
 			go controller.Run(hc)
-			return nil
-		})
+		}
+		return nil
+	})
+	// Until their caches sync, the admission plugins make writes wait, then
+	// refuse them, and the imports are incomplete: the server is not ready.
+	if err := s.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("fedmesh-informers-synced", func(*http.Request) error {
+		// A done context asks without waiting.
+		now, cancel := context.WithCancel(context.Background())
+		cancel()
+		for typ, synced := range informers.WaitForCacheSyncWithContext(now).Synced {
+			if !synced {
+				return fmt.Errorf("the %v informer has not synced", typ)
+			}
+		}
+		return nil
+	})); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,7 +28,6 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	"k8s.io/apiserver/pkg/server/healthz"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
@@ -69,11 +67,13 @@ type Options struct {
 	StdOut io.Writer
 	StdErr io.Writer
 
-	// embeddedEtcd is set by Complete when it started one.
+	// embeddedEtcd is set by Config when it started one.
 	embeddedEtcd *EmbeddedEtcd
-	// admissionInformers feed fedmesh's admission plugins; Config makes
-	// them, Run starts them.
-	admissionInformers fedinformers.SharedInformerFactory
+	// client and informers reach the server's own API over loopback. One
+	// factory feeds both admission and the clusterset controller, so every
+	// Cluster, kubeconfig included, is cached once. Config makes them.
+	client    versioned.Interface
+	informers fedinformers.SharedInformerFactory
 }
 
 // NewOptions returns the default options.
@@ -105,20 +105,30 @@ func NewOptions(out, errOut io.Writer) *Options {
 	return o
 }
 
-// admissionInitializers gives fedmesh's admission plugins informers and a
-// client over the server's loopback connection. Standalone serves without
-// admission, and needs neither.
+// admissionInitializers gives fedmesh's admission plugins the shared
+// informers and a client over the server's loopback connection. It runs
+// during Config, once the loopback configuration exists; standalone serves
+// without admission and never calls it.
 func (o *Options) admissionInitializers(c *genericapiserver.RecommendedConfig) ([]admission.PluginInitializer, error) {
-	o.admissionInformers = nil
-	if o.RecommendedOptions.Admission == nil {
-		return nil, nil
+	if err := o.loopbackClients(c); err != nil {
+		return nil, err
+	}
+	return []admission.PluginInitializer{admissioninitializer.New(o.informers, o.client)}, nil
+}
+
+// loopbackClients makes the client and the shared informer factory of the
+// server's own API, once.
+func (o *Options) loopbackClients(c *genericapiserver.RecommendedConfig) error {
+	if o.informers != nil {
+		return nil
 	}
 	client, err := versioned.NewForConfig(c.LoopbackClientConfig)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	o.admissionInformers = fedinformers.NewSharedInformerFactory(client, 0)
-	return []admission.PluginInitializer{admissioninitializer.New(o.admissionInformers, client)}, nil
+	o.client = client
+	o.informers = fedinformers.NewSharedInformerFactory(client, 0)
+	return nil
 }
 
 // AddFlags adds the flags of fedmesh-apiserver to fs.
@@ -135,8 +145,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 			"plugins that need the core Kubernetes API are off.")
 }
 
-// Complete fills in what the flags left out. Without --etcd-servers it
-// starts the embedded etcd, so that validation sees a server to use.
+// Complete fills in what the flags left out. It starts nothing: options are
+// validated first, and the embedded etcd starts in Config.
 func (o *Options) Complete() error {
 	if o.Standalone {
 		ro := o.RecommendedOptions
@@ -146,27 +156,46 @@ func (o *Options) Complete() error {
 		ro.Authentication.RemoteKubeConfigFileOptional = true
 		ro.Authorization.RemoteKubeConfigFileOptional = true
 	}
-	if len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0 {
-		e, err := StartEmbeddedEtcd(o.DataDir)
-		if err != nil {
-			return err
-		}
-		o.embeddedEtcd = e
-		o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList = []string{e.ClientURL}
-	}
 	return nil
+}
+
+// embedEtcd tells whether fedmesh-apiserver runs its own etcd: when no
+// --etcd-servers are given.
+func (o *Options) embedEtcd() bool {
+	return len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0
 }
 
 // Validate checks the options.
 func (o *Options) Validate() error {
 	var errs []error
-	errs = append(errs, o.RecommendedOptions.Validate()...)
+	ro := *o.RecommendedOptions
+	if o.embedEtcd() {
+		if o.DataDir == "" {
+			errs = append(errs, fmt.Errorf("--data-dir is required when --etcd-servers is empty"))
+		}
+		// The embedded etcd's address is known once it listens, in Config;
+		// the other etcd options are checked as if it were given.
+		etcd := *ro.Etcd
+		etcd.StorageConfig.Transport.ServerList = []string{"http://127.0.0.1"}
+		ro.Etcd = &etcd
+	}
+	errs = append(errs, ro.Validate()...)
 	errs = append(errs, o.ComponentGlobalsRegistry.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
-// Config returns the server configuration the options describe.
+// Config returns the server configuration the options describe, which
+// Validate has accepted. Without --etcd-servers it first starts the
+// embedded etcd, which Run stops.
 func (o *Options) Config() (*Config, error) {
+	if o.embedEtcd() && o.embeddedEtcd == nil {
+		e, err := StartEmbeddedEtcd(o.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		o.embeddedEtcd = e
+		o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList = []string{e.ClientURL}
+	}
 	if err := o.RecommendedOptions.SecureServing.MaybeDefaultWithSelfSignedCerts(
 		"localhost", nil, []net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("error creating self-signed certificates: %w", err)
@@ -187,44 +216,32 @@ func (o *Options) Config() (*Config, error) {
 	if err := o.RecommendedOptions.ApplyTo(serverConfig); err != nil {
 		return nil, err
 	}
-	return &Config{GenericConfig: serverConfig, ExtraConfig: ExtraConfig{Clusterset: o.Clusterset}}, nil
+	// Admission made them already, unless it is off.
+	if err := o.loopbackClients(serverConfig); err != nil {
+		return nil, err
+	}
+	return &Config{
+		GenericConfig: serverConfig,
+		ExtraConfig: ExtraConfig{
+			Clusterset: o.Clusterset,
+			Client:     o.client,
+			Informers:  o.informers,
+		},
+	}, nil
 }
 
 // Run starts fedmesh-apiserver and serves until ctx is done.
 func (o *Options) Run(ctx context.Context) error {
+	config, err := o.Config()
 	if o.embeddedEtcd != nil {
 		defer o.embeddedEtcd.Stop()
 	}
-	config, err := o.Config()
 	if err != nil {
 		return err
 	}
 	server, err := config.Complete().New()
 	if err != nil {
 		return err
-	}
-	if informers := o.admissionInformers; informers != nil {
-		server.GenericAPIServer.AddPostStartHookOrDie("start-fedmesh-admission-informers",
-			func(hc genericapiserver.PostStartHookContext) error {
-				informers.Start(hc.Done())
-				return nil
-			})
-		// Until their caches sync, the plugins make writes wait, then
-		// refuse them: the server is not ready.
-		if err := server.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("fedmesh-admission-informers-synced",
-			func(*http.Request) error {
-				// A done context asks without waiting.
-				now, cancel := context.WithCancel(context.Background())
-				cancel()
-				for typ, synced := range informers.WaitForCacheSyncWithContext(now).Synced {
-					if !synced {
-						return fmt.Errorf("the %v informer of admission has not synced", typ)
-					}
-				}
-				return nil
-			})); err != nil {
-			return err
-		}
 	}
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }

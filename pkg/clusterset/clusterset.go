@@ -22,6 +22,7 @@ package clusterset
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -155,7 +156,14 @@ func (c *Controller) processCluster(ctx context.Context) bool {
 		return false
 	}
 	defer c.clusterQueue.Done(name)
-	c.syncCluster(ctx, name)
+	// The worker alone decides between a retry with backoff and a clean
+	// slate, as in sample-controller: a sync that re-queued itself and was
+	// then forgotten would never back off.
+	if err := c.syncCluster(ctx, name); err != nil {
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing Cluster; will retry", "cluster", name)
+		c.clusterQueue.AddRateLimited(name)
+		return true
+	}
 	c.clusterQueue.Forget(name)
 	return true
 }
@@ -163,11 +171,10 @@ func (c *Controller) processCluster(ctx context.Context) bool {
 // syncCluster makes the connection of a Cluster match it: a new Cluster
 // gets one, a changed kubeconfig or gateway a new one, a deleted Cluster
 // loses it, and its endpoints leave the imports at once.
-func (c *Controller) syncCluster(ctx context.Context, name string) {
+func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	cluster, err := c.clusters.Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
-		c.clusterQueue.AddRateLimited(name)
-		return
+		return fmt.Errorf("reading Cluster %s from the cache: %w", name, err)
 	}
 	// Only this queue's single worker changes c.members, so what is read
 	// here still holds below. The new member is built outside the lock:
@@ -203,6 +210,7 @@ func (c *Controller) syncCluster(ctx context.Context, name string) {
 		klog.InfoS("Connecting to member", "cluster", name, "key", fresh.info.Key)
 		go c.probe(fresh)
 	}
+	return nil
 }
 
 func (c *Controller) processService() bool {

@@ -40,6 +40,7 @@ import (
 	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	"github.com/fedmesh/fedmesh/pkg/admission/initializer"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
 )
 
 // PluginName is the name of the plugin in --enable-admission-plugins and
@@ -67,6 +68,8 @@ func Register(plugins *admission.Plugins) {
 // kept as stored (and dropped from a new Cluster).
 type Plugin struct {
 	*admission.Handler
+	// ready holds requests until the informer has synced.
+	ready readiness.Gate
 
 	policyIndex cache.Indexer
 	client      versioned.Interface
@@ -102,7 +105,7 @@ func (p *Plugin) SetFedmeshInformerFactory(f informers.SharedInformerFactory) {
 		p.initErr = fmt.Errorf("indexing GlobalTrafficPolicies by target: %w", err)
 	}
 	p.policyIndex = informer.GetIndexer()
-	p.SetReadyFunc(informer.HasSynced)
+	p.ready = readiness.New(informer.HasSynced)
 }
 
 // SetFedmeshClientset takes the client of fresh reads.
@@ -188,7 +191,7 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 // checkUnused returns nil if no policy targets key, the key of c as stored:
 // none in the cache, none in a fresh list, and none pending on c.
 func (p *Plugin) checkUnused(ctx context.Context, a admission.Attributes, c *flomesh.Cluster, key, action string) error {
-	if !p.WaitForReady() {
+	if !p.ready.Wait(ctx) {
 		return admission.NewForbidden(a, fmt.Errorf("not yet ready to handle request"))
 	}
 	cached, err := clusterrefs.PoliciesTargeting(p.policyIndex, key)

@@ -39,6 +39,7 @@ import (
 	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/admissiontest"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
 )
 
 var now = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -344,7 +345,8 @@ func TestAdmitKeepsReferences(t *testing.T) {
 func TestNotReady(t *testing.T) {
 	t.Parallel()
 	p, store := world{clusters: clusters()}.build(t)
-	p.SetReadyFunc(func() bool { return false })
+	// Never ready; the request waits a moment, not kube's 10 s.
+	p.ready = readiness.Gate{Ready: func() bool { return false }, Timeout: 50 * time.Millisecond}
 	err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Delete, Old: store.Cluster("cluster-2")}.Attributes(), nil)
 	assert.True(t, apierrors.IsForbidden(err), "want Forbidden, got %v", err)
 	assert.ErrorContains(t, err, "not yet ready")

@@ -42,6 +42,7 @@ import (
 	listers "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/admission/initializer"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
 )
 
 // PluginName is the name of the plugin in --enable-admission-plugins and
@@ -71,6 +72,8 @@ func Register(plugins *admission.Plugins) {
 // (while the plugins were disabled) can still be edited, and fixed.
 type Plugin struct {
 	*admission.Handler
+	// ready holds requests until the informer has synced.
+	ready readiness.Gate
 
 	clusters     listers.ClusterLister
 	clusterIndex cache.Indexer
@@ -106,7 +109,7 @@ func (p *Plugin) SetFedmeshInformerFactory(f informers.SharedInformerFactory) {
 	}
 	p.clusters = informer.Lister()
 	p.clusterIndex = informer.Informer().GetIndexer()
-	p.SetReadyFunc(informer.Informer().HasSynced)
+	p.ready = readiness.New(informer.Informer().HasSynced)
 }
 
 // SetFedmeshClientset takes the client of fresh reads and of references.
@@ -168,7 +171,7 @@ func (p *Plugin) validateWrite(ctx context.Context, a admission.Attributes) erro
 	if len(added) == 0 {
 		return nil
 	}
-	if !p.WaitForReady() {
+	if !p.ready.Wait(ctx) {
 		return admission.NewForbidden(a, fmt.Errorf("not yet ready to handle request"))
 	}
 

@@ -37,6 +37,7 @@ import (
 	listers "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/admissiontest"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
 )
 
 var now = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -394,7 +395,8 @@ func TestDeleteSettlesReferences(t *testing.T) {
 func TestNotReady(t *testing.T) {
 	t.Parallel()
 	p, _ := defaultWorld().build(t)
-	p.SetReadyFunc(func() bool { return false })
+	// Never ready; the request waits a moment, not kube's 10 s.
+	p.ready = readiness.Gate{Ready: func() bool { return false }, Timeout: 50 * time.Millisecond}
 	err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(key2)}.Attributes(), nil)
 	assert.True(t, apierrors.IsForbidden(err), "want Forbidden, got %v", err)
 	assert.Contains(t, err.Error(), "not yet ready")

@@ -56,8 +56,9 @@ const DefaultHistory = 10000
 // ended; its client resumes from its last version.
 const watcherBuffer = 1024
 
-// bookmarkInterval is how often a watch that allows bookmarks gets one.
-var bookmarkInterval = 30 * time.Second
+// DefaultBookmarkInterval is how often a watch that allows bookmarks gets
+// one, as kube-apiserver's watch cache sends them.
+const DefaultBookmarkInterval = 30 * time.Second
 
 type key struct{ namespace, name string }
 
@@ -73,6 +74,10 @@ type event struct {
 type Aggregate struct {
 	epoch   uint64
 	history int
+
+	// BookmarkInterval is how often a watch that allows bookmarks gets
+	// one. Set it before the first Watch; tests shorten it.
+	BookmarkInterval time.Duration
 
 	mu       sync.RWMutex
 	counter  uint64
@@ -91,12 +96,13 @@ func NewAggregate(history int) *Aggregate {
 	}
 	epoch := binary.BigEndian.Uint64(b[:])&(1<<epochBits-1) | 1
 	return &Aggregate{
-		epoch:    epoch,
-		history:  history,
-		items:    map[key]*flomesh.ServiceImport{},
-		events:   make([]event, 0, min(history, 1024)),
-		oldest:   1,
-		watchers: map[*watcher]struct{}{},
+		epoch:            epoch,
+		history:          history,
+		BookmarkInterval: DefaultBookmarkInterval,
+		items:            map[key]*flomesh.ServiceImport{},
+		events:           make([]event, 0, min(history, 1024)),
+		oldest:           1,
+		watchers:         map[*watcher]struct{}{},
 	}
 }
 
@@ -286,7 +292,15 @@ func (a *Aggregate) Watch(ctx context.Context, opts watchOptions) (watch.Interfa
 	// clients that allow bookmarks: the API server defaults
 	// sendInitialEvents for plain watches too, and only a watch-list
 	// request (both set) is ready for the bookmark.
-	go w.run(ctx, backlog, initialState && opts.sendInitialEvents && opts.bookmarks, initialRV)
+	//
+	// A resumed watch starts from the version the client brought: a
+	// bookmark must never send the client back to an older version than
+	// it already has, or its next reconnect replays the history again.
+	start := initialRV
+	if !initialState {
+		start = resumeAfter
+	}
+	go w.run(ctx, backlog, initialState && opts.sendInitialEvents && opts.bookmarks, start)
 	return w, nil
 }
 
@@ -334,11 +348,16 @@ func (w *watcher) Stop() {
 // ResultChan implements watch.Interface.
 func (w *watcher) ResultChan() <-chan watch.Event { return w.result }
 
-func (w *watcher) run(ctx context.Context, backlog []event, endBookmark bool, initialRV uint64) {
+// run sends the backlog, then live events and periodic bookmarks. last is
+// the version the client holds when the watch starts; it only grows, with
+// every event the watch passes, sent or filtered out, so a bookmark never
+// carries a version older than the last event sent.
+func (w *watcher) run(ctx context.Context, backlog []event, endBookmark bool, last uint64) {
 	defer close(w.result)
 	defer w.agg.removeWatcher(w)
 
 	for _, ev := range backlog {
+		last = max(last, ev.rv)
 		if !w.send(ctx, ev) {
 			return
 		}
@@ -346,7 +365,7 @@ func (w *watcher) run(ctx context.Context, backlog []event, endBookmark bool, in
 	if endBookmark {
 		// Informers that ask for the initial events wait for this
 		// bookmark to know the state is complete.
-		bm := w.bookmark(initialRV)
+		bm := w.bookmark(last)
 		if err := storage.AnnotateInitialEventsEndBookmark(bm); err != nil {
 			return
 		}
@@ -356,18 +375,17 @@ func (w *watcher) run(ctx context.Context, backlog []event, endBookmark bool, in
 	}
 	var tick <-chan time.Time
 	if w.opts.bookmarks {
-		t := time.NewTicker(bookmarkInterval)
+		t := time.NewTicker(w.agg.BookmarkInterval)
 		defer t.Stop()
 		tick = t.C
 	}
-	last := initialRV
 	for {
 		select {
 		case ev, ok := <-w.input:
 			if !ok {
 				return
 			}
-			last = ev.rv
+			last = max(last, ev.rv)
 			if !w.send(ctx, ev) {
 				return
 			}

@@ -222,3 +222,53 @@ func TestNoInitialEventsBookmarkWithoutBookmarks(t *testing.T) {
 	assert.Equal(t, watch.Added, ev.Type, "no bookmark between the initial and the live events")
 	assert.Equal(t, "b", ev.Object.(*flomesh.ServiceImport).Name)
 }
+
+// A periodic bookmark tells a client where to resume. On a resumed watch it
+// must never carry a version older than what the client already holds,
+// or the client's next reconnect replays the history, or gets 410 and
+// relists.
+func TestPeriodicBookmarkNeverGoesBackwards(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		namespace string // the namespace watched; the backlog is in "ns"
+		backlog   int    // events the resumed watch should receive
+	}{
+		{name: "backlog sent", namespace: "", backlog: 2},
+		{name: "backlog filtered out", namespace: "elsewhere", backlog: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := NewAggregate(100)
+			a.BookmarkInterval = 20 * time.Millisecond
+			a.Set(imp("ns", "a", 80), equalSpec)
+			_, resumeFrom, _ := a.List("", everything)
+			a.Set(imp("ns", "b", 80), equalSpec)
+			a.Set(imp("ns", "a", 81), equalSpec)
+			_, newest, _ := a.List("", everything)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w, err := a.Watch(ctx, watchOptions{namespace: tc.namespace, pred: everything, resourceVersion: resumeFrom, bookmarks: true})
+			require.NoError(t, err)
+			defer w.Stop()
+
+			lastSent := mustParseRV(t, resumeFrom)
+			for i := 0; i < tc.backlog; i++ {
+				ev := next(t, w)
+				require.NotEqual(t, watch.Bookmark, ev.Type, "the backlog comes before any bookmark")
+				lastSent = mustParseRV(t, ev.Object.(*flomesh.ServiceImport).ResourceVersion)
+			}
+			ev := next(t, w)
+			require.Equal(t, watch.Bookmark, ev.Type)
+			got := mustParseRV(t, ev.Object.(*flomesh.ServiceImport).ResourceVersion)
+			assert.GreaterOrEqual(t, got, lastSent, "a bookmark went back behind the last event sent")
+			assert.Equal(t, mustParseRV(t, newest), got, "the bookmark names the newest version the watch passed")
+		})
+	}
+}
+
+func mustParseRV(t *testing.T, rv string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(rv, 10, 64)
+	require.NoError(t, err)
+	return v
+}
