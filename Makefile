@@ -8,7 +8,7 @@ GO_PACKAGES := ./...
 # Integration tests start real etcd and kube-apiservers; give them room.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit verify codegen test-binaries run local-up bench clean
+.PHONY: all build test unit race verify codegen test-binaries run local-up bench clean
 
 all: build
 
@@ -20,13 +20,20 @@ build:
 test-binaries:
 	hack/install-test-binaries.sh
 
-## test: verify, then run every test (unit and integration) on real servers
-test: verify test-binaries build
+## test: verify, the race detector, then every test (unit and integration) on real servers
+test: verify test-binaries build race
 	go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
 
 ## unit: run the tests quickly, without the checks of verify
 unit:
 	go test -short -count=1 $(GO_PACKAGES)
+
+# The packages whose code runs concurrently: watches, queues, informers.
+RACE_PACKAGES := ./pkg/registry/... ./pkg/clusterset/... ./pkg/syncer/... ./pkg/admission/...
+
+## race: the unit tests of the concurrent packages under the race detector
+race:
+	go test -race -short -count=1 $(RACE_PACKAGES)
 
 ## verify: gofmt, go vet and generated-code freshness
 verify:

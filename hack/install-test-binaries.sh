@@ -15,7 +15,7 @@
 # limitations under the License.
 
 # This script builds the upstream binaries that the integration and e2e tests
-# run against (kube-apiserver, kubectl and etcd) from source, at the versions
+# run against (kube-apiserver, kube-controller-manager, kubectl and etcd) from source, at the versions
 # pinned in hack/tools/go.mod, and installs them into _output/bin.
 #
 # The sources come from the Go module proxy, so no release tarballs or
@@ -81,6 +81,7 @@ desired_stamp() {
   go_env="$(go env GOVERSION GOOS GOARCH | paste -sd ' ' -)"
   cat <<EOF
 kube-apiserver ${KUBE_VERSION}
+kube-controller-manager ${KUBE_VERSION}
 kubectl ${KUBE_VERSION}
 etcd ${ETCD_VERSION}
 hack/tools/go.mod sha256:${gomod_hash}
@@ -92,7 +93,7 @@ EOF
 # Succeeds if the stamp matches and every binary is in place.
 up_to_date() {
   local bin
-  for bin in kube-apiserver kubectl etcd; do
+  for bin in kube-apiserver kube-controller-manager kubectl etcd; do
     [[ -x "${OUTPUT_BIN}/${bin}" ]] || return 1
   done
   [[ -f "${STAMP_FILE}" ]] || return 1
@@ -101,7 +102,7 @@ up_to_date() {
 
 DESIRED_STAMP="$(desired_stamp)"
 if up_to_date; then
-  echo "test binaries up to date (kube-apiserver/kubectl ${KUBE_VERSION}, etcd ${ETCD_VERSION} in ${OUTPUT_BIN})"
+  echo "test binaries up to date (kube-apiserver/kube-controller-manager/kubectl ${KUBE_VERSION}, etcd ${ETCD_VERSION} in ${OUTPUT_BIN})"
   exit 0
 fi
 
@@ -116,7 +117,7 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
   fi
   if up_to_date; then
-    echo "test binaries up to date (kube-apiserver/kubectl ${KUBE_VERSION}, etcd ${ETCD_VERSION} in ${OUTPUT_BIN})"
+    echo "test binaries up to date (kube-apiserver/kube-controller-manager/kubectl ${KUBE_VERSION}, etcd ${ETCD_VERSION} in ${OUTPUT_BIN})"
     exit 0
   fi
 fi
@@ -142,6 +143,9 @@ kube_major="${KUBE_VERSION#v}"
 kube_major="${kube_major%%.*}"
 kube_minor="${KUBE_VERSION#v*.}"
 kube_minor="${kube_minor%%.*}"
+# `go list -m` reads the module's metadata from the module cache, which may
+# be empty: download it first (the build below needs its source anyway).
+(cd "${TOOLS_DIR}" && go mod download k8s.io/kubernetes go.etcd.io/etcd/server/v3)
 kube_build_date="$(cd "${TOOLS_DIR}" && go list -mod=readonly -m \
   -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)"
 kube_build_date="${kube_build_date:-$(date -u +'%Y-%m-%dT%H:%M:%SZ')}"
@@ -183,7 +187,7 @@ build_binary() {
   if [[ "${step}" == 1 ]]; then
     hint=" (cold build takes several minutes)"
   fi
-  echo "[${step}/3] building ${name} ${version}${hint}..."
+  echo "[${step}/4] building ${name} ${version}${hint}..."
   local start=${SECONDS}
   (cd "${TOOLS_DIR}" && go build "${GO_BUILD_FLAGS[@]}" "$@" -o "${tmp}" "${pkg}")
 
@@ -208,13 +212,17 @@ build_binary 1 kube-apiserver "${KUBE_VERSION}" "Kubernetes ${KUBE_VERSION}" \
   k8s.io/kubernetes/cmd/kube-apiserver "--version" \
   -tags="${KUBE_BUILD_TAGS}" -ldflags="${kube_ldflags[*]}"
 
-build_binary 2 kubectl "${KUBE_VERSION}" "Client Version: ${KUBE_VERSION}" \
+build_binary 2 kube-controller-manager "${KUBE_VERSION}" "Kubernetes ${KUBE_VERSION}" \
+  k8s.io/kubernetes/cmd/kube-controller-manager "--version" \
+  -tags="${KUBE_BUILD_TAGS}" -ldflags="${kube_ldflags[*]}"
+
+build_binary 3 kubectl "${KUBE_VERSION}" "Client Version: ${KUBE_VERSION}" \
   k8s.io/kubernetes/cmd/kubectl "version --client" \
   -tags="${KUBE_BUILD_TAGS}" -ldflags="${kube_ldflags[*]}"
 
 # etcd takes its version from go.etcd.io/etcd/api/v3/version, so it needs no
 # stamping.
-build_binary 3 etcd "${ETCD_VERSION}" "etcd Version: ${ETCD_VERSION#v}" \
+build_binary 4 etcd "${ETCD_VERSION}" "etcd Version: ${ETCD_VERSION#v}" \
   go.etcd.io/etcd/server/v3 "--version" \
   -ldflags="${GO_STRIP_LDFLAGS}"
 

@@ -15,7 +15,18 @@ set -o pipefail
 SCRIPT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${SCRIPT_ROOT}"
 
-CODEGEN_PKG="${CODEGEN_PKG:-$(go list -m -f '{{.Dir}}' k8s.io/code-generator)}"
+# The generators come from k8s.io/code-generator at the version go.mod pins.
+# `go list -m` names its directory only once the module is downloaded, and
+# nothing else downloads it (hack/tools.go is behind a build tag), so fetch
+# it first: the module cache may be empty.
+if [[ -z "${CODEGEN_PKG:-}" ]]; then
+  go mod download k8s.io/code-generator
+  CODEGEN_PKG="$(go list -m -f '{{.Dir}}' k8s.io/code-generator)"
+fi
+if [[ ! -f "${CODEGEN_PKG}/kube_codegen.sh" ]]; then
+  echo "!!! no kube_codegen.sh in k8s.io/code-generator (${CODEGEN_PKG:-not found})" >&2
+  exit 1
+fi
 # shellcheck source=/dev/null
 source "${CODEGEN_PKG}/kube_codegen.sh"
 
@@ -52,6 +63,7 @@ kube::codegen::gen_client \
 # CRD is dropped.
 CONTROLLER_GEN_DIR="${SCRIPT_ROOT}/hack/tools/controller-gen"
 CONTROLLER_GEN="${SCRIPT_ROOT}/_output/tools/controller-gen"
+(cd "${CONTROLLER_GEN_DIR}" && GOWORK=off go mod download sigs.k8s.io/controller-tools)
 CONTROLLER_GEN_VERSION="$(cd "${CONTROLLER_GEN_DIR}" && GOWORK=off go list -mod=readonly -m -f '{{.Version}}' sigs.k8s.io/controller-tools)"
 echo "Building controller-gen ${CONTROLLER_GEN_VERSION}"
 (cd "${CONTROLLER_GEN_DIR}" && GOWORK=off go build -mod=readonly -trimpath \
