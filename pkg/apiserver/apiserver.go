@@ -121,7 +121,7 @@ func (c completedConfig) New() (*Server, error) {
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(flomesh.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	getter := c.GenericConfig.RESTOptionsGetter
 
-	clusters, clusterStatus, err := clusterstorage.NewREST(Scheme, getter)
+	clusters, clusterStatus, err := clusterstorage.NewREST(Scheme, getter, c.ExtraConfig.Clusterset.Kubeconfigs)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ import (
 	fedmeshadmission "github.com/fedmesh/fedmesh/pkg/admission"
 	admissioninitializer "github.com/fedmesh/fedmesh/pkg/admission/initializer"
 	"github.com/fedmesh/fedmesh/pkg/clusterset"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // DefaultEtcdPathPrefix is where fedmesh keeps its objects in etcd.
@@ -139,6 +140,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Directory of the embedded etcd, which is started when --etcd-servers is empty.")
 	fs.DurationVar(&o.Clusterset.UnavailableGrace, "member-unavailable-grace", o.Clusterset.UnavailableGrace,
 		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports.")
+	members.AddPolicyFlags(&o.Clusterset.Kubeconfigs, fs)
 	fs.BoolVar(&o.Standalone, "standalone", o.Standalone,
 		"Serve without a control-plane cluster, for development and tests: clients authenticate only by "+
 			"certificates of --client-ca-file, only the system:masters group is authorized, and admission "+

@@ -42,6 +42,7 @@ import (
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // Sink receives the computed ServiceImports.
@@ -59,6 +60,8 @@ type Options struct {
 	ProbeInterval time.Duration
 	// HeartbeatInterval bounds how often an unchanged status is rewritten.
 	HeartbeatInterval time.Duration
+	// Kubeconfigs says which unsafe member kubeconfig features to accept.
+	Kubeconfigs members.Policy
 }
 
 // DefaultOptions are the options of a production server.
@@ -184,8 +187,12 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	old := c.members[name]
 	c.mu.RUnlock()
 	var fresh *member
-	if cluster != nil && cluster.DeletionTimestamp == nil && (old == nil || !equality.Semantic.DeepEqual(old.spec, cluster.Spec)) {
-		fresh = newMember(ctx, cluster)
+	// A new connection when its credentials or key change (members'
+	// rule), and a new member also when the gateway the imports carry
+	// changes.
+	if cluster != nil && cluster.DeletionTimestamp == nil && (old == nil ||
+		!members.SameConnection(&old.spec, &cluster.Spec) || !equality.Semantic.DeepEqual(old.spec, cluster.Spec)) {
+		fresh = newMember(ctx, cluster, c.opts.Kubeconfigs)
 	}
 	c.mu.Lock()
 	switch {

@@ -17,14 +17,18 @@ package clusterset
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
+	"regexp"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,15 +38,14 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/pkg/imports"
 	"github.com/fedmesh/fedmesh/pkg/memberrbac"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // Reasons of a Cluster's Ready condition.
@@ -121,15 +124,18 @@ func newMemberCaches(onChange func(namespace, name string)) *memberCaches {
 
 // newMember builds the clients of a member from its Cluster. A kubeconfig
 // that cannot be used gives a member that is never Ready, with the reason.
-func newMember(parent context.Context, c *v1alpha1.Cluster) *member {
+func newMember(parent context.Context, c *v1alpha1.Cluster, policy members.Policy) *member {
 	ctx, cancel := context.WithCancel(parent)
 	m := &member{name: c.Name, spec: *c.Spec.DeepCopy(), ctx: ctx, stop: cancel, info: clusterInfo(c)}
 	m.notReadySince = time.Now()
-	cfg, err := restConfig(c.Spec.Kubeconfig)
+	// One slow member must never hold the others: every call is bounded.
+	cfg, err := members.RESTConfig(c, policy, "fedmesh-apiserver", 30*time.Second)
 	if err != nil {
-		m.ready = condition(metav1.ConditionFalse, ReasonInvalidKubeconfig, err.Error())
+		// The message is fedmesh's own: the kubeconfig keys at fault.
+		m.ready = condition(metav1.ConditionFalse, ReasonInvalidKubeconfig, truncateMessage(err.Error()))
 		return m
 	}
+	cfg.QPS, cfg.Burst = 50, 100
 	m.kube, err = kubernetes.NewForConfig(cfg)
 	if err == nil {
 		m.fedmesh, err = versioned.NewForConfig(cfg)
@@ -142,23 +148,11 @@ func newMember(parent context.Context, c *v1alpha1.Cluster) *member {
 	return m
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	// One slow member must never hold the others: every call is bounded.
-	cfg.Timeout = 30 * time.Second
-	cfg.QPS, cfg.Burst = 50, 100
-	cfg.UserAgent = "fedmesh-apiserver"
-	return cfg, nil
-}
-
 // clusterInfo is what the import computation needs of a Cluster.
 func clusterInfo(c *v1alpha1.Cluster) imports.Cluster {
 	info := imports.Cluster{
 		Name:        c.Name,
-		Key:         strings.Join([]string{c.Spec.Region, c.Spec.Zone, c.Spec.Group, c.Name}, "/"),
+		Key:         members.Key(c.Name, &c.Spec),
 		GatewayHost: c.Spec.GatewayHost,
 		GatewayPort: c.Spec.GatewayPort,
 	}
@@ -229,7 +223,7 @@ func (m *member) check(ctx context.Context) metav1.Condition {
 	var info version.Info
 	if err := json.Unmarshal(raw, &info); err == nil {
 		m.mu.Lock()
-		m.version = info.GitVersion
+		m.version = reportedVersion(info.GitVersion)
 		m.mu.Unlock()
 	}
 	raw, err = rc.Get().AbsPath("/apis/" + v1alpha1.SchemeGroupVersion.String()).Do(ctx).Raw()
@@ -255,20 +249,79 @@ func (m *member) check(ctx context.Context) metav1.Condition {
 	return condition(metav1.ConditionTrue, ReasonConnected, "connected, caches synced")
 }
 
+// failure is the Ready condition of a member a request failed on. Its
+// message is fedmesh's own fixed text: a member's answer (the body of a
+// 403 or a 500, an error page of whatever the URL reaches) is never
+// repeated, or whoever may read Clusters could read internal URLs and scan
+// ports through fedmesh.
 func failure(err error) metav1.Condition {
 	switch {
 	case apierrors.IsUnauthorized(err):
 		return condition(metav1.ConditionFalse, ReasonUnauthorized, "the member refused the kubeconfig's credentials")
 	case apierrors.IsForbidden(err):
-		return condition(metav1.ConditionFalse, ReasonForbidden, err.Error())
-	default:
-		var netErr net.Error
-		msg := err.Error()
-		if errors.As(err, &netErr) && netErr.Timeout() {
-			msg = "no answer within " + probeTimeout.String()
-		}
-		return condition(metav1.ConditionFalse, ReasonUnreachable, msg)
+		return condition(metav1.ConditionFalse, ReasonForbidden, "the member refused a request of fedmesh's identity (HTTP 403)")
 	}
+	return condition(metav1.ConditionFalse, ReasonUnreachable, unreachable(err))
+}
+
+// unreachable says, in fixed words, why a member did not answer.
+func unreachable(err error) string {
+	var (
+		netErr     net.Error
+		opErr      *net.OpError
+		dnsErr     *net.DNSError
+		certErr    *tls.CertificateVerificationError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		statusErr  apierrors.APIStatus
+		recordErr  tls.RecordHeaderError
+		invalidErr x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "no answer within " + probeTimeout.String()
+	case errors.As(err, &dnsErr):
+		return "the server's host name does not resolve"
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr), errors.As(err, &invalidErr):
+		return "the server's certificate does not verify against the kubeconfig's certificate authority"
+	case errors.As(err, &recordErr):
+		return "the server does not speak TLS"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.As(err, &opErr):
+		return "the server cannot be reached"
+	case errors.As(err, &statusErr) && statusErr.Status().Code != 0:
+		return fmt.Sprintf("the member answered HTTP %d", statusErr.Status().Code)
+	}
+	return "the member gave no usable answer"
+}
+
+// gitVersion matches the versions Kubernetes reports: v1.37.2,
+// v1.38.0-alpha.1, v1.31.4+k3s1, v1.30.2-eks-1234abc.
+var gitVersion = regexp.MustCompile(`^v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}([-+][0-9A-Za-z.+-]{1,64})?$`)
+
+// reportedVersion is the Kubernetes version a member reported, as status
+// may show it: a well-formed version, or nothing.
+func reportedVersion(v string) string {
+	if gitVersion.MatchString(v) {
+		return v
+	}
+	return ""
+}
+
+// maxMessageLength bounds a condition message fedmesh writes.
+const maxMessageLength = 1024
+
+// truncateMessage bounds a condition message.
+func truncateMessage(msg string) string {
+	if len(msg) <= maxMessageLength {
+		return msg
+	}
+	cut := maxMessageLength
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "..."
 }
 
 // accessRecheck is how often a member's permissions are verified again

@@ -18,7 +18,6 @@ package syncer
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,15 +38,14 @@ import (
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // serviceKey is a queued unit of work: everything the syncer writes into
@@ -121,7 +119,7 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, opts Options) *membe
 	ctx, cancel := context.WithCancel(parent)
 	m := &member{
 		name:   c.Name,
-		key:    flomesh.ClusterKey(c.Spec.Region, c.Spec.Zone, c.Spec.Group, c.Name),
+		key:    members.Key(c.Name, &c.Spec),
 		spec:   *c.Spec.DeepCopy(),
 		ctx:    ctx,
 		cancel: cancel,
@@ -132,16 +130,14 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, opts Options) *membe
 		reported: map[string]bool{},
 	}
 	m.ready.Store(meta.IsStatusConditionTrue(c.Status.Conditions, "Ready"))
-	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(c.Spec.Kubeconfig))
-	if err != nil {
-		m.err = fmt.Errorf("kubeconfig: %w", err)
-		return m
-	}
 	// Every call is bounded, so that a member that stopped answering
 	// costs its own worker a timeout and nothing more.
-	cfg.Timeout = opts.MemberTimeout
+	cfg, err := members.RESTConfig(c, opts.Kubeconfigs, "fedmesh-syncer", opts.MemberTimeout)
+	if err != nil {
+		m.err = err
+		return m
+	}
 	cfg.QPS, cfg.Burst = 50, 100
-	cfg.UserAgent = "fedmesh-syncer"
 	if m.kube, err = kubernetes.NewForConfig(cfg); err == nil {
 		if m.fed, err = versioned.NewForConfig(cfg); err == nil {
 			m.dyn, err = dynamic.NewForConfig(cfg)

@@ -38,6 +38,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // ServerOptions are the command-line options of fedmesh-syncer.
@@ -89,6 +90,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Syncer.MaxRetryDelay, "max-retry-delay", o.Syncer.MaxRetryDelay, "the longest backoff of a failing write, and so the longest a member that returns waits to catch up")
 	fs.DurationVar(&o.Syncer.MemberTimeout, "member-timeout", o.Syncer.MemberTimeout, "timeout of every request to a member cluster")
 	fs.DurationVar(&o.Syncer.CleanupTimeout, "cleanup-timeout", o.Syncer.CleanupTimeout, "how long to try removing what was written into a cluster that left the federation")
+	members.AddPolicyFlags(&o.Syncer.Kubeconfigs, fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run only while holding the lease, so that of several replicas one writes at a time")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", o.LeaderElectNamespace, "namespace of the Lease")
 	fs.StringVar(&o.LeaderElectName, "leader-elect-name", o.LeaderElectName, "name of the Lease")

@@ -47,10 +47,10 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
-	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 var labelsEverything = labels.Everything()
@@ -74,6 +74,9 @@ type Options struct {
 	// CleanupTimeout is how long the syncer tries to remove what it wrote
 	// into a member removed from the federation.
 	CleanupTimeout time.Duration
+	// Kubeconfigs says which unsafe member kubeconfig features to accept,
+	// as fedmesh-apiserver does.
+	Kubeconfigs members.Policy
 }
 
 // Syncer writes the federation's state into the members.
@@ -199,7 +202,7 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 	switch {
 	case gone:
 		delete(s.members, name)
-	case old == nil || !sameConnection(old.spec, cluster.Spec):
+	case old == nil || !members.SameConnection(&old.spec, &cluster.Spec):
 		fresh = newMember(ctx, cluster, s.opts)
 		s.members[name] = fresh
 	}
@@ -236,13 +239,6 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 			s.enqueueAll(m)
 		}
 	}
-}
-
-// sameConnection reports whether a connection built from spec a serves a
-// Cluster of spec b: the kubeconfig and the key are the same. The gateway
-// is the control plane's business, carried by the imports.
-func sameConnection(a, b v1alpha1.ClusterSpec) bool {
-	return a.Kubeconfig == b.Kubeconfig && a.Region == b.Region && a.Zone == b.Zone && a.Group == b.Group
 }
 
 func (s *Syncer) member(name string) *member {

@@ -346,7 +346,7 @@ func TestServiceImportsLive(t *testing.T) {
 	t.Run("a kubeconfig the member refuses is Unauthorized", func(t *testing.T) {
 		_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Create(ctx, &v1alpha1.Cluster{
 			ObjectMeta: metav1.ObjectMeta{Name: "refused"},
-			Spec:       v1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", Kubeconfig: tokenKubeconfig(t, m2.Server(), "not-a-token")},
+			Spec:       v1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", Kubeconfig: tokenKubeconfig(t, m2, "not-a-token")},
 		}, metav1.CreateOptions{})
 		require.NoError(t, err)
 		cl := waitReady(t, ctx, f, "refused", metav1.ConditionFalse, 10*time.Second)
@@ -372,13 +372,16 @@ func (s *safeBuffer) String() string {
 	return s.b.String()
 }
 
-func tokenKubeconfig(t *testing.T, server, token string) string {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["m"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: true}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["m"] = &clientcmdapi.Context{Cluster: "m", AuthInfo: "u"}
-	cfg.CurrentContext = "m"
-	b, err := clientcmd.Write(*cfg)
+func tokenKubeconfig(t *testing.T, member *framework.Cluster, token string) string {
+	t.Helper()
+	b, err := member.Kubeconfig()
+	require.NoError(t, err)
+	cfg, err := clientcmd.Load(b)
+	require.NoError(t, err)
+	// The member's server and CA, with a bearer token for credentials.
+	user := cfg.Contexts[cfg.CurrentContext].AuthInfo
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	b, err = clientcmd.Write(*cfg)
 	require.NoError(t, err)
 	return string(b)
 }

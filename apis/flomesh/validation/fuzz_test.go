@@ -17,6 +17,7 @@ limitations under the License.
 package validation
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -86,12 +87,35 @@ func FuzzValidateKubeconfig(f *testing.F) {
 	f.Add("users: [")
 	f.Add("- a\n- b\n")
 	f.Add("")
+	for _, user := range []string{
+		"{exec: {command: id, apiVersion: client.authentication.k8s.io/v1}}",
+		"{auth-provider: {name: oidc}}",
+		"{tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token}",
+		"{client-certificate: /c, client-key: /k}",
+		"{username: a, password: b}",
+		"{token: t0k3n-value, as: system:admin}",
+		"{token: t0k3n-value, as-groups: [system:masters]}",
+	} {
+		f.Add("apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n" +
+			"clusters: [{name: k, cluster: {server: https://h}}]\nusers: [{name: u, user: " + user + "}]\n")
+	}
+	for _, cluster := range []string{
+		"{server: http://h}", "{server: https://u:p@h}", "{server: https://h/p}", "{server: https://h?q}",
+		"{server: https://h, proxy-url: http://p}", "{server: https://h, insecure-skip-tls-verify: true}",
+		"{server: https://h, certificate-authority: /ca}",
+	} {
+		f.Add("apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n" +
+			"clusters: [{name: k, cluster: " + cluster + "}]\nusers: [{name: u, user: {token: t0k3n-value}}]\n")
+	}
 
 	path := field.NewPath("spec", "kubeconfig")
 	f.Fuzz(func(t *testing.T, kubeconfig string) {
-		list := ValidateKubeconfig(kubeconfig, path)
+		creds, list := ParseKubeconfig(kubeconfig, KubeconfigPolicy{}, path)
+		if (creds == nil) == (len(list) == 0) {
+			t.Fatalf("credentials %v with errors %v", creds != nil, list)
+		}
 		for _, e := range list {
-			if e.Field != path.String() {
+			if !isUnder(e.Field, path) {
 				t.Fatalf("error on %s, want %s", e.Field, path)
 			}
 			if e.Type == field.ErrorTypeInvalid && e.BadValue != (field.OmitValueType{}) {
@@ -123,6 +147,24 @@ func FuzzValidateKubeconfig(f *testing.F) {
 		if ctx == nil || config.Clusters[ctx.Cluster] == nil || config.Clusters[ctx.Cluster].Server == "" ||
 			config.AuthInfos[ctx.AuthInfo] == nil {
 			t.Fatalf("accepted a kubeconfig whose current context does not resolve")
+		}
+		// The whitelist: what is accepted is data only, over https, and
+		// the credentials hold what the kubeconfig said.
+		cluster, user := config.Clusters[ctx.Cluster], config.AuthInfos[ctx.AuthInfo]
+		if user.Exec != nil || user.AuthProvider != nil || user.TokenFile != "" || user.ClientCertificate != "" ||
+			user.ClientKey != "" || user.Username != "" || user.Password != "" || user.Impersonate != "" ||
+			user.ImpersonateUID != "" || len(user.ImpersonateGroups) > 0 || len(user.ImpersonateUserExtra) > 0 {
+			t.Fatalf("accepted a user with more than data: %+v", user)
+		}
+		if cluster.CertificateAuthority != "" || cluster.InsecureSkipTLSVerify || cluster.ProxyURL != "" {
+			t.Fatalf("accepted a cluster with a file, insecure TLS or a proxy: %+v", cluster)
+		}
+		u, err := url.Parse(creds.Server)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Path != "" {
+			t.Fatalf("accepted server %q", creds.Server)
+		}
+		if creds.Token != user.Token || string(creds.ClientKeyData) != string(user.ClientKeyData) {
+			t.Fatalf("credentials differ from the kubeconfig's")
 		}
 	})
 }

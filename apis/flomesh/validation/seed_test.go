@@ -108,7 +108,7 @@ func TestSeedCluster(t *testing.T) {
 	assert.Equal(t, int32(81), cluster.Spec.GatewayPort)
 	assert.Equal(t, strings.TrimSpace(kubeconfig), strings.TrimSpace(cluster.Spec.Kubeconfig))
 
-	assert.Empty(t, ValidateCluster(cluster))
+	assert.Empty(t, ValidateCluster(cluster, KubeconfigPolicy{}), "the seed's cluster.yaml applies unchanged")
 }
 
 func TestSeedGlobalTrafficPolicies(t *testing.T) {

@@ -27,7 +27,6 @@ package validation
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -38,8 +37,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
@@ -159,29 +156,49 @@ func validateGatewayHost(host string, fldPath *field.Path) field.ErrorList {
 	return nil
 }
 
-// ValidateCluster checks a Cluster on creation.
-func ValidateCluster(c *flomesh.Cluster) field.ErrorList {
+// ValidateCluster checks a Cluster on creation. The policy says which
+// unsafe kubeconfig features the server was told to accept.
+func ValidateCluster(c *flomesh.Cluster, policy KubeconfigPolicy) field.ErrorList {
 	allErrs := apivalidation.ValidateObjectMeta(&c.ObjectMeta, false, ValidateClusterName, field.NewPath("metadata"))
-	allErrs = append(allErrs, validateClusterSpec(&c.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, validateClusterSpec(&c.Spec, policy, field.NewPath("spec"))...)
 	return allErrs
 }
 
-func validateClusterSpec(spec *flomesh.ClusterSpec, fldPath *field.Path) field.ErrorList {
+func validateClusterSpec(spec *flomesh.ClusterSpec, policy KubeconfigPolicy, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
 	allErrs = append(allErrs, validateKeyPart(spec.Region, fldPath.Child("region"))...)
 	allErrs = append(allErrs, validateKeyPart(spec.Zone, fldPath.Child("zone"))...)
 	allErrs = append(allErrs, validateKeyPart(spec.Group, fldPath.Child("group"))...)
 	allErrs = append(allErrs, validateGatewayHost(spec.GatewayHost, fldPath.Child("gatewayHost"))...)
 	allErrs = append(allErrs, validatePort(spec.GatewayPort, fldPath.Child("gatewayPort"))...)
-	allErrs = append(allErrs, ValidateKubeconfig(spec.Kubeconfig, fldPath.Child("kubeconfig"))...)
+	allErrs = append(allErrs, ValidateKubeconfig(spec.Kubeconfig, policy, fldPath.Child("kubeconfig"))...)
 	return allErrs
 }
 
 // ValidateClusterUpdate checks a Cluster on update.
-func ValidateClusterUpdate(newCluster, oldCluster *flomesh.Cluster) field.ErrorList {
+//
+// A kubeconfig the update leaves as it was is not judged again, as
+// Kubernetes ratchets validation that tightens: a Cluster stored under
+// older rules can still be labelled, annotated and deleted. fedmesh never
+// uses such a kubeconfig all the same (see ParseKubeconfig), and its
+// Cluster reports why.
+func ValidateClusterUpdate(newCluster, oldCluster *flomesh.Cluster, policy KubeconfigPolicy) field.ErrorList {
 	allErrs := apivalidation.ValidateObjectMetaUpdate(&newCluster.ObjectMeta, &oldCluster.ObjectMeta, field.NewPath("metadata"))
-	allErrs = append(allErrs, ValidateCluster(newCluster)...)
+	allErrs = append(allErrs, apivalidation.ValidateObjectMeta(&newCluster.ObjectMeta, false, ValidateClusterName, field.NewPath("metadata"))...)
+	spec := field.NewPath("spec")
+	for _, e := range validateClusterSpec(&newCluster.Spec, policy, spec) {
+		if newCluster.Spec.Kubeconfig == oldCluster.Spec.Kubeconfig && isUnder(e.Field, spec.Child("kubeconfig")) {
+			continue
+		}
+		allErrs = append(allErrs, e)
+	}
 	return allErrs
+}
+
+// isUnder reports whether a field path is path or one of its children.
+func isUnder(fieldPath string, path *field.Path) bool {
+	p := path.String()
+	return fieldPath == p || strings.HasPrefix(fieldPath, p+".") || strings.HasPrefix(fieldPath, p+"[")
 }
 
 // ValidateClusterStatusUpdate checks a Cluster on update of its status.
@@ -195,140 +212,6 @@ func ValidateClusterStatusUpdate(newCluster, oldCluster *flomesh.Cluster) field.
 		allErrs = append(allErrs, ValidateClusterKey(status.ClusterKey, fldPath.Child("clusterKey"))...)
 	}
 	return allErrs
-}
-
-// ValidateKubeconfig checks that a kubeconfig can take fedmesh to a member
-// cluster: it parses, and its current context names a cluster with a server
-// and a user with credentials. The kubeconfig is a secret, so no error
-// carries it, in part or in whole: details name the contexts, clusters and
-// users involved, never values.
-func ValidateKubeconfig(kubeconfig string, fldPath *field.Path) field.ErrorList {
-	invalid := func(format string, args ...any) *field.Error {
-		return field.Invalid(fldPath, field.OmitValueType{}, fmt.Sprintf(format, args...))
-	}
-	if strings.TrimSpace(kubeconfig) == "" {
-		return field.ErrorList{field.Required(fldPath, "a kubeconfig that reaches the member cluster is required")}
-	}
-	config, err := clientcmd.Load([]byte(kubeconfig))
-	if err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "couldn't get version/kind") {
-			// The decoder's wording names Go types; say what it means.
-			return field.ErrorList{invalid("does not parse: not a YAML or JSON object with apiVersion v1 and kind Config")}
-		}
-		return field.ErrorList{invalid("does not parse: %s", truncate(redact(msg, kubeconfig), maxParseErrorLength))}
-	}
-
-	contextName := config.CurrentContext
-	if contextName == "" {
-		return field.ErrorList{invalid("has no current-context")}
-	}
-	kubeContext, ok := config.Contexts[contextName]
-	if !ok || kubeContext == nil {
-		return field.ErrorList{invalid("current-context %s is not defined", quoteName(contextName))}
-	}
-
-	var allErrs field.ErrorList
-	switch cluster, ok := config.Clusters[kubeContext.Cluster]; {
-	case kubeContext.Cluster == "":
-		allErrs = append(allErrs, invalid("context %s names no cluster", quoteName(contextName)))
-	case !ok || cluster == nil:
-		allErrs = append(allErrs, invalid("cluster %s of context %s is not defined", quoteName(kubeContext.Cluster), quoteName(contextName)))
-	default:
-		for _, msg := range kubeconfigClusterProblems(cluster) {
-			allErrs = append(allErrs, invalid("cluster %s of context %s %s", quoteName(kubeContext.Cluster), quoteName(contextName), msg))
-		}
-	}
-	switch user, ok := config.AuthInfos[kubeContext.AuthInfo]; {
-	case kubeContext.AuthInfo == "":
-		allErrs = append(allErrs, invalid("context %s names no user", quoteName(contextName)))
-	case !ok || user == nil:
-		allErrs = append(allErrs, invalid("user %s of context %s is not defined", quoteName(kubeContext.AuthInfo), quoteName(contextName)))
-	default:
-		for _, msg := range kubeconfigUserProblems(user) {
-			allErrs = append(allErrs, invalid("user %s of context %s %s", quoteName(kubeContext.AuthInfo), quoteName(contextName), msg))
-		}
-	}
-	return allErrs
-}
-
-// quoteName quotes a context, cluster or user name of a kubeconfig for an
-// error, bounded so that a pathological name cannot bloat the response.
-func quoteName(name string) string {
-	return strconv.Quote(truncate(name, utilvalidation.DNS1123SubdomainMaxLength))
-}
-
-// kubeconfigClusterProblems returns what would keep client-go from building a
-// client for the cluster, phrased to follow `cluster "c" of context "x"`.
-func kubeconfigClusterProblems(cluster *clientcmdapi.Cluster) []string {
-	var problems []string
-	if cluster.Server == "" {
-		problems = append(problems, "names no server")
-	} else if !validServerURL(cluster.Server) {
-		// The URL is not repeated: it may carry user info.
-		problems = append(problems, "has a server that is not an http(s) URL with a host")
-	}
-	if cluster.InsecureSkipTLSVerify && (cluster.CertificateAuthority != "" || len(cluster.CertificateAuthorityData) > 0) {
-		// client-go refuses this combination when it builds the transport,
-		// which would otherwise surface only as a never-ready cluster.
-		problems = append(problems, "sets both insecure-skip-tls-verify and a certificate authority")
-	}
-	return problems
-}
-
-// validServerURL follows client-go, which takes a server without a scheme
-// to be https.
-func validServerURL(server string) bool {
-	if !strings.Contains(server, "://") {
-		server = "https://" + server
-	}
-	u, err := url.Parse(server)
-	if err != nil {
-		return false
-	}
-	return (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
-}
-
-// kubeconfigUserProblems returns what would keep client-go from
-// authenticating as the user, phrased to follow `user "u" of context "x"`.
-// Only presence is checked: file paths refer to the API server's host and
-// certificate data is checked by the TLS handshake.
-func kubeconfigUserProblems(user *clientcmdapi.AuthInfo) []string {
-	var problems []string
-	hasCert := user.ClientCertificate != "" || len(user.ClientCertificateData) > 0
-	hasKey := user.ClientKey != "" || len(user.ClientKeyData) > 0
-	hasToken := user.Token != "" || user.TokenFile != ""
-	hasBasic := user.Username != ""
-	hasExec := user.Exec != nil
-	hasAuthProvider := user.AuthProvider != nil
-
-	switch {
-	case hasCert && !hasKey:
-		problems = append(problems, "has a client certificate but no client key")
-	case hasKey && !hasCert:
-		problems = append(problems, "has a client key but no client certificate")
-	}
-	if hasExec {
-		if user.Exec.Command == "" {
-			problems = append(problems, "has an exec plugin with no command")
-		}
-		if user.Exec.APIVersion == "" {
-			problems = append(problems, "has an exec plugin with no apiVersion")
-		}
-		if hasAuthProvider {
-			problems = append(problems, "has both an exec plugin and an auth-provider")
-		}
-	}
-	if hasAuthProvider && user.AuthProvider.Name == "" {
-		problems = append(problems, "has an auth-provider with no name")
-	}
-	if user.Token != "" && (user.Username != "" || user.Password != "") {
-		problems = append(problems, "has both a token and a username/password; only one may be set")
-	}
-	if !(hasCert && hasKey) && !hasToken && !hasBasic && !hasExec && !hasAuthProvider && len(problems) == 0 {
-		problems = append(problems, "has no credentials (token, tokenFile, client certificate and key, username/password, exec or auth-provider)")
-	}
-	return problems
 }
 
 // minRedactedLength is the length from which a word of the kubeconfig is

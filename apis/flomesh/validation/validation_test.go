@@ -290,121 +290,194 @@ func TestValidateCluster(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validCluster(t)
 			tc.mutate(c)
-			assertErrors(t, tc.want, ValidateCluster(c))
+			assertErrors(t, tc.want, ValidateCluster(c, KubeconfigPolicy{}))
 		})
 	}
 }
 
 func TestValidateKubeconfig(t *testing.T) {
+	const (
+		kc      = "spec.kubeconfig"
+		cluster = kc + ".clusters[member].cluster"
+		user    = kc + ".users[admin].user"
+		context = kc + ".contexts[member].context"
+	)
+	type want struct {
+		typ    field.ErrorType
+		field  string
+		detail string
+	}
 	tests := []struct {
 		name       string
 		kubeconfig string
-		wantType   field.ErrorType // empty when valid
-		details    []string        // each must be the detail of one error
+		policy     KubeconfigPolicy
+		want       []want // empty when valid
 	}{
 		{name: "client certificate and key data", kubeconfig: testKubeconfig(t, nil)},
 		{name: "token", kubeconfig: tokenKubeconfig(t)},
-		{name: "token file", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{TokenFile: "/var/run/secrets/member/token"}))},
-		{name: "client certificate and key files", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
-			ClientCertificate: "/etc/fedmesh/member.crt", ClientKey: "/etc/fedmesh/member.key"}))},
-		{name: "client certificate file and key data", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
-			ClientCertificate: "/etc/fedmesh/member.crt", ClientKeyData: []byte("key")}))},
-		{name: "basic auth", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Username: "admin", Password: "s3cret"}))},
-		{name: "exec plugin", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{
-			APIVersion: "client.authentication.k8s.io/v1", Command: "member-credentials"}}))},
-		{name: "auth provider", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
-			AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc"}}))},
-		{name: "server without scheme", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+		{name: "server without scheme is https", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Clusters["member"].Server = "192.168.1.110:6443"
 		})},
-		{name: "insecure without CA", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
-			cfg.Clusters["member"].CertificateAuthorityData = nil
-			cfg.Clusters["member"].InsecureSkipTLSVerify = true
+		{name: "server with a trailing slash", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://192.168.1.110:6443/"
+		})},
+		{name: "tls server name", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].TLSServerName = "member.example.com"
 		})},
 		{name: "other contexts may be broken", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Contexts["broken"] = &clientcmdapi.Context{Cluster: "nowhere", AuthInfo: "nobody"}
+			cfg.AuthInfos["nobody"] = &clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{Command: "id"}}
 		})},
 
-		{name: "empty", kubeconfig: "", wantType: field.ErrorTypeRequired},
-		{name: "blank", kubeconfig: "  \n\t\n", wantType: field.ErrorTypeRequired},
-		{name: "garbage", kubeconfig: "{{ this is: not [yaml", wantType: field.ErrorTypeInvalid,
-			details: []string{"does not parse: "}},
-		{name: "a token instead of a kubeconfig", kubeconfig: testToken, wantType: field.ErrorTypeInvalid,
-			details: []string{"does not parse: "}},
-		{name: "wrong kind", kubeconfig: "apiVersion: v1\nkind: Pod\n", wantType: field.ErrorTypeInvalid,
-			details: []string{"does not parse: "}},
-		{name: "no current-context", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) { cfg.CurrentContext = "" }),
-			wantType: field.ErrorTypeInvalid, details: []string{"has no current-context"}},
-		{name: "current-context not defined", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) { cfg.CurrentContext = "x" }),
-			wantType: field.ErrorTypeInvalid, details: []string{`current-context "x" is not defined`}},
-		{name: "context names no cluster", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
-			cfg.Contexts["member"].Cluster = ""
-		}), wantType: field.ErrorTypeInvalid, details: []string{`context "member" names no cluster`}},
-		{name: "missing cluster", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
-			delete(cfg.Clusters, "member")
-		}), wantType: field.ErrorTypeInvalid, details: []string{`cluster "member" of context "member" is not defined`}},
-		{name: "empty server", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
-			cfg.Clusters["member"].Server = ""
-		}), wantType: field.ErrorTypeInvalid, details: []string{`cluster "member" of context "member" names no server`}},
+		// Code and files: never, whatever the policy.
+		{name: "exec plugin", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{
+			APIVersion: "client.authentication.k8s.io/v1", Command: "id"}})), policy: allowAll,
+			want: []want{{field.ErrorTypeForbidden, user + ".exec", "runs no command"}}},
+		{name: "auth provider", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc"}})), policy: allowAll,
+			want: []want{{field.ErrorTypeForbidden, user + ".auth-provider", "runs no command"}}},
+		{name: "exec next to a token", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Token: testToken,
+			Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "id"}})),
+			want: []want{{field.ErrorTypeForbidden, user + ".exec", ""}}},
+		{name: "token file", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			TokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token"})), policy: allowAll,
+			want: []want{{field.ErrorTypeForbidden, user + ".tokenFile", "reads no file"}}},
+		{name: "client certificate and key files", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
+			ClientCertificate: "/etc/fedmesh/member.crt", ClientKey: "/etc/fedmesh/member.key"})),
+			want: []want{
+				{field.ErrorTypeForbidden, user + ".client-certificate", "reads no file"},
+				{field.ErrorTypeForbidden, user + ".client-key", "reads no file"},
+			}},
+		{name: "certificate authority file", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].CertificateAuthority = "/etc/kubernetes/pki/ca.crt"
+		}), policy: allowAll, want: []want{{field.ErrorTypeForbidden, cluster + ".certificate-authority", "reads no file"}}},
+		{name: "basic auth", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Username: "admin", Password: "s3cret"})),
+			want: []want{
+				{field.ErrorTypeForbidden, user + ".username", "basic authentication"},
+				{field.ErrorTypeForbidden, user + ".password", "basic authentication"},
+			}},
+		{name: "impersonation", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			u := cfg.AuthInfos["admin"]
+			u.Impersonate, u.ImpersonateUID = "system:admin", "0"
+			u.ImpersonateGroups = []string{"system:masters"}
+			u.ImpersonateUserExtra = map[string][]string{"scopes": {"all"}}
+		}), policy: allowAll, want: []want{
+			{field.ErrorTypeForbidden, user + ".act-as", "acts only as"},
+			{field.ErrorTypeForbidden, user + ".act-as-uid", ""},
+			{field.ErrorTypeForbidden, user + ".act-as-groups", ""},
+			{field.ErrorTypeForbidden, user + ".act-as-user-extra", ""},
+		}},
+
+		// Unsafe transports: only behind their opt-in.
+		{name: "plain http", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "http://192.168.1.110:8080"
+		}), want: []want{{field.ErrorTypeForbidden, cluster + ".server", "--allow-plain-http-members"}}},
+		{name: "plain http allowed", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "http://192.168.1.110:8080"
+		}), policy: KubeconfigPolicy{AllowPlainHTTP: true}},
+		{name: "insecure", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].CertificateAuthorityData = nil
+			cfg.Clusters["member"].InsecureSkipTLSVerify = true
+		}), want: []want{{field.ErrorTypeForbidden, cluster + ".insecure-skip-tls-verify", "--allow-insecure-member-tls"}}},
+		{name: "insecure allowed", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].CertificateAuthorityData = nil
+			cfg.Clusters["member"].InsecureSkipTLSVerify = true
+		}), policy: KubeconfigPolicy{AllowInsecureTLS: true}},
+		{name: "insecure allowed, with a CA", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].InsecureSkipTLSVerify = true
+		}), policy: KubeconfigPolicy{AllowInsecureTLS: true},
+			want: []want{{field.ErrorTypeInvalid, cluster + ".insecure-skip-tls-verify", "not be set together with certificate-authority-data"}}},
+		{name: "proxy", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].ProxyURL = "http://10.0.0.1:3128"
+		}), want: []want{{field.ErrorTypeForbidden, cluster + ".proxy-url", "--allow-member-proxy"}}},
+		{name: "proxy allowed", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].ProxyURL = "http://10.0.0.1:3128"
+		}), policy: KubeconfigPolicy{AllowProxy: true}},
+		{name: "proxy allowed, not a URL", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].ProxyURL = "file:///etc/passwd"
+		}), policy: KubeconfigPolicy{AllowProxy: true},
+			want: []want{{field.ErrorTypeInvalid, cluster + ".proxy-url", "not an http, https or socks5 URL"}}},
+		{name: "server path", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://gw.example.com/members/1"
+		}), want: []want{{field.ErrorTypeForbidden, cluster + ".server", "must not have a path"}}},
+		{name: "server path allowed", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://gw.example.com/members/1"
+		}), policy: KubeconfigPolicy{AllowServerPath: true}},
+		{name: "server with user info", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://admin:s3cret@192.168.1.110:6443"
+		}), policy: allowAll, want: []want{{field.ErrorTypeInvalid, cluster + ".server", "must not carry a user name"}}},
+		{name: "server with a query", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://192.168.1.110:6443?x=1"
+		}), policy: allowAll, want: []want{{field.ErrorTypeInvalid, cluster + ".server", "query or a fragment"}}},
+		{name: "server with a fragment", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = "https://192.168.1.110:6443#x"
+		}), policy: allowAll, want: []want{{field.ErrorTypeInvalid, cluster + ".server", "query or a fragment"}}},
 		{name: "server not http", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Clusters["member"].Server = "ftp://192.168.1.110"
-		}), wantType: field.ErrorTypeInvalid, details: []string{`cluster "member" of context "member" has a server that is not an http(s) URL with a host`}},
+		}), policy: allowAll, want: []want{{field.ErrorTypeInvalid, cluster + ".server", "not an https URL with a host"}}},
 		{name: "server without host", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Clusters["member"].Server = "https://"
-		}), wantType: field.ErrorTypeInvalid, details: []string{`has a server that is not an http(s) URL with a host`}},
-		{name: "insecure with CA", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
-			cfg.Clusters["member"].InsecureSkipTLSVerify = true
-		}), wantType: field.ErrorTypeInvalid, details: []string{`sets both insecure-skip-tls-verify and a certificate authority`}},
+		}), want: []want{{field.ErrorTypeInvalid, cluster + ".server", "not an https URL with a host"}}},
+
+		// Structure.
+		{name: "empty", kubeconfig: "", want: []want{{field.ErrorTypeRequired, kc, ""}}},
+		{name: "blank", kubeconfig: "  \n\t\n", want: []want{{field.ErrorTypeRequired, kc, ""}}},
+		{name: "garbage", kubeconfig: "{{ this is: not [yaml", want: []want{{field.ErrorTypeInvalid, kc, "does not parse: "}}},
+		{name: "a token instead of a kubeconfig", kubeconfig: testToken, want: []want{{field.ErrorTypeInvalid, kc, "does not parse: "}}},
+		{name: "wrong kind", kubeconfig: "apiVersion: v1\nkind: Pod\n", want: []want{{field.ErrorTypeInvalid, kc, "does not parse: "}}},
+		{name: "no current-context", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) { cfg.CurrentContext = "" }),
+			want: []want{{field.ErrorTypeRequired, kc + ".current-context", ""}}},
+		{name: "current-context not defined", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) { cfg.CurrentContext = "x" }),
+			want: []want{{field.ErrorTypeInvalid, kc + ".current-context", `context "x", which is not defined`}}},
+		{name: "context names no cluster", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Contexts["member"].Cluster = ""
+		}), want: []want{{field.ErrorTypeRequired, context + ".cluster", ""}}},
+		{name: "missing cluster", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			delete(cfg.Clusters, "member")
+		}), want: []want{{field.ErrorTypeInvalid, context + ".cluster", `cluster "member", which is not defined`}}},
+		{name: "empty server", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.Clusters["member"].Server = ""
+		}), want: []want{{field.ErrorTypeRequired, cluster + ".server", ""}}},
 		{name: "context names no user", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Contexts["member"].AuthInfo = ""
-		}), wantType: field.ErrorTypeInvalid, details: []string{`context "member" names no user`}},
+		}), want: []want{{field.ErrorTypeRequired, context + ".user", ""}}},
 		{name: "missing user", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			delete(cfg.AuthInfos, "admin")
-		}), wantType: field.ErrorTypeInvalid, details: []string{`user "admin" of context "member" is not defined`}},
+		}), want: []want{{field.ErrorTypeInvalid, context + ".user", `user "admin", which is not defined`}}},
 		{name: "no credentials", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{})),
-			wantType: field.ErrorTypeInvalid, details: []string{`user "admin" of context "member" has no credentials`}},
-		{name: "password without username", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Password: "s3cret"})),
-			wantType: field.ErrorTypeInvalid, details: []string{`has no credentials`}},
+			want: []want{{field.ErrorTypeRequired, user, "a token, or client-certificate-data and client-key-data"}}},
 		{name: "certificate without key", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.AuthInfos["admin"].ClientKeyData = nil
-		}), wantType: field.ErrorTypeInvalid, details: []string{`has a client certificate but no client key`}},
+		}), want: []want{{field.ErrorTypeRequired, user + ".client-key-data", ""}}},
 		{name: "key without certificate", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.AuthInfos["admin"].ClientCertificateData = nil
-		}), wantType: field.ErrorTypeInvalid, details: []string{`has a client key but no client certificate`}},
-		{name: "exec without command", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{
-			APIVersion: "client.authentication.k8s.io/v1"}})),
-			wantType: field.ErrorTypeInvalid, details: []string{`has an exec plugin with no command`}},
-		{name: "exec and auth provider", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
-			Exec:         &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: "creds"},
-			AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc"},
-		})), wantType: field.ErrorTypeInvalid, details: []string{`has both an exec plugin and an auth-provider`}},
-		{name: "token and basic auth", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{
-			Token: testToken, Username: "admin", Password: "s3cret"})),
-			wantType: field.ErrorTypeInvalid, details: []string{`has both a token and a username/password`}},
+		}), want: []want{{field.ErrorTypeRequired, user + ".client-certificate-data", ""}}},
 		{name: "no server and no credentials", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Clusters["member"].Server = ""
 			cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{}
-		}), wantType: field.ErrorTypeInvalid, details: []string{`names no server`, `has no credentials`}},
+		}), want: []want{{field.ErrorTypeRequired, cluster + ".server", ""}, {field.ErrorTypeRequired, user, ""}}},
+		{name: "a name with control characters is escaped", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["\x1b[31mred"] = &clientcmdapi.AuthInfo{TokenFile: "/t"}
+			cfg.Contexts["member"].AuthInfo = "\x1b[31mred"
+		}), want: []want{{field.ErrorTypeForbidden, kc + `.users[\x1b[31mred].user.tokenFile`, ""}}},
 	}
 	path := field.NewPath("spec", "kubeconfig")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			list := ValidateKubeconfig(tc.kubeconfig, path)
-			if tc.wantType == "" {
+			creds, list := ParseKubeconfig(tc.kubeconfig, tc.policy, path)
+			assert.Equal(t, list, ValidateKubeconfig(tc.kubeconfig, tc.policy, path))
+			if len(tc.want) == 0 {
 				assert.Empty(t, list)
+				require.NotNil(t, creds)
+				assert.NotEmpty(t, creds.Server)
 				return
 			}
-			n := len(tc.details)
-			if n == 0 {
-				n = 1
-			}
-			require.Len(t, list, n, "errors: %v", list)
+			assert.Nil(t, creds)
+			require.Len(t, list, len(tc.want), "errors: %v", list)
 			for i, e := range list {
-				assert.Equal(t, tc.wantType, e.Type)
-				assert.Equal(t, "spec.kubeconfig", e.Field)
-				if i < len(tc.details) {
-					assert.Contains(t, e.Detail, tc.details[i])
-				}
+				assert.Equal(t, tc.want[i].typ, e.Type, "error %d: %v", i, e)
+				assert.Equal(t, tc.want[i].field, e.Field, "error %d: %v", i, e)
+				assert.Contains(t, e.Detail, tc.want[i].detail)
 				// The value is never part of the error.
 				if e.Type == field.ErrorTypeInvalid {
 					assert.Equal(t, field.OmitValueType{}, e.BadValue)
@@ -412,6 +485,26 @@ func TestValidateKubeconfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// allowAll opts in to every unsafe transport, to show that what stays
+// refused is refused whatever the flags.
+var allowAll = KubeconfigPolicy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true}
+
+// The credentials are exactly the kubeconfig's data, the server
+// normalised.
+func TestParseKubeconfigCredentials(t *testing.T) {
+	certPEM, keyPEM := testCertAndKey(t)
+	creds, errs := ParseKubeconfig(testKubeconfig(t, func(cfg *clientcmdapi.Config) {
+		cfg.Clusters["member"].Server = "192.168.1.110:6443/"
+		cfg.Clusters["member"].TLSServerName = "member"
+		cfg.AuthInfos["admin"].Token = testToken
+	}), KubeconfigPolicy{}, field.NewPath("spec", "kubeconfig"))
+	require.Empty(t, errs)
+	assert.Equal(t, &MemberCredentials{
+		Server: "https://192.168.1.110:6443", CAData: certPEM, TLSServerName: "member",
+		Token: testToken, ClientCertData: certPEM, ClientKeyData: keyPEM,
+	}, creds)
 }
 
 // TestKubeconfigErrorsDoNotLeakSecrets checks that a kubeconfig, which is
@@ -457,7 +550,7 @@ func TestKubeconfigErrorsDoNotLeakSecrets(t *testing.T) {
 				require.Contains(t, err.Error(), strings.TrimPrefix(secret, "sha256~"),
 					"the case no longer exercises scrubbing")
 			}
-			list := ValidateKubeconfig(tc.kubeconfig, field.NewPath("spec", "kubeconfig"))
+			list := ValidateKubeconfig(tc.kubeconfig, KubeconfigPolicy{}, field.NewPath("spec", "kubeconfig"))
 			require.NotEmpty(t, list)
 			status := apierrors.NewInvalid(flomesh.Kind("Cluster"), "cluster-1", list)
 			for _, text := range []string{list.ToAggregate().Error(), status.Error(), fmt.Sprintf("%#v", status.ErrStatus)} {
@@ -614,19 +707,37 @@ func TestValidateGlobalTrafficPolicyStatusUpdate(t *testing.T) {
 }
 
 func TestValidateClusterUpdate(t *testing.T) {
+	none := KubeconfigPolicy{}
 	old := validCluster(t)
 
 	c := validCluster(t)
 	c.Spec.GatewayPort = 82
-	assertErrors(t, nil, ValidateClusterUpdate(c, old))
+	assertErrors(t, nil, ValidateClusterUpdate(c, old, none))
 
 	c = validCluster(t)
 	c.Name = "cluster-2"
-	assertErrors(t, errs(want{field.ErrorTypeInvalid, "metadata.name"}), ValidateClusterUpdate(c, old))
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "metadata.name"}), ValidateClusterUpdate(c, old, none))
 
 	c = validCluster(t)
 	c.Spec.Kubeconfig = "not a kubeconfig"
-	assertErrors(t, errs(want{field.ErrorTypeInvalid, "spec.kubeconfig"}), ValidateClusterUpdate(c, old))
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "spec.kubeconfig"}), ValidateClusterUpdate(c, old, none))
+
+	// A kubeconfig stored under older rules is not judged again while it
+	// stays as it is, so the Cluster can still be labelled or deleted...
+	execKubeconfig := testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{Command: "id"}}))
+	stored := validCluster(t)
+	stored.Spec.Kubeconfig = execKubeconfig
+	c = stored.DeepCopy()
+	c.Labels = map[string]string{"team": "a"}
+	c.Spec.GatewayPort = 82
+	assertErrors(t, nil, ValidateClusterUpdate(c, stored, none))
+	// ...but everything else still is,
+	c.Spec.GatewayPort = 0
+	assertErrors(t, errs(want{field.ErrorTypeInvalid, "spec.gatewayPort"}), ValidateClusterUpdate(c, stored, none))
+	// and a changed kubeconfig must pass.
+	c = stored.DeepCopy()
+	c.Spec.Kubeconfig = testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{Command: "id2"}}))
+	assertErrors(t, errs(want{field.ErrorTypeForbidden, "spec.kubeconfig.users[admin].user.exec"}), ValidateClusterUpdate(c, stored, none))
 }
 
 func TestValidateClusterStatusUpdate(t *testing.T) {

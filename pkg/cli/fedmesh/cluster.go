@@ -27,22 +27,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
-	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	fedac "github.com/fedmesh/fedmesh/generated/applyconfiguration/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned/scheme"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // keyOf is the key of a Cluster, each empty part taken as its default.
 func keyOf(name string, spec v1alpha1.ClusterSpec) string {
-	or := func(s string) string {
-		if s == "" {
-			return "default"
-		}
-		return s
-	}
-	return flomesh.ClusterKey(or(spec.Region), or(spec.Zone), or(spec.Group), name)
+	return members.Key(name, &spec)
 }
 
 // applyConfig is the Cluster the plugin applies: the fields of spec that

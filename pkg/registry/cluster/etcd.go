@@ -25,6 +25,7 @@ import (
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/validation"
 	"github.com/fedmesh/fedmesh/pkg/registry"
 	"github.com/fedmesh/fedmesh/pkg/registry/table"
 )
@@ -35,8 +36,8 @@ type REST struct {
 }
 
 // NewREST returns the storages of clusters and clusters/status.
-func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*REST, *registry.StatusREST, error) {
-	strategy := NewStrategy(scheme)
+func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, kubeconfigs validation.KubeconfigPolicy) (*REST, *registry.StatusREST, error) {
+	strategy := NewStrategy(scheme, kubeconfigs)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &flomesh.Cluster{} },
 		NewListFunc:               func() runtime.Object { return &flomesh.ClusterList{} },

@@ -39,11 +39,14 @@ import (
 type clusterStrategy struct {
 	runtime.ObjectTyper
 	names.NameGenerator
+	// kubeconfigs says which unsafe member kubeconfig features the server
+	// accepts.
+	kubeconfigs validation.KubeconfigPolicy
 }
 
 // NewStrategy returns the strategy of the clusters resource.
-func NewStrategy(typer runtime.ObjectTyper) clusterStrategy {
-	return clusterStrategy{typer, names.SimpleNameGenerator}
+func NewStrategy(typer runtime.ObjectTyper, kubeconfigs validation.KubeconfigPolicy) clusterStrategy {
+	return clusterStrategy{typer, names.SimpleNameGenerator, kubeconfigs}
 }
 
 func (clusterStrategy) NamespaceScoped() bool { return false }
@@ -73,8 +76,8 @@ func (clusterStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Ob
 	}
 }
 
-func (clusterStrategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
-	return validation.ValidateCluster(obj.(*flomesh.Cluster))
+func (s clusterStrategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	return validation.ValidateCluster(obj.(*flomesh.Cluster), s.kubeconfigs)
 }
 
 func (clusterStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string { return nil }
@@ -85,8 +88,8 @@ func (clusterStrategy) AllowUnconditionalUpdate(ctx context.Context) bool { retu
 
 func (clusterStrategy) Canonicalize(obj runtime.Object) {}
 
-func (clusterStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
-	return validation.ValidateClusterUpdate(obj.(*flomesh.Cluster), old.(*flomesh.Cluster))
+func (s clusterStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	return validation.ValidateClusterUpdate(obj.(*flomesh.Cluster), old.(*flomesh.Cluster), s.kubeconfigs)
 }
 
 func (clusterStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {

@@ -29,8 +29,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 const (
@@ -44,13 +44,7 @@ const (
 // server are defaulted; an empty part is taken as its default all the same,
 // so that the key never depends on who built the object.
 func KeyOf(c *v1alpha1.Cluster) string {
-	part := func(s string) string {
-		if s == "" {
-			return v1alpha1.DefaultKeyPart
-		}
-		return s
-	}
-	return flomesh.ClusterKey(part(c.Spec.Region), part(c.Spec.Zone), part(c.Spec.Group), c.Name)
+	return members.Key(c.Name, &c.Spec)
 }
 
 // TargetKeys returns the distinct cluster keys a policy targets.

@@ -1,0 +1,154 @@
+/*
+Copyright The fedmesh Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+	http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package members
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+)
+
+func cluster(t *testing.T, mutate func(cfg *clientcmdapi.Config)) *v1alpha1.Cluster {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["m"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:6443", CertificateAuthorityData: []byte("ca"), TLSServerName: "member"}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t0k3n", ClientCertificateData: []byte("cert"), ClientKeyData: []byte("key")}
+	cfg.Contexts["m"] = &clientcmdapi.Context{Cluster: "m", AuthInfo: "u"}
+	cfg.CurrentContext = "m"
+	if mutate != nil {
+		mutate(cfg)
+	}
+	b, err := clientcmd.Write(*cfg)
+	require.NoError(t, err)
+	return &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster-1"}, Spec: v1alpha1.ClusterSpec{Kubeconfig: string(b)}}
+}
+
+func TestRESTConfigIsBuiltFromDataOnly(t *testing.T) {
+	cfg, err := RESTConfig(cluster(t, nil), Policy{}, "fedmesh-test", 7*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "https://127.0.0.1:6443", cfg.Host)
+	assert.Equal(t, "t0k3n", cfg.BearerToken)
+	assert.Equal(t, []byte("ca"), cfg.CAData)
+	assert.Equal(t, "member", cfg.ServerName)
+	assert.Equal(t, []byte("cert"), cfg.CertData)
+	assert.Equal(t, []byte("key"), cfg.KeyData)
+	assert.Equal(t, 7*time.Second, cfg.Timeout)
+	assert.Equal(t, "fedmesh-test", cfg.UserAgent)
+	// Nothing that runs, reads or impersonates.
+	assert.Nil(t, cfg.ExecProvider)
+	assert.Nil(t, cfg.AuthProvider)
+	assert.Empty(t, cfg.BearerTokenFile)
+	assert.Empty(t, cfg.CAFile+cfg.CertFile+cfg.KeyFile)
+	assert.Empty(t, cfg.Impersonate.UserName)
+	assert.False(t, cfg.Insecure)
+	assert.Nil(t, cfg.Proxy, "no proxy unless the policy allows one")
+}
+
+func TestRESTConfigRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(cfg *clientcmdapi.Config)
+		policy Policy
+		want   string // "" when accepted
+	}{
+		{name: "exec", mutate: func(cfg *clientcmdapi.Config) {
+			cfg.AuthInfos["u"].Exec = &clientcmdapi.ExecConfig{Command: "id", APIVersion: "client.authentication.k8s.io/v1"}
+		}, policy: Policy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true},
+			want: "spec.kubeconfig.users[u].user.exec"},
+		{name: "token file", mutate: func(cfg *clientcmdapi.Config) { cfg.AuthInfos["u"].TokenFile = "/t" },
+			want: "spec.kubeconfig.users[u].user.tokenFile"},
+		{name: "http", mutate: func(cfg *clientcmdapi.Config) { cfg.Clusters["m"].Server = "http://127.0.0.1:8080" },
+			want: "spec.kubeconfig.clusters[m].cluster.server"},
+		{name: "http allowed", mutate: func(cfg *clientcmdapi.Config) { cfg.Clusters["m"].Server = "http://127.0.0.1:8080" },
+			policy: Policy{AllowPlainHTTP: true}},
+		{name: "proxy", mutate: func(cfg *clientcmdapi.Config) { cfg.Clusters["m"].ProxyURL = "http://127.0.0.1:3128" },
+			want: "spec.kubeconfig.clusters[m].cluster.proxy-url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := RESTConfig(cluster(t, tc.mutate), tc.policy, "fedmesh-test", time.Second)
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.NotNil(t, cfg)
+				return
+			}
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, ErrRefused))
+			assert.ErrorContains(t, err, tc.want)
+			assert.Nil(t, cfg)
+		})
+	}
+}
+
+func TestRESTConfigProxyOnlyWhenAllowed(t *testing.T) {
+	cfg, err := RESTConfig(cluster(t, func(cfg *clientcmdapi.Config) {
+		cfg.Clusters["m"].ProxyURL = "http://127.0.0.1:3128"
+	}), Policy{AllowProxy: true}, "fedmesh-test", time.Second)
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Proxy)
+	req, _ := http.NewRequest(http.MethodGet, cfg.Host, nil)
+	u, err := cfg.Proxy(req)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:3128", u.Host)
+}
+
+func TestSameConnection(t *testing.T) {
+	base := v1alpha1.ClusterSpec{Region: "r", Zone: "z", Group: "g", Kubeconfig: "k", GatewayHost: "h", GatewayPort: 80}
+	for _, tc := range []struct {
+		name   string
+		mutate func(s *v1alpha1.ClusterSpec)
+		same   bool
+	}{
+		{"unchanged", func(*v1alpha1.ClusterSpec) {}, true},
+		{"gateway", func(s *v1alpha1.ClusterSpec) { s.GatewayHost, s.GatewayPort = "h2", 81 }, true},
+		{"kubeconfig", func(s *v1alpha1.ClusterSpec) { s.Kubeconfig = "k2" }, false},
+		{"region", func(s *v1alpha1.ClusterSpec) { s.Region = "r2" }, false},
+		{"zone", func(s *v1alpha1.ClusterSpec) { s.Zone = "z2" }, false},
+		{"group", func(s *v1alpha1.ClusterSpec) { s.Group = "g2" }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := base
+			tc.mutate(&b)
+			assert.Equal(t, tc.same, SameConnection(&base, &b))
+		})
+	}
+}
+
+func TestKey(t *testing.T) {
+	assert.Equal(t, "default/default/default/c", Key("c", &v1alpha1.ClusterSpec{}))
+	assert.Equal(t, "r/z/g/c", Key("c", &v1alpha1.ClusterSpec{Region: "r", Zone: "z", Group: "g"}))
+	assert.Equal(t, "r/default/g/c", Key("c", &v1alpha1.ClusterSpec{Region: "r", Group: "g"}))
+}
+
+func TestPolicyFlagsOffByDefault(t *testing.T) {
+	var p Policy
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	AddPolicyFlags(&p, fs)
+	require.NoError(t, fs.Parse(nil))
+	assert.Equal(t, Policy{}, p)
+	require.NoError(t, fs.Parse([]string{"--allow-plain-http-members", "--allow-insecure-member-tls", "--allow-member-proxy", "--allow-member-server-path"}))
+	assert.Equal(t, Policy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true}, p)
+}
