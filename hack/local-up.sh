@@ -20,6 +20,10 @@
 #   - one etcd, shared by every server through distinct key prefixes;
 #   - a control-plane kube-apiserver, with the aggregation layer configured;
 #   - three member kube-apiservers, cluster-1, cluster-2 and cluster-3;
+#   - a kube-controller-manager beside each kube-apiserver, with its default
+#     controllers: namespaces finish deleting, every namespace gets its
+#     default ServiceAccount, and the view/edit/admin ClusterRoles aggregate
+#     the rules of the roles labelled for them (fedmesh:view, fedmesh:edit);
 #   - fedmesh-apiserver, registered on the control plane with the manifests
 #     in artifacts/deploy/ and running as its ServiceAccount, so the RBAC
 #     rules shipped there are exercised with the server's real identity;
@@ -33,23 +37,25 @@
 # started. If any of the servers dies, the script says which one and where its
 # log is, stops the others and exits non-zero.
 #
-# There is no kubelet, scheduler or controller-manager: the Deployment and
-# PodDisruptionBudget of artifacts/deploy/ are stored but never run, no
-# default ServiceAccounts appear and namespaces never finish deleting.
+# There is no kubelet or scheduler: the controller manager makes the
+# ReplicaSets and Pods of the Deployments of artifacts/deploy/, but the Pods
+# stay Pending and never run.
 #
 # Usage:
 #   make local-up                 # builds what is needed, then runs this script
 #   hack/local-up.sh
 #
 # Prerequisites (checked on start):
-#   _output/bin/{etcd,kube-apiserver,kubectl}  from hack/install-test-binaries.sh
+#   _output/bin/{etcd,kube-apiserver,kube-controller-manager,kubectl}
+#                                              from hack/install-test-binaries.sh
 #   _output/bin/fedmesh-apiserver, fedmesh-syncer  from make build
 #   go                                         to generate the certificates
 #
 # Everything is written to _output/local-up/, which is wiped on every start:
 #   pki/                    CA, serving and client certificates (hack/gencerts)
 #   etcd/                   etcd's data
-#   logs/<server>.log       one log per server
+#   logs/<server>.log       one log per server (kube-controller-manager-<cluster>.log
+#                           for the controller managers)
 #   <cluster>.kubeconfig    admin kubeconfigs of control-plane and cluster-1..3
 #   fedmesh-apiserver.kubeconfig, fedmesh-syncer.kubeconfig
 #                           the ServiceAccount tokens the two run with
@@ -63,7 +69,7 @@
 #   CLUSTER_2_PORT      cluster-2 kube-apiserver    (default 36445)
 #   CLUSTER_3_PORT      cluster-3 kube-apiserver    (default 36446)
 #   FEDMESH_PORT        fedmesh-apiserver           (default 38443)
-#   SYNCER_PORT         fedmesh-syncer's /healthz and /metrics (default 38444)
+#   SYNCER_PORT         fedmesh-syncer's HTTPS /healthz and /metrics (default 38444)
 #   READY_TIMEOUT       seconds to wait for each server to become ready
 #                       (default 90)
 
@@ -177,13 +183,13 @@ show_log_tail() {
 
 check_binaries() {
   local bin missing=()
-  for bin in etcd kube-apiserver kubectl fedmesh-apiserver fedmesh-syncer kubectl-fedmesh; do
+  for bin in etcd kube-apiserver kube-controller-manager kubectl fedmesh-apiserver fedmesh-syncer kubectl-fedmesh; do
     [[ -x "${BIN_DIR}/${bin}" ]] || missing+=("${bin}")
   done
   if ((${#missing[@]} > 0)); then
     {
       echo "!!! missing in ${BIN_DIR}: ${missing[*]}"
-      echo "    etcd, kube-apiserver and kubectl: run hack/install-test-binaries.sh (or make test-binaries)"
+      echo "    etcd, kube-apiserver, kube-controller-manager and kubectl: run hack/install-test-binaries.sh (or make test-binaries)"
       echo "    fedmesh-apiserver, fedmesh-syncer, kubectl-fedmesh: run make build"
       echo "    or simply run make local-up, which does both before starting this script."
     } >&2
@@ -286,7 +292,8 @@ ensure_alive() {
 # exit: a normal stop, a failed startup, or a server that died.
 #
 # kube-apiserver drains for up to a minute on SIGTERM, and nothing here needs
-# a graceful shutdown, so the kube-apiservers get SIGKILL. etcd,
+# a graceful shutdown, so the kube-apiservers and the controller managers get
+# SIGKILL. etcd,
 # fedmesh-apiserver and fedmesh-syncer stop quickly on SIGTERM; they get a
 # few seconds before they are killed too.
 cleanup() {
@@ -486,6 +493,52 @@ wait_for_kube_apiserver() {
   log "${name} is ready on https://127.0.0.1:${PORTS[${name}]}"
 }
 
+# start_kube_controller_manager CLUSTER
+#
+# Runs the cluster's kube-controller-manager with its default controllers, as
+# the cluster's admin (--use-service-account-credentials=false: one identity
+# for every controller), without leader election (there is one replica) and
+# without a serving port (nothing scrapes it; --secure-port=0 leaves no port
+# to pick or to clash). It signs legacy ServiceAccount token Secrets with the
+# clusters' sa.key and publishes the CA as kube-root-ca.crt in every
+# namespace. The client QPS is raised from the default 20, so that the first
+# sweep of a new cluster and each namespace deletion (a request per resource
+# type) wait less on it. A deleted namespace still takes about 5 s to go: the
+# namespace controller waits that long before it starts.
+start_kube_controller_manager() {
+  local name=$1
+  start "kube-controller-manager-${name}" "${BIN_DIR}/kube-controller-manager" \
+    --kubeconfig="${WORK_DIR}/${name}.kubeconfig" \
+    --bind-address=127.0.0.1 \
+    --secure-port=0 \
+    --leader-elect=false \
+    --cluster-name="${name}" \
+    --service-account-private-key-file="${PKI_DIR}/sa.key" \
+    --root-ca-file="${PKI_DIR}/ca.crt" \
+    --use-service-account-credentials=false \
+    --kube-api-qps=100 \
+    --kube-api-burst=200
+}
+
+# Waits until every cluster's controller manager works: the ServiceAccount
+# default of namespace default, which its serviceaccount controller creates,
+# exists.
+wait_for_kube_controller_managers() {
+  local name deadline=$((SECONDS + READY_TIMEOUT))
+  for name in "${CLUSTERS[@]}"; do
+    until "${KUBECTL}" --kubeconfig="${WORK_DIR}/${name}.kubeconfig" --request-timeout=5s \
+      -n default get serviceaccount default >/dev/null 2>&1; do
+      ensure_alive "kube-controller-manager-${name}"
+      if ((SECONDS >= deadline)); then
+        show_log_tail "kube-controller-manager-${name}"
+        die "the kube-controller-manager of ${name} made no default ServiceAccount within ${READY_TIMEOUT}s; see ${LOG_DIR}/kube-controller-manager-${name}.log"
+      fi
+      sleep 0.2
+    done
+  done
+  log "kube-controller-managers of ${CLUSTERS[*]} are working"
+}
+
 # Applies artifacts/deploy/ to the control plane, then adapts the two objects
 # that cannot work as shipped when fedmesh-apiserver is a local process:
 #
@@ -580,13 +633,20 @@ wait_for_apiservice() {
 # Runs fedmesh-syncer as its ServiceAccount, one replica, with leader
 # election as the Deployment of artifacts/deploy/ runs it. It reads the
 # federation through the APIService, so it starts once that is Available,
-# and it waits until the replica holds the Lease.
+# and it waits until the replica holds the Lease. It serves /healthz and
+# /metrics over HTTPS with the local serving certificate; /metrics only to
+# whom the control plane authorizes, e.g. its admin:
+#   curl --cacert pki/ca.crt --cert pki/admin.crt --key pki/admin.key \
+#     https://127.0.0.1:${SYNCER_PORT}/metrics
 start_fedmesh_syncer() {
   local kubeconfig="${WORK_DIR}/fedmesh-syncer.kubeconfig"
   write_service_account_kubeconfig "${SYNCER_SERVICE_ACCOUNT}" "${kubeconfig}"
   start fedmesh-syncer "${BIN_DIR}/fedmesh-syncer" \
     --kubeconfig="${kubeconfig}" \
-    --bind-address="127.0.0.1:${SYNCER_PORT}" \
+    --bind-address=127.0.0.1 \
+    --secure-port="${SYNCER_PORT}" \
+    --tls-cert-file="${PKI_DIR}/serving.crt" \
+    --tls-private-key-file="${PKI_DIR}/serving.key" \
     --leader-elect-namespace="${FEDMESH_NAMESPACE}" \
     --leader-elect-identity=local-up
   local cp="${WORK_DIR}/control-plane.kubeconfig"
@@ -600,7 +660,7 @@ start_fedmesh_syncer() {
     fi
     sleep 0.2
   done
-  log "started fedmesh-syncer as system:serviceaccount:${FEDMESH_NAMESPACE}:${SYNCER_SERVICE_ACCOUNT}; it holds the Lease (metrics on http://127.0.0.1:${SYNCER_PORT}/metrics)"
+  log "started fedmesh-syncer as system:serviceaccount:${FEDMESH_NAMESPACE}:${SYNCER_SERVICE_ACCOUNT}; it holds the Lease (metrics on https://127.0.0.1:${SYNCER_PORT}/metrics, for the admin's certificate)"
 }
 
 # Installs the member CRDs of artifacts/crds (serviceexports, serviceimports,
@@ -725,13 +785,16 @@ start_etcd
 wait_for_etcd
 start_kube_apiservers
 wait_for_kube_apiserver control-plane
+start_kube_controller_manager control-plane
 register_fedmesh
 start_fedmesh_apiserver
 for cluster in "${MEMBERS[@]}"; do
   wait_for_kube_apiserver "${cluster}"
+  start_kube_controller_manager "${cluster}"
 done
 install_member_crds
 wait_for_apiservice
+wait_for_kube_controller_managers
 start_fedmesh_syncer
 register_clusters
 

@@ -130,8 +130,11 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	// compared with. It is not a member: fedmesh caches every Service of
 	// its members, and M more would be counted against its heap per export.
 	say("starting etcd, a control plane, %d members, a peer kube-apiserver and fedmesh-apiserver", cfg.Members)
+	// No kube-controller-manager: the figures are fedmesh's, and the
+	// members' controllers would share the CPU with it (an EndpointSlice
+	// for each of the M Services).
 	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster), WithSyncer: true,
-		SyncerArgs: []string{"-v=2"}})
+		SyncerArgs: []string{"-v=2"}, WithoutControllerManagers: true})
 	if f != nil {
 		defer f.Stop()
 		// The servers' logs outlive the run, beside the results.

@@ -15,8 +15,8 @@ limitations under the License.
 */
 // Package framework runs real federations on loopback for tests: one etcd, a
 // control-plane kube-apiserver with its aggregator, member kube-apiservers,
-// and fedmesh-apiserver registered through the project's own APIService and
-// RBAC manifests. Tests say what they need ("a control plane and 3
+// a kube-controller-manager beside each kube-apiserver, and fedmesh-apiserver
+// registered through the project's own APIService and RBAC manifests. Tests say what they need ("a control plane and 3
 // members") and get kubeconfigs and typed clients for each cluster.
 package framework
 
@@ -66,6 +66,12 @@ type Options struct {
 	// SyncerArgs are extra flags for fedmesh-syncer; they override the
 	// framework's (short leases and retry delays, for tests).
 	SyncerArgs []string
+	// WithoutControllerManagers runs no kube-controller-manager: namespaces
+	// then never finish deleting, no default ServiceAccount appears and the
+	// aggregated ClusterRoles (view, edit, admin) stay empty. For the bench,
+	// whose figures are fedmesh's own and would otherwise share the CPU
+	// with the members' controllers (an EndpointSlice for every Service).
+	WithoutControllerManagers bool
 }
 
 // Federation is a running set of clusters.
@@ -77,6 +83,8 @@ type Federation struct {
 	certs   certs
 	etcd    *process
 	etcdURL string
+	// noControllerManagers is Options.WithoutControllerManagers.
+	noControllerManagers bool
 
 	fedmesh     *process
 	fedmeshPort int
@@ -86,7 +94,8 @@ type Federation struct {
 	procs []*process
 }
 
-// Cluster is one kube-apiserver of a federation.
+// Cluster is one kube-apiserver of a federation, with its
+// kube-controller-manager.
 type Cluster struct {
 	Name string
 	// KubeconfigPath is an admin kubeconfig of the cluster.
@@ -96,6 +105,9 @@ type Cluster struct {
 	port  int
 	extra []string
 	proc  *process
+	// kcm is the cluster's kube-controller-manager, one process that
+	// every Start starts again.
+	kcm *process
 }
 
 // certs are the files of the federation's PKI.
@@ -141,7 +153,7 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Federation{dir: dir}
+	f := &Federation{dir: dir, noControllerManagers: opts.WithoutControllerManagers}
 	for _, d := range []string{"logs", "pki"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return f, err
@@ -432,9 +444,19 @@ func (f *Federation) startEtcd(ctx context.Context) error {
 }
 
 // Start starts (or restarts, after Stop) the cluster's kube-apiserver and
-// waits until it is ready. A restarted cluster keeps its port, so its
-// kubeconfigs stay valid.
+// then its kube-controller-manager, and waits until both work. A restarted
+// cluster keeps its port, so its kubeconfigs stay valid.
 func (c *Cluster) Start(ctx context.Context) error {
+	if err := c.startAPIServer(ctx); err != nil {
+		return err
+	}
+	if c.f.noControllerManagers {
+		return nil
+	}
+	return c.startControllerManager(ctx)
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context) error {
 	bin, err := Binary("kube-apiserver")
 	if err != nil {
 		return err
@@ -479,11 +501,71 @@ func (c *Cluster) Start(ctx context.Context) error {
 	})
 }
 
-// Stop kills the cluster's kube-apiserver, as a crash would.
+// startControllerManager runs the cluster's kube-controller-manager with
+// the flags a loopback cluster needs (no leader election, no serving port,
+// the cluster's service-account key and CA), and waits until its
+// controllers work: the default ServiceAccount of namespace default exists.
+// On a restart that ServiceAccount exists already, and the wait proves
+// only that the process started and stays up.
+func (c *Cluster) startControllerManager(ctx context.Context) error {
+	if c.kcm == nil {
+		bin, err := Binary("kube-controller-manager")
+		if err != nil {
+			return err
+		}
+		fc := c.f.certs
+		c.kcm = &process{
+			name: "kube-controller-manager-" + c.Name, binary: bin,
+			logPath: filepath.Join(c.f.dir, "logs", "kube-controller-manager-"+c.Name+".log"),
+			args: []string{
+				"--kubeconfig=" + c.KubeconfigPath,
+				// Nothing scrapes it: no port to find or to clash.
+				"--bind-address=127.0.0.1", "--secure-port=0",
+				"--leader-elect=false",
+				"--cluster-name=" + c.Name,
+				"--service-account-private-key-file=" + fc.serviceAccountKey,
+				"--root-ca-file=" + fc.caFile,
+				"--use-service-account-credentials=false",
+				// Its first sweep of a new cluster and each namespace
+				// deletion (a request per resource type) wait less on
+				// the client's default 20 QPS.
+				"--kube-api-qps=100", "--kube-api-burst=200",
+			},
+		}
+		c.f.track(c.kcm)
+	}
+	if err := c.kcm.start(); err != nil {
+		return err
+	}
+	err := waitFor(ctx, 60*time.Second, c.kcm, func(ctx context.Context) error {
+		_, err := c.Kube().CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	if err != nil {
+		c.kcm.stop()
+		return fmt.Errorf("%s: kube-controller-manager: %w (log: %s)", c.Name, err, c.kcm.logPath)
+	}
+	return nil
+}
+
+// Stop kills the cluster's kube-controller-manager and kube-apiserver, as
+// a crash of the machine would.
 func (c *Cluster) Stop() {
+	if c.kcm != nil {
+		c.kcm.stop()
+	}
 	if c.proc != nil {
 		c.proc.stop()
 	}
+}
+
+// ControllerManagerPID is the process id of the cluster's running
+// kube-controller-manager, or 0.
+func (c *Cluster) ControllerManagerPID() int {
+	if c.kcm == nil {
+		return 0
+	}
+	return c.kcm.pid()
 }
 
 // Server is the URL of the cluster's API.

@@ -44,7 +44,8 @@ func RepoRoot() (string, error) {
 }
 
 // Binary returns the path of a test binary built by
-// hack/install-test-binaries.sh (etcd, kube-apiserver, kubectl).
+// hack/install-test-binaries.sh (etcd, kube-apiserver,
+// kube-controller-manager, kubectl).
 func Binary(name string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {

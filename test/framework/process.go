@@ -88,6 +88,16 @@ func (p *process) exited() bool {
 	}
 }
 
+// pid is the process id of the running process, or 0.
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 func (p *process) stop() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done

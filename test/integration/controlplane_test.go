@@ -128,10 +128,14 @@ func TestControlPlane(t *testing.T) {
 		assert.True(t, apierrors.IsForbidden(err), "want Forbidden, got %v", err)
 	})
 
-	t.Run("a user granted fedmesh:view can read policies but not clusters", func(t *testing.T) {
-		_, err := cp.Kube().RbacV1().RoleBindings("httpbin").Create(ctx, &rbacv1.RoleBinding{
+	// The stock roles, as a cluster's admin grants them: fedmesh's rules
+	// reach them through the aggregated ClusterRoles of artifacts/deploy,
+	// which the controller manager's clusterrole-aggregation controller
+	// folds into view, edit and admin.
+	t.Run("a user granted the stock view role reads imports and policies but not clusters", func(t *testing.T) {
+		_, err := cp.Kube().RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "alice-view"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "fedmesh:view"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view"},
 			Subjects:   []rbacv1.Subject{{Kind: "User", Name: "alice", APIGroup: "rbac.authorization.k8s.io"}},
 		}, metav1.CreateOptions{})
 		require.NoError(t, err)
@@ -143,11 +147,37 @@ func TestControlPlane(t *testing.T) {
 			if assert.NoError(c, err) {
 				assert.NotEmpty(c, list.Items)
 			}
+			_, err = client.GlobalTrafficPolicies("").List(ctx, metav1.ListOptions{})
+			assert.NoError(c, err, "policies of every namespace")
+			_, err = client.ServiceImports("").List(ctx, metav1.ListOptions{})
+			assert.NoError(c, err, "imports of every namespace")
 		}, 10*time.Second, 100*time.Millisecond)
 		_, err = client.Clusters().List(ctx, metav1.ListOptions{})
 		assert.True(t, apierrors.IsForbidden(err), "clusters hold credentials: want Forbidden, got %v", err)
+		_, err = client.Clusters().Get(ctx, "cluster-1", metav1.GetOptions{})
+		assert.True(t, apierrors.IsForbidden(err), "clusters hold credentials: want Forbidden, got %v", err)
 		err = client.GlobalTrafficPolicies("httpbin").Delete(ctx, "httpbin", metav1.DeleteOptions{})
 		assert.True(t, apierrors.IsForbidden(err), "view cannot delete: want Forbidden, got %v", err)
+	})
+
+	t.Run("a user granted the stock edit role in a namespace manages its policies", func(t *testing.T) {
+		_, err := cp.Kube().RbacV1().RoleBindings("httpbin").Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "bob-edit"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edit"},
+			Subjects:   []rbacv1.Subject{{Kind: "User", Name: "bob", APIGroup: "rbac.authorization.k8s.io"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		cfg, err := cp.UserConfig("bob")
+		require.NoError(t, err)
+		client := versioned.NewForConfigOrDie(cfg).FlomeshV1alpha1()
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			err := client.GlobalTrafficPolicies("httpbin").Delete(ctx, "httpbin", metav1.DeleteOptions{})
+			assert.NoError(c, err, "edit may delete a policy of its namespace")
+		}, 10*time.Second, 100*time.Millisecond)
+		_, err = client.GlobalTrafficPolicies("default").List(ctx, metav1.ListOptions{})
+		assert.True(t, apierrors.IsForbidden(err), "only in its namespace: want Forbidden, got %v", err)
+		_, err = client.Clusters().List(ctx, metav1.ListOptions{})
+		assert.True(t, apierrors.IsForbidden(err), "clusters hold credentials: want Forbidden, got %v", err)
 	})
 
 	t.Run("an unauthenticated client is unauthorized", func(t *testing.T) {
