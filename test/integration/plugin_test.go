@@ -16,6 +16,7 @@ limitations under the License.
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -33,6 +34,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -98,6 +100,68 @@ func (p plugin) exec(t *testing.T, bin string, args ...string) (string, string, 
 	err := cmd.Run()
 	t.Logf("$ %s %s\n%s%s", filepath.Base(bin), strings.Join(args, " "), stdout.String(), stderr.String())
 	return stdout.String(), stderr.String(), err
+}
+
+// running is a plugin started in the background, whose stdout is read as
+// it comes.
+type running struct {
+	cmd   *exec.Cmd
+	lines chan string
+	out   strings.Builder
+	// done is closed when stdout is closed.
+	done   chan struct{}
+	stderr bytes.Buffer
+}
+
+// start runs the plugin in the background; wait collects it.
+func (p plugin) start(t *testing.T, ctx context.Context, args ...string) *running {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, p.bin, append(args, "--kubeconfig", p.kubeconfig)...)
+	cmd.Env = append(os.Environ(), "HOME="+p.home, "KUBECONFIG=")
+	r := &running{cmd: cmd, lines: make(chan string, 100), done: make(chan struct{})}
+	cmd.Stderr = &r.stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	go func() {
+		defer close(r.done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			r.out.WriteString(sc.Text() + "\n")
+			select {
+			case r.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	return r
+}
+
+// waitLine waits until the plugin prints a line containing s.
+func (r *running) waitLine(t *testing.T, s string, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case line := <-r.lines:
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-r.done:
+			require.Failf(t, "the plugin ended", "without printing %q; stderr: %s", s, r.stderr.String())
+		case <-deadline:
+			require.Failf(t, "no such line", "the plugin did not print %q within %s", s, within)
+		}
+	}
+}
+
+// wait waits for the plugin to end and returns its stdout and error.
+func (r *running) wait(t *testing.T) (string, error) {
+	t.Helper()
+	<-r.done
+	err := r.cmd.Wait()
+	t.Logf("$ kubectl-fedmesh %s\n%s%s", strings.Join(r.cmd.Args[1:], " "), r.out.String(), r.stderr.String())
+	return r.out.String(), err
 }
 
 func (p plugin) run(t *testing.T, args ...string) string {
@@ -384,12 +448,10 @@ func TestPlugin(t *testing.T) {
 		secrets, err := kube.CoreV1().Secrets("fedmesh-system").List(ctx, metav1.ListOptions{})
 		require.NoError(t, err)
 		assert.Empty(t, secrets.Items, "token Secrets")
-		ns, err := kube.CoreV1().Namespaces().Get(ctx, "fedmesh-system", metav1.GetOptions{})
-		if err == nil {
-			assert.NotNil(t, ns.DeletionTimestamp, "the namespace is being deleted (no namespace controller runs here to finish)")
-		} else {
-			assert.True(t, apierrors.IsNotFound(err), "namespace: %v", err)
-		}
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := kube.CoreV1().Namespaces().Get(ctx, "fedmesh-system", metav1.GetOptions{})
+			assert.True(c, apierrors.IsNotFound(err), "the namespace controller removes the namespace: %v", err)
+		}, 20*time.Second, 100*time.Millisecond)
 		ings, err := kube.NetworkingV1().Ingresses("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=fedmesh-syncer"})
 		require.NoError(t, err)
 		assert.Empty(t, ings.Items, "what fedmesh-syncer wrote is gone too")
@@ -406,6 +468,77 @@ func TestPlugin(t *testing.T) {
 		assert.Contains(t, out, "no Cluster cluster-3 on the control plane")
 		_, err = m3.Kube().CoreV1().ServiceAccounts("fedmesh-system").Get(ctx, "fedmesh", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err))
+	})
+
+	join1 := []string{"join", "cluster-1", "--member-context", "cluster-1", "--gateway-host", "127.0.0.1", "--gateway-port", "81"}
+
+	t.Run("join waits for a terminating fedmesh-system, writing nothing before", func(t *testing.T) {
+		out := p.run(t, append(join1, "--wait", "--timeout", "60s")...)
+		assert.Contains(t, out, "cluster cluster-1 is Ready")
+		assert.NotContains(t, out, "waiting for namespace", "nothing to wait for")
+		// A finalizer nobody removes holds the namespace in Terminating
+		// after the unjoin, as a slow controller of the member would.
+		cms := m1.Kube().CoreV1().ConfigMaps("fedmesh-system")
+		_, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "hold", Finalizers: []string{"fedmesh.test/hold"}}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		out = p.run(t, "unjoin", "cluster-1", "--member-context", "cluster-1")
+		assert.Contains(t, out, "Namespace fedmesh-system")
+
+		// The namespace controller reports on a deleted namespace 5s after
+		// the deletion: by 8s it says what holds it.
+		start := time.Now()
+		line := p.fail(t, append(join1, "--timeout", "8s")...)
+		assert.Contains(t, line, "namespace fedmesh-system of the member at "+m1.Server())
+		assert.Contains(t, line, "is still terminating after 8s: ")
+		assert.Contains(t, line, "NamespaceFinalizersRemaining: Some content in the namespace has finalizers remaining: fedmesh.test/hold")
+		assert.Contains(t, line, "nothing was changed")
+		assert.Less(t, time.Since(start), 15*time.Second, "bounded by --timeout")
+		_, err = f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-1", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "no Cluster: %v", err)
+		_, err = m1.Kube().RbacV1().ClusterRoles().Get(ctx, "fedmesh:member", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "no ClusterRole: %v", err)
+		_, err = m1.Kube().CoreV1().ServiceAccounts("fedmesh-system").Get(ctx, "fedmesh", metav1.GetOptions{})
+		assert.True(t, apierrors.IsNotFound(err), "no ServiceAccount: %v", err)
+
+		run := p.start(t, ctx, append(join1, "--wait", "--timeout", "60s")...)
+		run.waitLine(t, "waiting for namespace fedmesh-system to finish terminating", 20*time.Second)
+		_, err = cms.Patch(ctx, "hold", types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`), metav1.PatchOptions{})
+		require.NoError(t, err)
+		out, err = run.wait(t)
+		require.NoError(t, err)
+		assert.Regexp(t, `namespace fedmesh-system is gone after \S+`, out)
+		assert.Contains(t, out, "cluster.flomesh.io/cluster-1 joined")
+		assert.Contains(t, out, "cluster cluster-1 is Ready")
+		ns, err := m1.Kube().CoreV1().Namespaces().Get(ctx, "fedmesh-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "kubectl-fedmesh", ns.Labels["app.kubernetes.io/managed-by"], "join made the namespace again, as its own")
+	})
+
+	t.Run("unjoin, join, unjoin, join: the member ends with every import", func(t *testing.T) {
+		// cluster-2 exports too; cluster-1 still exports its own httpbin.
+		exportHTTPBin(t, ctx, m2)
+		for i := range 2 {
+			// Each join follows its unjoin at once: fedmesh-system is
+			// still being deleted, or just gone.
+			out := p.run(t, "unjoin", "cluster-1", "--member-context", "cluster-1")
+			assert.Contains(t, out, "cluster.flomesh.io/cluster-1 deleted", "round %d", i)
+			assert.Contains(t, out, "ServiceAccount fedmesh-system/fedmesh, Namespace fedmesh-system", "round %d: join made both", i)
+			out = p.run(t, append(join1, "--wait", "--timeout", "90s")...)
+			assert.Contains(t, out, "cluster cluster-1 is Ready", "round %d", i)
+		}
+		eventuallyImports(t, ctx, m1, map[string][]string{"httpbin": {key2}, "httpbin-cluster-2": {key2}}, 30*time.Second)
+		eventuallyImports(t, ctx, m2, map[string][]string{"httpbin": {key1}, "httpbin-cluster-1": {key1}}, 10*time.Second)
+
+		secrets, err := m1.Kube().CoreV1().Secrets("fedmesh-system").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		assert.Len(t, secrets.Items, 1, "one token, of the last join")
+		clusters, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		var names []string
+		for _, c := range clusters.Items {
+			names = append(names, c.Name)
+		}
+		assert.ElementsMatch(t, []string{"cluster-1", "cluster-2"}, names)
 	})
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
@@ -221,3 +222,33 @@ func TestPrintError(t *testing.T) {
 type multiLine struct{}
 
 func (*multiLine) Error() string { return "first\n  second\n" }
+
+func TestTerminationStatus(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		deleted time.Duration
+		conds   []corev1.NamespaceCondition
+		want    string
+	}{
+		{name: "the controller has not looked yet", deleted: 2 * time.Second,
+			want: "deleted 2s ago, the member's namespace controller has not reported on it yet (it starts 5s after a deletion)"},
+		{name: "no controller runs", deleted: time.Minute,
+			want: "deleted 1m0s ago, no namespace controller has reported on it: does the member run kube-controller-manager?"},
+		{name: "content and finalizers remaining", deleted: time.Minute, conds: []corev1.NamespaceCondition{
+			{Type: corev1.NamespaceDeletionDiscoveryFailure, Status: corev1.ConditionFalse, Message: "All resources successfully discovered"},
+			{Type: corev1.NamespaceContentRemaining, Status: corev1.ConditionTrue, Message: "Some resources are remaining: configmaps. has 1 resource instances"},
+			{Type: corev1.NamespaceFinalizersRemaining, Status: corev1.ConditionTrue, Message: "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"},
+		}, want: "NamespaceContentRemaining: Some resources are remaining: configmaps. has 1 resource instances; " +
+			"NamespaceFinalizersRemaining: Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := &corev1.Namespace{
+				ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &metav1.Time{Time: now.Add(-tt.deleted)}},
+				Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceTerminating, Conditions: tt.conds},
+			}
+			assert.Equal(t, tt.want, terminationStatus(ns, now))
+		})
+	}
+}

@@ -70,6 +70,10 @@ CA. On the control plane it applies the Cluster NAME by server-side apply,
 then revokes the tokens of earlier joins. Running join again is safe: it
 restores the member's identity and issues a fresh token.
 
+If the namespace fedmesh-system is still terminating (right after an unjoin),
+join first waits, up to --timeout, until the member's namespace controller has
+removed it; it writes nothing before.
+
 --dry-run=client prints the Cluster instead of applying it. The member is still
 prepared and a token issued, since the Cluster carries it; the token is shown
 as <redacted> unless --show-secrets.`,
@@ -97,6 +101,7 @@ as <redacted> unless --show-secrets.`,
 	f.StringVar(&o.memberServer, "member-server", "", "API server URL fedmesh uses to reach the member, when the member's kubeconfig says one it cannot use (such as https://0.0.0.0:6443)")
 	f.DurationVar(&o.tokenExpiration, "token-expiration", 8760*time.Hour, "How long the member's token for fedmesh is valid; renew it with 'kubectl fedmesh rotate'")
 	addWaitFlags(cmd, &o.wait, &o.timeout)
+	f.Lookup("timeout").Usage = "How long to wait for a terminating namespace " + MemberNamespace + " to go, and with --wait for the Cluster to be Ready, before failing with the reason"
 	f.StringVar(&o.dryRun, "dry-run", dryRunNone, `"none", "client" (print the Cluster instead of applying it) or "server" (submit it without persisting it)`)
 	f.Lookup("dry-run").NoOptDefVal = dryRunClient
 	f.BoolVar(&o.showSecrets, "show-secrets", false, "Print the token in the Cluster's kubeconfig instead of "+Redacted)
@@ -181,6 +186,22 @@ func (o *joinOptions) run(ctx context.Context) error {
 	// written in the member.
 	if _, err := checkMember(ctx, client, o.name, saUID, ep.Server, m.endpoint.Server); err != nil {
 		return controlPlaneError(cpConfig, err)
+	}
+	// A namespace being deleted (by an unjoin, say) takes no new object
+	// until it is gone: wait for it rather than fail half-way.
+	waited, err := m.awaitNamespaceGone(ctx, progressWriter(o.streams.Out, o.streams.ErrOut, o.printFlags), o.timeout)
+	if err != nil {
+		return err
+	}
+	if waited {
+		// The ServiceAccount went with the namespace: check again with
+		// what the member holds now.
+		if saUID, err = m.serviceAccountUID(ctx); err != nil {
+			return err
+		}
+		if _, err := checkMember(ctx, client, o.name, saUID, ep.Server, m.endpoint.Server); err != nil {
+			return controlPlaneError(cpConfig, err)
+		}
 	}
 	if err := m.ensureIdentity(ctx); err != nil {
 		return err

@@ -18,6 +18,7 @@ package fedmesh
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"sort"
 	"strings"
@@ -190,6 +191,81 @@ func (m *member) serviceAccountUID(ctx context.Context) (string, error) {
 		return "", m.wrap(err)
 	}
 	return string(sa.UID), nil
+}
+
+// awaitNamespaceGone waits, up to timeout, until the namespace
+// fedmesh-system is not terminating: a namespace being deleted refuses new
+// objects until the member's namespace controller (in
+// kube-controller-manager) has emptied and removed it. It writes progress
+// to w and reports whether it had to wait.
+func (m *member) awaitNamespaceGone(ctx context.Context, w io.Writer, timeout time.Duration) (bool, error) {
+	ns, err := m.kube.CoreV1().Namespaces().Get(ctx, MemberNamespace, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, m.wrap(err)
+	}
+	if ns.DeletionTimestamp == nil {
+		return false, nil
+	}
+	fmt.Fprintf(w, "waiting for namespace %s to finish terminating\n", MemberNamespace)
+	start := time.Now()
+	deadline := start.Add(timeout)
+	// Each read is bounded by --member-timeout, not cut by the deadline,
+	// so that an error is the member's answer.
+	for {
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		cur, err := m.kube.CoreV1().Namespaces().Get(ctx, MemberNamespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && cur.DeletionTimestamp == nil) {
+			// Gone, or gone and made again between two reads.
+			break
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return true, fmt.Errorf("namespace %s of the member at %s is still terminating after %s as last read: %s; reading it again failed: %v; nothing was changed",
+					MemberNamespace, m.where, timeout, terminationStatus(ns, time.Now()), m.wrap(err))
+			}
+			return true, fmt.Errorf("namespace %s of the member at %s is still terminating after %s: %s; nothing was changed, run join again once it is gone",
+				MemberNamespace, m.where, timeout, terminationStatus(cur, time.Now()))
+		}
+		if err == nil {
+			ns = cur
+		}
+	}
+	fmt.Fprintf(w, "namespace %s is gone after %s\n", MemberNamespace, time.Since(start).Round(100*time.Millisecond))
+	return true, nil
+}
+
+// namespaceControllerDelay is how long the namespace controller of
+// kube-controller-manager lets a deleted namespace be before it starts
+// removing its content, and how long it reports nothing on it.
+const namespaceControllerDelay = 5 * time.Second
+
+// terminationStatus says why a namespace being deleted is still there at
+// now, as the namespace controller reports it in its conditions.
+func terminationStatus(ns *corev1.Namespace, now time.Time) string {
+	var why []string
+	for _, c := range ns.Status.Conditions {
+		if c.Status == corev1.ConditionTrue {
+			why = append(why, fmt.Sprintf("%s: %s", c.Type, c.Message))
+		}
+	}
+	if len(why) > 0 {
+		return strings.Join(why, "; ")
+	}
+	if ns.DeletionTimestamp == nil {
+		return "no namespace controller has reported on it"
+	}
+	age := now.Sub(ns.DeletionTimestamp.Time).Round(time.Second)
+	if age <= 3*namespaceControllerDelay {
+		return fmt.Sprintf("deleted %s ago, the member's namespace controller has not reported on it yet (it starts %s after a deletion)", age, namespaceControllerDelay)
+	}
+	return fmt.Sprintf("deleted %s ago, no namespace controller has reported on it: does the member run kube-controller-manager?", age)
 }
 
 // ensureIdentity creates or updates, by server-side apply, the namespace,
