@@ -205,6 +205,19 @@ func (m *member) addHandlers(s *Syncer) {
 		}
 		m.enqueueExports()
 	}))
+	// A namespace deleted in the member took the syncer's objects with it;
+	// the writes that waited for it to go (ensureNamespace) can be made,
+	// in a namespace made again, if the federation still wants them there.
+	_, _ = m.mdFactory.ForResource(namespacesGVR).Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj interface{}) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if a, err := meta.Accessor(obj); err == nil {
+				s.enqueueNamespace(m, a.GetName())
+			}
+		},
+	})
 }
 
 // handler calls f with the object of every event, including deletions

@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -89,7 +90,9 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 
 	errs := []error{
 		s.syncImport(ctx, m, k, wantImport, liveImport),
-		s.syncPolicy(ctx, m, k, wantPolicy),
+		// A policy alone never makes a namespace: where the member hosts
+		// the service, the namespace exists.
+		s.syncPolicy(ctx, m, k, wantPolicy, wantImport != nil),
 		s.syncIngress(ctx, m, k, wantIngress),
 	}
 	if export != nil {
@@ -136,7 +139,7 @@ func (s *Syncer) syncImport(ctx context.Context, m *member, k serviceKey, want, 
 	case live != nil && ImportUpToDate(want, live):
 		return nil
 	}
-	if err := s.ensureNamespace(ctx, m, k.Namespace); err != nil {
+	if ok, err := s.ensureNamespace(ctx, m, k.Namespace, true); !ok || err != nil {
 		return err
 	}
 	countWrite(m, "serviceimports", "apply", k.Namespace, k.Name)
@@ -145,7 +148,7 @@ func (s *Syncer) syncImport(ctx context.Context, m *member, k serviceKey, want, 
 	return err
 }
 
-func (s *Syncer) syncPolicy(ctx context.Context, m *member, k serviceKey, want *v1alpha1.GlobalTrafficPolicy) error {
+func (s *Syncer) syncPolicy(ctx context.Context, m *member, k serviceKey, want *v1alpha1.GlobalTrafficPolicy, mayCreateNamespace bool) error {
 	live, err := m.policies.GlobalTrafficPolicies(k.Namespace).Get(k.Name)
 	if err != nil {
 		live = nil
@@ -163,7 +166,7 @@ func (s *Syncer) syncPolicy(ctx context.Context, m *member, k serviceKey, want *
 	case live != nil && PolicyUpToDate(want, live):
 		return nil
 	}
-	if err := s.ensureNamespace(ctx, m, k.Namespace); err != nil {
+	if ok, err := s.ensureNamespace(ctx, m, k.Namespace, mayCreateNamespace); !ok || err != nil {
 		return err
 	}
 	countWrite(m, "globaltrafficpolicies", "apply", k.Namespace, k.Name)
@@ -215,21 +218,34 @@ func (s *Syncer) syncExportStatus(ctx context.Context, m *member, export *v1alph
 	return err
 }
 
-// ensureNamespace creates a namespace the member lacks, labelled as the
-// syncer's. The syncer never deletes namespaces: by the time it no longer
-// needs one, its users may have put their own objects there.
-func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string) error {
-	if _, err := m.namespaces.Get(name); err == nil {
-		return nil
+// ensureNamespace reports whether the member has the namespace to write
+// into, creating it, labelled as the syncer's, when it lacks it and create
+// is set. A namespace being deleted takes no new object: the write waits
+// until the member's namespace controller has removed it, whose deletion
+// queues the namespace's services again (member.addHandlers), and the
+// namespace is then made again only if an import still needs it.
+//
+// The syncer never deletes namespaces: by the time it no longer needs one,
+// its users may have put their own objects there.
+func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string, create bool) (bool, error) {
+	if o, err := m.namespaces.Get(name); err == nil {
+		if a, err := meta.Accessor(o); err == nil && a.GetDeletionTimestamp() != nil {
+			klog.V(2).InfoS("Namespace is being deleted; writing into it once it is gone", "cluster", m.name, "namespace", name)
+			return false, nil
+		}
+		return true, nil
+	}
+	if !create {
+		return false, nil
 	}
 	countWrite(m, "namespaces", "create", "", name)
 	_, err := m.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ownedLabels()},
 	}, metav1.CreateOptions{FieldManager: FieldManager})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return false, err
 	}
-	return err
+	return true, nil
 }
 
 // deleteOwned deletes an object the syncer created, on the condition that

@@ -382,6 +382,22 @@ func (s *Syncer) enqueueAll(m *member) {
 	}
 }
 
+// enqueueNamespace queues in a member every service of a namespace that
+// the federation may want written there: those of the control plane's
+// imports and policies in the namespace.
+func (s *Syncer) enqueueNamespace(m *member, namespace string) {
+	if list, err := s.imports.ServiceImports(namespace).List(labelsEverything); err == nil {
+		for _, o := range list {
+			m.queue.Add(serviceKey{o.Namespace, o.Name})
+		}
+	}
+	if list, err := s.policies.GlobalTrafficPolicies(namespace).List(labelsEverything); err == nil {
+		for _, o := range list {
+			m.queue.Add(serviceKey{o.Namespace, o.Name})
+		}
+	}
+}
+
 // exportKeys lists the services the member exports, or none before its
 // caches synced.
 func (m *member) exportKeys() []serviceKey {

@@ -325,6 +325,81 @@ func TestSyncer(t *testing.T) {
 		t.Logf("unexported everywhere %v after deleting the export", time.Since(start).Round(time.Millisecond))
 	})
 
+	t.Run("a namespace deleted in a member goes, and comes back only for an import", func(t *testing.T) {
+		// cluster-1 exports web in namespace old, then withdraws it: the
+		// namespace the syncer made for the import in cluster-2 stays,
+		// needed by nothing.
+		_, err := c1.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "old"}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = c1.Kube().CoreV1().Services("old").Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "web"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(80)}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		exports := c1.Fedmesh().FlomeshV1alpha1().ServiceExports("old")
+		_, err = exports.Create(ctx, &v1alpha1.ServiceExport{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "old"},
+			Spec:       v1alpha1.ServiceExportSpec{Rules: []v1alpha1.ServiceExportRule{{PortNumber: 80, Path: "/cluster-1/web"}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := c2.Fedmesh().FlomeshV1alpha1().ServiceImports("old").Get(ctx, "web", metav1.GetOptions{})
+			assert.NoError(c, err, "cluster-2 imports old/web")
+		}, 5*time.Second, 50*time.Millisecond)
+		require.NoError(t, exports.Delete(ctx, "web", metav1.DeleteOptions{}))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := c2.Fedmesh().FlomeshV1alpha1().ServiceImports("old").Get(ctx, "web", metav1.GetOptions{})
+			assert.True(c, apierrors.IsNotFound(err), "the import of old/web leaves cluster-2: %v", err)
+		}, 5*time.Second, 50*time.Millisecond)
+		_, err = c2.Kube().CoreV1().Namespaces().Get(ctx, "old", metav1.GetOptions{})
+		require.NoError(t, err, "the syncer deletes no namespace")
+
+		// Failed reconciles in cluster-2, of every syncer: a write into a
+		// namespace being deleted would be one.
+		failures := func() float64 {
+			t.Helper()
+			sum := 0.0
+			for _, s := range f.Syncers() {
+				v, err := s.Metric(ctx, "fedmesh_syncer_reconciles_total", map[string]string{"cluster": "cluster-2", "result": "error"})
+				require.NoError(t, err)
+				sum += v
+			}
+			return sum
+		}
+		failed := failures()
+		namespaces := c2.Kube().CoreV1().Namespaces()
+		before, err := namespaces.Get(ctx, "httpbin", metav1.GetOptions{})
+		require.NoError(t, err)
+		start := time.Now()
+		require.NoError(t, namespaces.Delete(ctx, "httpbin", metav1.DeleteOptions{}))
+		require.NoError(t, namespaces.Delete(ctx, "old", metav1.DeleteOptions{}))
+
+		// httpbin holds imports that cluster-2 still needs: the namespace
+		// controller empties and removes it, and the syncer makes it again
+		// with the imports.
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			ns, err := namespaces.Get(ctx, "httpbin", metav1.GetOptions{})
+			if assert.NoError(c, err) {
+				assert.NotEqual(c, before.UID, ns.UID, "a new namespace httpbin")
+				assert.Nil(c, ns.DeletionTimestamp)
+				assert.Equal(c, "fedmesh-syncer", ns.Labels["app.kubernetes.io/managed-by"])
+			}
+		}, 20*time.Second, 50*time.Millisecond)
+		eventuallyImports(t, ctx, c2, map[string][]string{"httpbin": {key1, key3}, "httpbin-cluster-3": {key3}}, 10*time.Second)
+		t.Logf("cluster-2's namespace httpbin deleted and made again with its imports in %v", time.Since(start).Round(time.Millisecond))
+		assert.Equal(t, failed, failures(), "the syncer waits for the namespace to go rather than fail writing into it")
+
+		// old holds nothing the federation wants: it goes for good.
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := namespaces.Get(ctx, "old", metav1.GetOptions{})
+			assert.True(c, apierrors.IsNotFound(err), "namespace old is gone: %v", err)
+		}, 20*time.Second, 50*time.Millisecond)
+		assert.Never(t, func() bool {
+			_, err := namespaces.Get(ctx, "old", metav1.GetOptions{})
+			return !apierrors.IsNotFound(err)
+		}, 2*time.Second, 100*time.Millisecond, "nothing makes namespace old again")
+	})
+
 	t.Run("a path taken by another Ingress invalidates the export", func(t *testing.T) {
 		other := &networkingv1.Ingress{
 			ObjectMeta: metav1.ObjectMeta{Name: "mine", Namespace: "default"},
