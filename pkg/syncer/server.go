@@ -29,13 +29,22 @@ import (
 	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	genericapifilters "k8s.io/apiserver/pkg/endpoints/filters"
+	apirequest "k8s.io/apiserver/pkg/endpoints/request"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/apiserver/pkg/server/mux"
+	apiserveroptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
+	netutils "k8s.io/utils/net"
 
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/pkg/members"
@@ -47,8 +56,15 @@ type ServerOptions struct {
 
 	// Kubeconfig of the control plane; empty means in-cluster.
 	Kubeconfig string
-	// BindAddress serves /healthz, /readyz and /metrics over HTTP.
-	BindAddress string
+
+	// SecureServing serves /healthz, /readyz, /livez and /metrics over
+	// HTTPS. Authentication and Authorization are delegated to the
+	// control plane (TokenReview, SubjectAccessReview), as
+	// kube-controller-manager does: the health endpoints are open to
+	// anyone, /metrics only to who may get that non-resource URL.
+	SecureServing  *apiserveroptions.SecureServingOptions
+	Authentication *apiserveroptions.DelegatingAuthenticationOptions
+	Authorization  *apiserveroptions.DelegatingAuthorizationOptions
 
 	LeaderElect          bool
 	LeaderElectNamespace string
@@ -59,9 +75,26 @@ type ServerOptions struct {
 	RetryPeriod          time.Duration
 }
 
+// DefaultSecurePort is where fedmesh-syncer serves its health endpoints
+// and metrics.
+const DefaultSecurePort = 10358
+
 // NewServerOptions returns the defaults of a production syncer.
 func NewServerOptions() *ServerOptions {
+	serving := apiserveroptions.NewSecureServingOptions()
+	serving.BindPort = DefaultSecurePort
+	// Without --tls-cert-file, a self-signed certificate: in memory, or
+	// kept in --cert-dir when that is set.
+	serving.ServerCert.CertDirectory = ""
+	serving.ServerCert.PairName = "fedmesh-syncer"
+	authz := apiserveroptions.NewDelegatingAuthorizationOptions()
+	// Probes need no credentials; everything else, /metrics first, is
+	// authorized by the control plane.
+	authz.AlwaysAllowPaths = []string{"/healthz", "/readyz", "/livez"}
 	return &ServerOptions{
+		SecureServing:  serving,
+		Authentication: apiserveroptions.NewDelegatingAuthenticationOptions(),
+		Authorization:  authz,
 		Syncer: Options{
 			IngressClass:   "pipy",
 			Workers:        2,
@@ -70,7 +103,6 @@ func NewServerOptions() *ServerOptions {
 			MemberTimeout:  10 * time.Second,
 			CleanupTimeout: 2 * time.Minute,
 		},
-		BindAddress:          "0.0.0.0:10358",
 		LeaderElect:          true,
 		LeaderElectNamespace: "fedmesh",
 		LeaderElectName:      "fedmesh-syncer",
@@ -83,7 +115,6 @@ func NewServerOptions() *ServerOptions {
 // AddFlags adds the options to fs.
 func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the control-plane cluster, where fedmesh-apiserver is registered; empty for the in-cluster configuration")
-	fs.StringVar(&o.BindAddress, "bind-address", o.BindAddress, "address serving /healthz, /readyz and /metrics over HTTP")
 	fs.StringVar(&o.Syncer.IngressClass, "ingress-class", o.Syncer.IngressClass, "ingressClassName of the Ingresses that expose exports in their clusters; empty for the members' default class")
 	fs.IntVar(&o.Syncer.Workers, "workers", o.Syncer.Workers, "workers per member cluster")
 	fs.DurationVar(&o.Syncer.ResyncPeriod, "resync-period", o.Syncer.ResyncPeriod, "how often every cache replays its objects to be checked again")
@@ -98,6 +129,16 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long the other replicas wait after the last renewal before taking the lease")
 	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "how long the leader tries to renew before it gives up leading")
 	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "how often replicas try to acquire or renew the lease")
+
+	o.SecureServing.AddFlags(fs)
+	o.Authentication.AddFlags(fs)
+	o.Authorization.AddFlags(fs)
+	// Both default to the control plane the syncer reads, rather than to
+	// the in-cluster configuration only.
+	fs.Lookup("secure-port").Usage = "port serving /healthz, /readyz, /livez and /metrics over HTTPS, with authentication and authorization delegated to the control plane; 0 serves nothing"
+	fs.Lookup("cert-dir").Usage = "directory of the self-signed serving certificate made when --tls-cert-file is not given; empty keeps it in memory"
+	fs.Lookup("authentication-kubeconfig").Usage = "kubeconfig of the cluster that reviews tokens (tokenreviews.authentication.k8s.io) and holds the client CAs (configmap kube-system/extension-apiserver-authentication); defaults to --kubeconfig, then to the in-cluster configuration"
+	fs.Lookup("authorization-kubeconfig").Usage = "kubeconfig of the cluster that authorizes requests (subjectaccessreviews.authorization.k8s.io); defaults to --kubeconfig, then to the in-cluster configuration"
 }
 
 // Validate checks the options.
@@ -112,6 +153,9 @@ func (o *ServerOptions) Validate() error {
 	if o.Syncer.MaxRetryDelay <= 0 || o.Syncer.MemberTimeout <= 0 || o.Syncer.CleanupTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--max-retry-delay, --member-timeout and --cleanup-timeout must be positive"))
 	}
+	errs = append(errs, o.SecureServing.Validate()...)
+	errs = append(errs, o.Authentication.Validate()...)
+	errs = append(errs, o.Authorization.Validate()...)
 	return errors.Join(errs...)
 }
 
@@ -226,36 +270,72 @@ func (o *ServerOptions) restConfig() (*rest.Config, error) {
 	return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 }
 
-// serve starts the HTTP endpoints. /healthz fails when the leader could
-// not renew its lease for a while; /readyz once the process is up, leader
-// or standby, since a standby is a healthy replica.
+// serve starts the HTTPS endpoints, as kube-controller-manager serves its
+// own: a request is authenticated by client certificate (the CAs of the
+// control plane's extension-apiserver-authentication ConfigMap), by the
+// aggregator's request headers, or by a bearer token the control plane
+// reviews, and authorized by a SubjectAccessReview, so that reading
+// /metrics takes "get" on that non-resource URL. /healthz, /readyz and
+// /livez are open: /healthz and /livez fail when the leader could not
+// renew its lease for a while; /readyz passes once the process is up,
+// leader or standby, since a standby is a healthy replica.
 func (o *ServerOptions) serve(ctx context.Context, watchdog *leaderelection.HealthzAdaptor) error {
-	if o.BindAddress == "" || o.BindAddress == "0" {
+	if o.SecureServing.BindPort == 0 && o.SecureServing.Listener == nil {
 		return nil
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if watchdog != nil {
-			if err := watchdog.Check(r); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.Handle("/metrics", legacyregistry.Handler())
-	l, err := net.Listen("tcp", o.BindAddress)
+	if o.Authentication.RemoteKubeConfigFile == "" {
+		o.Authentication.RemoteKubeConfigFile = o.Kubeconfig
+	}
+	if o.Authorization.RemoteKubeConfigFile == "" {
+		o.Authorization.RemoteKubeConfigFile = o.Kubeconfig
+	}
+	if err := o.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return fmt.Errorf("creating a self-signed serving certificate: %w", err)
+	}
+	var serving *genericapiserver.SecureServingInfo
+	if err := o.SecureServing.ApplyTo(&serving); err != nil {
+		return err
+	}
+	var authn genericapiserver.AuthenticationInfo
+	if err := o.Authentication.ApplyTo(&authn, serving, nil); err != nil {
+		return fmt.Errorf("delegated authentication: %w", err)
+	}
+	var authz genericapiserver.AuthorizationInfo
+	if err := o.Authorization.ApplyTo(&authz); err != nil {
+		return fmt.Errorf("delegated authorization: %w", err)
+	}
+
+	m := mux.NewPathRecorderMux("fedmesh-syncer")
+	var checks []healthz.HealthChecker
+	if watchdog != nil {
+		checks = append(checks, watchdog)
+	}
+	healthz.InstallHandler(m, checks...)
+	healthz.InstallLivezHandler(m, checks...)
+	healthz.InstallReadyzHandler(m)
+	m.Handle("/metrics", legacyregistry.Handler())
+
+	_, stopped, err := serving.Serve(handlerChain(m, &authn, &authz), 0, ctx.Done())
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Serving health and metrics")
-		}
+		<-stopped
+		klog.V(2).InfoS("Stopped serving health and metrics")
 	}()
-	context.AfterFunc(ctx, func() { _ = srv.Close() })
-	klog.InfoS("Serving /healthz, /readyz and /metrics", "address", l.Addr().String())
+	klog.InfoS("Serving /healthz, /readyz, /livez and /metrics over HTTPS", "address", serving.Listener.Addr().String())
 	return nil
+}
+
+// handlerChain puts authentication and authorization in front of h, the
+// filters of kube-controller-manager's secure port: a request that fails
+// authentication gets 401, one that is not authorized 403.
+func handlerChain(h http.Handler, authn *genericapiserver.AuthenticationInfo, authz *genericapiserver.AuthorizationInfo) http.Handler {
+	resolver := &apirequest.RequestInfoFactory{}
+	h = genericapifilters.WithAuthorization(h, authz.Authorizer, scheme.Codecs)
+	h = genericapifilters.WithAuthentication(h, authn.Authenticator, genericapifilters.Unauthorized(scheme.Codecs), nil, nil)
+	h = genericapifilters.WithRequestInfo(h, resolver)
+	h = genericapifilters.WithCacheControl(h)
+	h = genericfilters.WithHTTPLogging(h)
+	return genericfilters.WithPanicRecovery(h, resolver)
 }

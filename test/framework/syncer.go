@@ -17,6 +17,7 @@ package framework
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 )
 
 const (
@@ -47,7 +49,9 @@ type Syncer struct {
 
 // startSyncers runs n fedmesh-syncer processes as the fedmesh-syncer
 // ServiceAccount of artifacts/deploy, with leases short enough for tests
-// to watch a hand-over.
+// to watch a hand-over. Each serves its endpoints over HTTPS with the
+// federation's serving certificate, and delegates authentication and
+// authorization to the control plane as that ServiceAccount.
 func (f *Federation) startSyncers(ctx context.Context, n int, extraArgs []string) error {
 	bins, err := fedmeshBinaries()
 	if err != nil {
@@ -69,7 +73,8 @@ func (f *Federation) startSyncers(ctx context.Context, n int, extraArgs []string
 			logPath: filepath.Join(f.dir, "logs", name+".log"),
 			args: append([]string{
 				"--kubeconfig=" + kubeconfig,
-				"--bind-address=" + hostPort(port),
+				"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+				"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
 				"--leader-elect-namespace=" + fedmeshNamespace,
 				"--leader-elect-identity=" + name,
 				"--leader-elect-lease-duration=3s",
@@ -105,7 +110,11 @@ func (s *Syncer) Start(ctx context.Context) error {
 		return err
 	}
 	return waitFor(ctx, 30*time.Second, s.proc, func(ctx context.Context) error {
-		return httpGet(ctx, s.url("/readyz"))
+		code, body, err := s.Get(ctx, s.f.AnonymousConfig(), "/readyz")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/readyz: %d %s", code, body)
+		}
+		return err
 	})
 }
 
@@ -119,24 +128,49 @@ func (s *Syncer) Kill() { s.proc.kill() }
 // Log is the path of the syncer's log.
 func (s *Syncer) Log() string { return s.proc.logPath }
 
-func (s *Syncer) url(path string) string { return "http://" + hostPort(s.port) + path }
+// URL is the HTTPS URL of a path the syncer serves.
+func (s *Syncer) URL(path string) string { return "https://" + hostPort(s.port) + path }
 
-// Metric returns the sum of the samples of a metric of the syncer whose
-// labels include every label of match.
-func (s *Syncer) Metric(ctx context.Context, name string, match map[string]string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url("/metrics"), nil)
+// Get sends a GET of path to the syncer with the credentials of cfg (its
+// TLS client certificate, or its bearer token; neither for an anonymous
+// request), trusting the federation's CA, and returns the status code and
+// the body.
+func (s *Syncer) Get(ctx context.Context, cfg *rest.Config, path string) (int, []byte, error) {
+	client, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL(path), nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("/metrics: %s", resp.Status)
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// AnonymousConfig is a client configuration of the control plane that
+// trusts the federation's CA and presents no credential.
+func (f *Federation) AnonymousConfig() *rest.Config {
+	return &rest.Config{Host: f.ControlPlane.Server(), TLSClientConfig: rest.TLSClientConfig{CAFile: f.certs.caFile}}
+}
+
+// Metric returns the sum of the samples of a metric of the syncer whose
+// labels include every label of match. It scrapes /metrics as the control
+// plane's admin, whom the syncer's delegated authorization lets in.
+func (s *Syncer) Metric(ctx context.Context, name string, match map[string]string) (float64, error) {
+	code, body, err := s.Get(ctx, s.f.ControlPlane.Config(), "/metrics")
+	if err != nil {
+		return 0, err
 	}
-	return sumSamples(resp.Body, name, match)
+	if code != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %d %s", code, body)
+	}
+	return sumSamples(bytes.NewReader(body), name, match)
 }
 
 // Writes is how many mutating requests the syncer has sent to members
