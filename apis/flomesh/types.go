@@ -49,8 +49,29 @@ type ClusterSpec struct {
 	// +optional
 	GatewayPort int32 `json:"gatewayPort,omitempty"`
 	// Kubeconfig is the kubeconfig fedmesh uses to reach the member's API
-	// server. It is a credential: it is never shown in table output.
+	// server, inline. It is a credential, so whoever may read Clusters may
+	// read it: prefer credentialsSecretRef. Only its data is used: a
+	// server URL, a CA, a TLS server name, a bearer token or a client
+	// certificate and key; exec plugins, auth providers, file paths,
+	// basic auth and impersonation are refused. It is never shown in
+	// table output. Exactly one of kubeconfig and credentialsSecretRef is
+	// set.
+	// +optional
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// CredentialsSecretRef names the Secret that holds the member's
+	// credentials, in the namespace fedmesh keeps them in (fedmesh-members
+	// by default), which only fedmesh reads: the keys "server" (the https
+	// URL of the member's API), "ca.crt" (PEM) and "token". kubectl
+	// fedmesh join writes it.
+	// +optional
+	CredentialsSecretRef *CredentialsSecretReference `json:"credentialsSecretRef,omitempty"`
+}
+
+// CredentialsSecretReference names a Secret in fedmesh's namespace of
+// member credentials.
+type CredentialsSecretReference struct {
+	// Name of the Secret.
+	Name string `json:"name"`
 }
 
 // ClusterStatus is what fedmesh observed of a member cluster.

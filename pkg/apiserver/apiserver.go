@@ -29,6 +29,10 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
+	kubeinformers "k8s.io/client-go/informers"
+	corev1informers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	restclient "k8s.io/client-go/rest"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/install"
@@ -77,6 +81,9 @@ type ExtraConfig struct {
 	// Informers is the one informer factory of the server's own API, shared
 	// by admission and the clusterset controller; the server starts it.
 	Informers fedinformers.SharedInformerFactory
+	// ControlPlane reaches the core API of the control plane, where the
+	// members' credentials Secrets are; nil when standalone.
+	ControlPlane *restclient.Config
 }
 
 // Config is the configuration of fedmesh-apiserver.
@@ -121,7 +128,7 @@ func (c completedConfig) New() (*Server, error) {
 	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(flomesh.GroupName, Scheme, metav1.ParameterCodec, Codecs)
 	getter := c.GenericConfig.RESTOptionsGetter
 
-	clusters, clusterStatus, err := clusterstorage.NewREST(Scheme, getter, c.ExtraConfig.Clusterset.Kubeconfigs)
+	clusters, clusterStatus, err := clusterstorage.NewREST(Scheme, getter, c.ExtraConfig.Clusterset.Members.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -144,13 +151,29 @@ func (c completedConfig) New() (*Server, error) {
 		return s, nil
 	}
 	var controller *clusterset.Controller
+	var secrets kubeinformers.SharedInformerFactory
 	if !c.ExtraConfig.DisableClusterset {
-		// Made before the informers start, so that its informer starts
+		// The credentials Secrets of members are read from the control
+		// plane, in their namespace only; a standalone server has none.
+		var secretInformer corev1informers.SecretInformer
+		if cfg := c.ExtraConfig.ControlPlane; cfg != nil {
+			kube, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return nil, err
+			}
+			secrets = kubeinformers.NewSharedInformerFactoryWithOptions(kube, 0,
+				kubeinformers.WithNamespace(c.ExtraConfig.Clusterset.Members.SecretsNamespace))
+			secretInformer = secrets.Core().V1().Secrets()
+		}
+		// Made before the informers start, so that its informers start
 		// with them.
-		controller = clusterset.New(c.ExtraConfig.Client, informers, s.Imports, c.ExtraConfig.Clusterset)
+		controller = clusterset.New(c.ExtraConfig.Client, informers, secretInformer, s.Imports, c.ExtraConfig.Clusterset)
 	}
 	s.GenericAPIServer.AddPostStartHookOrDie("start-fedmesh-informers", func(hc genericapiserver.PostStartHookContext) error {
 		informers.Start(hc.Done())
+		if secrets != nil {
+			secrets.Start(hc.Done())
+		}
 		if controller != nil {
 			go controller.Run(hc)
 		}

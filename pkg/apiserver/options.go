@@ -42,7 +42,6 @@ import (
 	fedmeshadmission "github.com/fedmesh/fedmesh/pkg/admission"
 	admissioninitializer "github.com/fedmesh/fedmesh/pkg/admission/initializer"
 	"github.com/fedmesh/fedmesh/pkg/clusterset"
-	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // DefaultEtcdPathPrefix is where fedmesh keeps its objects in etcd.
@@ -140,7 +139,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"Directory of the embedded etcd, which is started when --etcd-servers is empty.")
 	fs.DurationVar(&o.Clusterset.UnavailableGrace, "member-unavailable-grace", o.Clusterset.UnavailableGrace,
 		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports.")
-	members.AddPolicyFlags(&o.Clusterset.Kubeconfigs, fs)
+	o.Clusterset.Members.AddFlags(fs)
 	fs.BoolVar(&o.Standalone, "standalone", o.Standalone,
 		"Serve without a control-plane cluster, for development and tests: clients authenticate only by "+
 			"certificates of --client-ca-file, only the system:masters group is authorized, and admission "+
@@ -225,9 +224,10 @@ func (o *Options) Config() (*Config, error) {
 	return &Config{
 		GenericConfig: serverConfig,
 		ExtraConfig: ExtraConfig{
-			Clusterset: o.Clusterset,
-			Client:     o.client,
-			Informers:  o.informers,
+			Clusterset:   o.Clusterset,
+			Client:       o.client,
+			Informers:    o.informers,
+			ControlPlane: serverConfig.ClientConfig,
 		},
 	}, nil
 }

@@ -31,8 +31,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
@@ -60,13 +62,15 @@ type Options struct {
 	ProbeInterval time.Duration
 	// HeartbeatInterval bounds how often an unchanged status is rewritten.
 	HeartbeatInterval time.Duration
-	// Kubeconfigs says which unsafe member kubeconfig features to accept.
-	Kubeconfigs members.Policy
+	// Members says how members are reached: where their credentials
+	// Secrets are, and which unsafe kubeconfig features to accept.
+	Members members.Options
 }
 
 // DefaultOptions are the options of a production server.
 func DefaultOptions() Options {
-	return Options{UnavailableGrace: 30 * time.Second, ProbeInterval: 2 * time.Second, HeartbeatInterval: 30 * time.Second}
+	return Options{UnavailableGrace: 30 * time.Second, ProbeInterval: 2 * time.Second, HeartbeatInterval: 30 * time.Second,
+		Members: members.DefaultOptions()}
 }
 
 // Controller follows the Clusters of the control plane.
@@ -74,8 +78,11 @@ type Controller struct {
 	opts     Options
 	client   versioned.Interface
 	clusters fedlisters.ClusterLister
-	synced   cache.InformerSynced
-	sink     Sink
+	// secrets reads the credentials Secrets Clusters name; nil without a
+	// control plane.
+	secrets members.Secrets
+	synced  []cache.InformerSynced
+	sink    Sink
 
 	// clusterQueue holds names of Clusters whose connection to reconcile;
 	// serviceQueue holds namespace/name of services whose import to
@@ -93,14 +100,16 @@ type Controller struct {
 }
 
 // New returns a controller over the Clusters of factory, writing their
-// status through client and the imports into sink.
-func New(client versioned.Interface, factory fedinformers.SharedInformerFactory, sink Sink, opts Options) *Controller {
+// status through client and the imports into sink. secrets, the informer
+// of the namespace of member credentials, is nil where fedmesh runs
+// without a control plane.
+func New(client versioned.Interface, factory fedinformers.SharedInformerFactory, secrets corev1informers.SecretInformer, sink Sink, opts Options) *Controller {
 	informer := factory.Flomesh().V1alpha1().Clusters()
 	c := &Controller{
 		opts:         opts,
 		client:       client,
 		clusters:     informer.Lister(),
-		synced:       informer.Informer().HasSynced,
+		synced:       []cache.InformerSynced{informer.Informer().HasSynced},
 		sink:         sink,
 		clusterQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "clusters"}),
 		serviceQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[[2]string](), workqueue.TypedRateLimitingQueueConfig[[2]string]{Name: "serviceimports"}),
@@ -112,7 +121,38 @@ func New(client versioned.Interface, factory fedinformers.SharedInformerFactory,
 		UpdateFunc: func(_, obj interface{}) { c.enqueueCluster(obj) },
 		DeleteFunc: func(obj interface{}) { c.enqueueCluster(obj) },
 	})
+	if secrets != nil {
+		c.secrets = secrets.Lister().Secrets(opts.Members.SecretsNamespace)
+		c.synced = append(c.synced, secrets.Informer().HasSynced)
+		// A new, changed or deleted Secret changes the connection of the
+		// Clusters that name it.
+		_, _ = secrets.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj interface{}) { c.enqueueClustersOf(obj) },
+			UpdateFunc: func(_, obj interface{}) { c.enqueueClustersOf(obj) },
+			DeleteFunc: func(obj interface{}) { c.enqueueClustersOf(obj) },
+		})
+	}
 	return c
+}
+
+// enqueueClustersOf queues the Clusters whose credentials are the Secret obj.
+func (c *Controller) enqueueClustersOf(obj interface{}) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	secret, err := meta.Accessor(obj)
+	if err != nil || secret.GetNamespace() != c.opts.Members.SecretsNamespace {
+		return
+	}
+	clusters, err := c.clusters.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, cl := range clusters {
+		if ref := cl.Spec.CredentialsSecretRef; ref != nil && ref.Name == secret.GetName() {
+			c.clusterQueue.Add(cl.Name)
+		}
+	}
 }
 
 func (c *Controller) enqueueCluster(obj interface{}) {
@@ -134,7 +174,7 @@ func (c *Controller) Run(ctx context.Context) {
 	defer c.clusterQueue.ShutDown()
 	defer c.serviceQueue.ShutDown()
 	c.ctx = ctx
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return
 	}
 	go wait.UntilWithContext(ctx, func(ctx context.Context) {
@@ -190,9 +230,11 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	// A new connection when its credentials or key change (members'
 	// rule), and a new member also when the gateway the imports carry
 	// changes.
-	if cluster != nil && cluster.DeletionTimestamp == nil && (old == nil ||
-		!members.SameConnection(&old.spec, &cluster.Spec) || !equality.Semantic.DeepEqual(old.spec, cluster.Spec)) {
-		fresh = newMember(ctx, cluster, c.opts.Kubeconfigs)
+	if cluster != nil && cluster.DeletionTimestamp == nil {
+		target := members.Resolve(cluster, c.secrets, c.opts.Members)
+		if old == nil || !old.target.Same(target) || !equality.Semantic.DeepEqual(old.spec, cluster.Spec) {
+			fresh = newMember(ctx, cluster, target)
+		}
 	}
 	c.mu.Lock()
 	switch {

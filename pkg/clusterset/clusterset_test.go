@@ -49,7 +49,7 @@ func (nopSink) Delete(string, string) bool                                      
 func TestClusterWorkerBacksOffThenForgets(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewSimpleClientset()
-	c := New(client, fedinformers.NewSharedInformerFactory(client, 0), nopSink{}, DefaultOptions())
+	c := New(client, fedinformers.NewSharedInformerFactory(client, 0), nil, nopSink{}, DefaultOptions())
 	defer c.clusterQueue.ShutDown()
 	working := c.clusters
 	c.clusters = failingLister{}

@@ -56,10 +56,13 @@ const (
 	ReasonUnauthorized      = "Unauthorized"
 	ReasonForbidden         = "Forbidden"
 	ReasonInvalidKubeconfig = "InvalidKubeconfig"
-	ReasonCRDMissing        = "CRDMissing"
-	ConditionReady          = "Ready"
-	probeTimeout            = 3 * time.Second
-	serviceExportsResource  = "serviceexports"
+	// ReasonInvalidCredentials: the credentials Secret a Cluster names is
+	// missing or refused.
+	ReasonInvalidCredentials = "InvalidCredentials"
+	ReasonCRDMissing         = "CRDMissing"
+	ConditionReady           = "Ready"
+	probeTimeout             = 3 * time.Second
+	serviceExportsResource   = "serviceexports"
 )
 
 // member is the connection to one member cluster: its clients, the caches
@@ -69,7 +72,9 @@ type member struct {
 	// spec is the Cluster spec the connection was built from; a change of
 	// kubeconfig or gateway builds a new member.
 	spec v1alpha1.ClusterSpec
-	info imports.Cluster
+	// target is the key and credentials the connection was made of.
+	target members.Target
+	info   imports.Cluster
 
 	kube    kubernetes.Interface
 	fedmesh versioned.Interface
@@ -124,15 +129,19 @@ func newMemberCaches(onChange func(namespace, name string)) *memberCaches {
 
 // newMember builds the clients of a member from its Cluster. A kubeconfig
 // that cannot be used gives a member that is never Ready, with the reason.
-func newMember(parent context.Context, c *v1alpha1.Cluster, policy members.Policy) *member {
+func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Target) *member {
 	ctx, cancel := context.WithCancel(parent)
-	m := &member{name: c.Name, spec: *c.Spec.DeepCopy(), ctx: ctx, stop: cancel, info: clusterInfo(c)}
+	m := &member{name: c.Name, spec: *c.Spec.DeepCopy(), target: target, ctx: ctx, stop: cancel, info: clusterInfo(c)}
 	m.notReadySince = time.Now()
 	// One slow member must never hold the others: every call is bounded.
-	cfg, err := members.RESTConfig(c, policy, "fedmesh-apiserver", 30*time.Second)
+	cfg, err := target.RESTConfig("fedmesh-apiserver", 30*time.Second)
 	if err != nil {
-		// The message is fedmesh's own: the kubeconfig keys at fault.
-		m.ready = condition(metav1.ConditionFalse, ReasonInvalidKubeconfig, truncateMessage(err.Error()))
+		// The message is fedmesh's own: the keys at fault.
+		reason := ReasonInvalidKubeconfig
+		if c.Spec.CredentialsSecretRef != nil {
+			reason = ReasonInvalidCredentials
+		}
+		m.ready = condition(metav1.ConditionFalse, reason, truncateMessage(err.Error()))
 		return m
 	}
 	cfg.QPS, cfg.Burst = 50, 100

@@ -54,6 +54,23 @@ var SyncerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 }
 
+// IdentityNamespace is the member namespace of fedmesh's own identity:
+// its ServiceAccount and the Secrets its tokens are bound to.
+const IdentityNamespace = "fedmesh-system"
+
+// TokenSecretsSelector selects, in IdentityNamespace, the Secrets that
+// fedmesh's tokens are bound to ("kubectl fedmesh join" labels them).
+const TokenSecretsSelector = "app.kubernetes.io/managed-by=kubectl-fedmesh"
+
+// TokenRules are what fedmesh-syncer may do in IdentityNamespace, and
+// nowhere else: when its Cluster is deleted, it revokes its own tokens by
+// deleting, as one collection selected by TokenSecretsSelector, the Secrets
+// they are bound to. deletecollection lets it neither read nor list a
+// Secret. "kubectl fedmesh join" grants them by a Role of that namespace.
+var TokenRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"deletecollection"}},
+}
+
 // Rules are every permission fedmesh needs in a member, those of
 // fedmesh-apiserver and of fedmesh-syncer, merged: one rule per API group
 // and resource, in a stable order. "kubectl fedmesh join" grants them.

@@ -25,17 +25,27 @@ limitations under the License.
 //     the Cluster got into etcd.
 //   - http, a path prefix, insecure TLS and a proxy only behind the opt-in
 //     flags of Policy, off by default.
-//   - One rule, SameConnection, decides when a changed Cluster needs a new
-//     connection, and one function, Key, gives a Cluster's key.
+//   - A Cluster may instead name a Secret of the namespace of member
+//     credentials (credentialsSecretRef), which only fedmesh reads, holding
+//     the member's server, CA and token; the same rules apply to its data.
+//   - One rule, Target.Same, decides when a changed Cluster or Secret needs
+//     a new connection, and one function, Key, gives a Cluster's key.
 package members
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/rest"
 
@@ -47,36 +57,156 @@ import (
 // Policy says which unsafe member kubeconfig features fedmesh accepts.
 type Policy = validation.KubeconfigPolicy
 
-// AddPolicyFlags adds the opt-in flags of p to fs. fedmesh-apiserver and
+// DefaultSecretsNamespace is the control plane's namespace of member
+// credentials, which only fedmesh's ServiceAccounts may read.
+const DefaultSecretsNamespace = "fedmesh-members"
+
+// Secret keys of a member's credentials.
+const (
+	// SecretServerKey holds the https URL of the member's API server.
+	SecretServerKey = "server"
+	// SecretCAKey holds the PEM CA bundle that verifies it.
+	SecretCAKey = "ca.crt"
+	// SecretTokenKey holds fedmesh's bearer token in the member.
+	SecretTokenKey = "token"
+)
+
+// Options say how fedmesh reaches members. fedmesh-apiserver and
 // fedmesh-syncer must be given the same ones.
-func AddPolicyFlags(p *Policy, fs *pflag.FlagSet) {
+type Options struct {
+	Policy
+	// SecretsNamespace is where the Secrets of credentialsSecretRef are.
+	SecretsNamespace string
+}
+
+// DefaultOptions refuse every unsafe feature.
+func DefaultOptions() Options {
+	return Options{SecretsNamespace: DefaultSecretsNamespace}
+}
+
+// AddFlags adds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	const same = " Give fedmesh-apiserver and fedmesh-syncer the same value."
-	fs.BoolVar(&p.AllowPlainHTTP, "allow-plain-http-members", p.AllowPlainHTTP,
-		"UNSAFE: accept member kubeconfigs whose server is http://, so that member credentials travel in clear text."+same)
-	fs.BoolVar(&p.AllowInsecureTLS, "allow-insecure-member-tls", p.AllowInsecureTLS,
+	fs.StringVar(&o.SecretsNamespace, "member-secrets-namespace", o.SecretsNamespace,
+		"Namespace of the control plane holding the Secrets that Clusters name in credentialsSecretRef. Only fedmesh may read it."+same)
+	fs.BoolVar(&o.AllowPlainHTTP, "allow-plain-http-members", o.AllowPlainHTTP,
+		"UNSAFE: accept member servers that are http://, so that member credentials travel in clear text."+same)
+	fs.BoolVar(&o.AllowInsecureTLS, "allow-insecure-member-tls", o.AllowInsecureTLS,
 		"UNSAFE: accept member kubeconfigs with insecure-skip-tls-verify, so that whoever answers receives the credentials."+same)
-	fs.BoolVar(&p.AllowProxy, "allow-member-proxy", p.AllowProxy,
+	fs.BoolVar(&o.AllowProxy, "allow-member-proxy", o.AllowProxy,
 		"UNSAFE: accept member kubeconfigs with a proxy-url, so that a Cluster's author chooses where fedmesh connects."+same)
-	fs.BoolVar(&p.AllowServerPath, "allow-member-server-path", p.AllowServerPath,
-		"Accept member kubeconfigs whose server URL has a path prefix."+same)
+	fs.BoolVar(&o.AllowServerPath, "allow-member-server-path", o.AllowServerPath,
+		"Accept member server URLs with a path prefix."+same)
 }
 
 // kubeconfigPath is where errors about a Cluster's kubeconfig point.
 var kubeconfigPath = field.NewPath("spec", "kubeconfig")
 
-// ErrRefused wraps every error RESTConfig returns for a kubeconfig it
-// refuses.
-var ErrRefused = errors.New("kubeconfig refused")
+// ErrRefused wraps every error for credentials fedmesh refuses or cannot
+// find.
+var ErrRefused = errors.New("credentials refused")
 
-// RESTConfig returns the client configuration of the member that c
-// registers, built from data only, or an error wrapping ErrRefused that
-// names each kubeconfig key at fault. The configuration bounds every call
-// by timeout and identifies fedmesh by userAgent.
-func RESTConfig(c *v1alpha1.Cluster, policy Policy, userAgent string, timeout time.Duration) (*rest.Config, error) {
-	creds, errs := validation.ParseKubeconfig(c.Spec.Kubeconfig, policy, kubeconfigPath)
-	if len(errs) > 0 {
-		return nil, errors.Join(ErrRefused, errs.ToAggregate())
+// Secrets reads the Secrets of the namespace of member credentials; a
+// SecretNamespaceLister is one.
+type Secrets interface {
+	Get(name string) (*corev1.Secret, error)
+}
+
+// Target is what a connection to a member is made of: the Cluster's key
+// and its credentials, or why there are none. Two equal targets make the
+// same connection.
+type Target struct {
+	// Key is the Cluster's key.
+	Key string
+	// Err says why the Cluster's credentials cannot be used; it wraps
+	// ErrRefused.
+	Err error
+
+	creds       *validation.MemberCredentials
+	fingerprint string
+}
+
+// Resolve reads the credentials of the member that c registers, from its
+// kubeconfig or from the Secret it names in secrets (nil where fedmesh
+// runs without a control plane), and keeps of them data only.
+func Resolve(c *v1alpha1.Cluster, secrets Secrets, o Options) Target {
+	t := Target{Key: Key(c.Name, &c.Spec)}
+	var creds *validation.MemberCredentials
+	if ref := c.Spec.CredentialsSecretRef; ref != nil {
+		creds, t.Err = fromSecret(ref.Name, secrets, o)
+	} else {
+		var errs field.ErrorList
+		if creds, errs = validation.ParseKubeconfig(c.Spec.Kubeconfig, o.Policy, kubeconfigPath); len(errs) > 0 {
+			t.Err = errors.Join(ErrRefused, errs.ToAggregate())
+		}
 	}
+	if t.Err != nil {
+		t.fingerprint = "error: " + t.Err.Error()
+		return t
+	}
+	t.creds = creds
+	t.fingerprint = fingerprint(creds)
+	return t
+}
+
+// fromSecret reads a member's credentials from a Secret of o's namespace.
+func fromSecret(name string, secrets Secrets, o Options) (*validation.MemberCredentials, error) {
+	where := fmt.Sprintf("credentials Secret %s/%s", o.SecretsNamespace, name)
+	if secrets == nil {
+		return nil, fmt.Errorf("%w: %s: fedmesh runs without a control plane and reads no Secret", ErrRefused, where)
+	}
+	secret, err := secrets.Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("%w: %s not found", ErrRefused, where)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrRefused, where, err)
+	}
+	data := field.NewPath("data")
+	server, ferr := validation.ParseMemberServer(string(secret.Data[SecretServerKey]), o.Policy, data.Key(SecretServerKey))
+	var errs field.ErrorList
+	if ferr != nil {
+		errs = append(errs, ferr)
+	}
+	if len(secret.Data[SecretTokenKey]) == 0 {
+		errs = append(errs, field.Required(data.Key(SecretTokenKey), "fedmesh's bearer token in the member"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %s: %v", ErrRefused, where, errs.ToAggregate())
+	}
+	return &validation.MemberCredentials{
+		Server: server,
+		CAData: secret.Data[SecretCAKey],
+		Token:  strings.TrimSpace(string(secret.Data[SecretTokenKey])),
+	}, nil
+}
+
+// fingerprint identifies credentials without keeping them in clear.
+func fingerprint(c *validation.MemberCredentials) string {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(c.Server), c.CAData, []byte(c.TLSServerName), []byte(strconv.FormatBool(c.Insecure)),
+		[]byte(c.ProxyURL), []byte(c.Token), c.ClientCertData, c.ClientKeyData} {
+		// Length-prefixed, so that no two different sets hash alike.
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Same reports whether a connection made for t serves o as well: the same
+// key and the same credentials. This is the one rule by which fedmesh
+// reconnects to a member.
+func (t Target) Same(o Target) bool {
+	return t.Key == o.Key && t.fingerprint == o.fingerprint
+}
+
+// RESTConfig returns the client configuration of the target, built from
+// data only, bounding every call by timeout and identifying fedmesh by
+// userAgent; or the target's error.
+func (t Target) RESTConfig(userAgent string, timeout time.Duration) (*rest.Config, error) {
+	if t.Err != nil {
+		return nil, t.Err
+	}
+	creds := t.creds
 	cfg := &rest.Config{
 		Host:        creds.Server,
 		BearerToken: creds.Token,
@@ -100,12 +230,10 @@ func RESTConfig(c *v1alpha1.Cluster, policy Policy, userAgent string, timeout ti
 	return cfg, nil
 }
 
-// SameConnection reports whether a connection built for a Cluster of spec
-// a still serves a Cluster of spec b: the same credentials and the same
-// key. Anything else (the gateway) is data the connection carries, not
-// what it is made of.
-func SameConnection(a, b *v1alpha1.ClusterSpec) bool {
-	return a.Kubeconfig == b.Kubeconfig && a.Region == b.Region && a.Zone == b.Zone && a.Group == b.Group
+// RESTConfig returns the client configuration of the member that c
+// registers by an inline kubeconfig. See Resolve and Target.RESTConfig.
+func RESTConfig(c *v1alpha1.Cluster, policy Policy, userAgent string, timeout time.Duration) (*rest.Config, error) {
+	return Resolve(c, nil, Options{Policy: policy}).RESTConfig(userAgent, timeout)
 }
 
 // Key returns the key region/zone/group/name of a Cluster. Clusters read

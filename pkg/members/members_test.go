@@ -25,6 +25,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -115,26 +117,103 @@ func TestRESTConfigProxyOnlyWhenAllowed(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:3128", u.Host)
 }
 
-func TestSameConnection(t *testing.T) {
-	base := v1alpha1.ClusterSpec{Region: "r", Zone: "z", Group: "g", Kubeconfig: "k", GatewayHost: "h", GatewayPort: 80}
+// secrets is a namespace of Secrets.
+type secrets map[string]*corev1.Secret
+
+func (s secrets) Get(name string) (*corev1.Secret, error) {
+	if secret, ok := s[name]; ok {
+		return secret, nil
+	}
+	return nil, apierrors.NewNotFound(corev1.Resource("secrets"), name)
+}
+
+func secretCluster(name string) *v1alpha1.Cluster {
+	return &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "cluster-1"},
+		Spec: v1alpha1.ClusterSpec{CredentialsSecretRef: &v1alpha1.CredentialsSecretReference{Name: name}}}
+}
+
+func secret(server, ca, token string) *corev1.Secret {
+	return &corev1.Secret{Data: map[string][]byte{SecretServerKey: []byte(server), SecretCAKey: []byte(ca), SecretTokenKey: []byte(token)}}
+}
+
+func TestResolveFromSecret(t *testing.T) {
+	opts := DefaultOptions()
 	for _, tc := range []struct {
-		name   string
-		mutate func(s *v1alpha1.ClusterSpec)
-		same   bool
+		name    string
+		secrets Secrets
+		want    string // the error, "" when resolved
 	}{
-		{"unchanged", func(*v1alpha1.ClusterSpec) {}, true},
-		{"gateway", func(s *v1alpha1.ClusterSpec) { s.GatewayHost, s.GatewayPort = "h2", 81 }, true},
-		{"kubeconfig", func(s *v1alpha1.ClusterSpec) { s.Kubeconfig = "k2" }, false},
-		{"region", func(s *v1alpha1.ClusterSpec) { s.Region = "r2" }, false},
-		{"zone", func(s *v1alpha1.ClusterSpec) { s.Zone = "z2" }, false},
-		{"group", func(s *v1alpha1.ClusterSpec) { s.Group = "g2" }, false},
+		{name: "resolved", secrets: secrets{"s": secret("https://127.0.0.1:6443", "ca", "t0k3n\n")}},
+		{name: "missing", secrets: secrets{}, want: "credentials Secret fedmesh-members/s not found"},
+		{name: "standalone", secrets: nil, want: "reads no Secret"},
+		{name: "http", secrets: secrets{"s": secret("http://127.0.0.1:8080", "ca", "t")}, want: "data[server]: Forbidden: must be https"},
+		{name: "a path", secrets: secrets{"s": secret("https://127.0.0.1/x", "ca", "t")}, want: "data[server]: Forbidden: must not have a path"},
+		{name: "no server", secrets: secrets{"s": secret("", "ca", "t")}, want: "data[server]: Required"},
+		{name: "no token", secrets: secrets{"s": secret("https://127.0.0.1", "ca", "")}, want: "data[token]: Required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := base
-			tc.mutate(&b)
-			assert.Equal(t, tc.same, SameConnection(&base, &b))
+			target := Resolve(secretCluster("s"), tc.secrets, opts)
+			assert.Equal(t, "default/default/default/cluster-1", target.Key)
+			cfg, err := target.RESTConfig("fedmesh-test", time.Second)
+			if tc.want != "" {
+				require.Error(t, err)
+				assert.True(t, errors.Is(err, ErrRefused))
+				assert.ErrorContains(t, err, tc.want)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, "https://127.0.0.1:6443", cfg.Host)
+			assert.Equal(t, "t0k3n", cfg.BearerToken, "trailing space trimmed")
+			assert.Equal(t, []byte("ca"), cfg.CAData)
+			assert.Nil(t, cfg.ExecProvider)
 		})
 	}
+}
+
+// Target.Same is the one rule for reconnecting: a new key or new
+// credentials, from the Cluster or from its Secret, need a new connection;
+// a new gateway does not.
+func TestTargetSame(t *testing.T) {
+	opts := DefaultOptions()
+	base := cluster(t, nil)
+	base.Spec.Region, base.Spec.GatewayHost = "r", "h"
+	baseTarget := Resolve(base, nil, opts)
+	s := secrets{"s": secret("https://127.0.0.1:6443", "ca", "t1")}
+	fromSecret := Resolve(secretCluster("s"), s, opts)
+	for _, tc := range []struct {
+		name string
+		got  func() Target
+		same bool
+	}{
+		{"unchanged", func() Target { return Resolve(base.DeepCopy(), nil, opts) }, true},
+		{"gateway", func() Target {
+			c := base.DeepCopy()
+			c.Spec.GatewayHost, c.Spec.GatewayPort = "h2", 81
+			return Resolve(c, nil, opts)
+		}, true},
+		{"key", func() Target { c := base.DeepCopy(); c.Spec.Zone = "z2"; return Resolve(c, nil, opts) }, false},
+		{"kubeconfig", func() Target {
+			return Resolve(&v1alpha1.Cluster{ObjectMeta: base.ObjectMeta, Spec: v1alpha1.ClusterSpec{Region: "r",
+				Kubeconfig: cluster(t, func(cfg *clientcmdapi.Config) { cfg.AuthInfos["u"].Token = "other" }).Spec.Kubeconfig}}, nil, opts)
+		}, false},
+		{"the same kubeconfig, reformatted", func() Target {
+			c := base.DeepCopy()
+			c.Spec.Kubeconfig += "\n\n"
+			return Resolve(c, nil, opts)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.same, baseTarget.Same(tc.got()))
+		})
+	}
+	// A Secret rotated in place.
+	assert.True(t, fromSecret.Same(Resolve(secretCluster("s"), s, opts)))
+	s["s"] = secret("https://127.0.0.1:6443", "ca", "t2")
+	assert.False(t, fromSecret.Same(Resolve(secretCluster("s"), s, opts)), "a rotated token needs a new connection")
+	delete(s, "s")
+	gone := Resolve(secretCluster("s"), s, opts)
+	assert.False(t, fromSecret.Same(gone))
+	assert.True(t, gone.Same(Resolve(secretCluster("s"), s, opts)), "still missing is no change")
 }
 
 func TestKey(t *testing.T) {
@@ -143,12 +222,14 @@ func TestKey(t *testing.T) {
 	assert.Equal(t, "r/default/g/c", Key("c", &v1alpha1.ClusterSpec{Region: "r", Group: "g"}))
 }
 
-func TestPolicyFlagsOffByDefault(t *testing.T) {
-	var p Policy
+func TestFlagsOffByDefault(t *testing.T) {
+	o := DefaultOptions()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	AddPolicyFlags(&p, fs)
+	o.AddFlags(fs)
 	require.NoError(t, fs.Parse(nil))
-	assert.Equal(t, Policy{}, p)
-	require.NoError(t, fs.Parse([]string{"--allow-plain-http-members", "--allow-insecure-member-tls", "--allow-member-proxy", "--allow-member-server-path"}))
-	assert.Equal(t, Policy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true}, p)
+	assert.Equal(t, Options{SecretsNamespace: "fedmesh-members"}, o)
+	require.NoError(t, fs.Parse([]string{"--allow-plain-http-members", "--allow-insecure-member-tls", "--allow-member-proxy",
+		"--allow-member-server-path", "--member-secrets-namespace=creds"}))
+	assert.Equal(t, Options{SecretsNamespace: "creds",
+		Policy: Policy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true}}, o)
 }

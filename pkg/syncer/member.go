@@ -70,6 +70,8 @@ type member struct {
 	key  string
 	// spec is the Cluster spec the connection was built from.
 	spec v1alpha1.ClusterSpec
+	// target is the key and credentials the connection was made of.
+	target members.Target
 
 	kube kubernetes.Interface
 	fed  versioned.Interface
@@ -115,11 +117,12 @@ var (
 // newMember builds the clients and caches of a member from its Cluster;
 // nothing is contacted until run. A kubeconfig that cannot be used gives a
 // member with err set, which does nothing until its Cluster changes.
-func newMember(parent context.Context, c *v1alpha1.Cluster, opts Options) *member {
+func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Target, opts Options) *member {
 	ctx, cancel := context.WithCancel(parent)
 	m := &member{
 		name:   c.Name,
-		key:    members.Key(c.Name, &c.Spec),
+		key:    target.Key,
+		target: target,
 		spec:   *c.Spec.DeepCopy(),
 		ctx:    ctx,
 		cancel: cancel,
@@ -132,7 +135,7 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, opts Options) *membe
 	m.ready.Store(meta.IsStatusConditionTrue(c.Status.Conditions, "Ready"))
 	// Every call is bounded, so that a member that stopped answering
 	// costs its own worker a timeout and nothing more.
-	cfg, err := members.RESTConfig(c, opts.Kubeconfigs, "fedmesh-syncer", opts.MemberTimeout)
+	cfg, err := target.RESTConfig("fedmesh-syncer", opts.MemberTimeout)
 	if err != nil {
 		m.err = err
 		return m

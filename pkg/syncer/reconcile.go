@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 	"math"
 	"time"
 
@@ -279,6 +280,7 @@ func (s *Syncer) cleanup(m *member) {
 		err := s.cleanupOnce(ctx, m)
 		if err == nil {
 			klog.InfoS("Removed what was written into a departed member", "cluster", m.name, "after", time.Since(start).Round(time.Millisecond))
+			s.revokeTokens(ctx, m)
 			return
 		}
 		klog.InfoS("Cleaning a departed member failed; retrying", "cluster", m.name, "err", err)
@@ -288,6 +290,24 @@ func (s *Syncer) cleanup(m *member) {
 			return
 		case <-time.After(backoff.Step()):
 		}
+	}
+}
+
+// revokeTokens ends, last, fedmesh's access to a member whose Cluster is
+// gone: it deletes the Secrets its tokens are bound to, this token's
+// among them (memberrbac.TokenRules). A member joined otherwise (a
+// kubeconfig pasted into a Cluster) grants no such right; its credentials
+// are its administrator's to revoke.
+func (s *Syncer) revokeTokens(ctx context.Context, m *member) {
+	err := m.kube.CoreV1().Secrets(memberrbac.IdentityNamespace).DeleteCollection(ctx, metav1.DeleteOptions{},
+		metav1.ListOptions{LabelSelector: memberrbac.TokenSecretsSelector})
+	switch {
+	case err == nil:
+		klog.InfoS("Revoked fedmesh's tokens in a departed member", "cluster", m.name)
+	case apierrors.IsForbidden(err), apierrors.IsNotFound(err), apierrors.IsUnauthorized(err):
+		klog.InfoS("fedmesh's tokens in a departed member are left to its administrator", "cluster", m.name, "reason", apierrors.ReasonForError(err))
+	default:
+		klog.ErrorS(err, "Revoking fedmesh's tokens in a departed member", "cluster", m.name)
 	}
 }
 

@@ -102,6 +102,7 @@ func NewServerOptions() *ServerOptions {
 			MaxRetryDelay:  30 * time.Second,
 			MemberTimeout:  10 * time.Second,
 			CleanupTimeout: 2 * time.Minute,
+			Members:        members.DefaultOptions(),
 		},
 		LeaderElect:          true,
 		LeaderElectNamespace: "fedmesh",
@@ -121,7 +122,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Syncer.MaxRetryDelay, "max-retry-delay", o.Syncer.MaxRetryDelay, "the longest backoff of a failing write, and so the longest a member that returns waits to catch up")
 	fs.DurationVar(&o.Syncer.MemberTimeout, "member-timeout", o.Syncer.MemberTimeout, "timeout of every request to a member cluster")
 	fs.DurationVar(&o.Syncer.CleanupTimeout, "cleanup-timeout", o.Syncer.CleanupTimeout, "how long to try removing what was written into a cluster that left the federation")
-	members.AddPolicyFlags(&o.Syncer.Kubeconfigs, fs)
+	o.Syncer.Members.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run only while holding the lease, so that of several replicas one writes at a time")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", o.LeaderElectNamespace, "namespace of the Lease")
 	fs.StringVar(&o.LeaderElectName, "leader-elect-name", o.LeaderElectName, "name of the Lease")
@@ -172,7 +173,11 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := New(fed, o.Syncer)
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	s, err := New(fed, kube, o.Syncer)
 	if err != nil {
 		return err
 	}
@@ -192,10 +197,6 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 		return nil
 	}
 
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
 	id := o.LeaderElectIdentity
 	if id == "" {
 		host, _ := os.Hostname()

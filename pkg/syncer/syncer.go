@@ -33,6 +33,8 @@ package syncer
 import (
 	"context"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	kubeinformers "k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"math"
 	"sort"
 	"sync"
@@ -74,9 +76,8 @@ type Options struct {
 	// CleanupTimeout is how long the syncer tries to remove what it wrote
 	// into a member removed from the federation.
 	CleanupTimeout time.Duration
-	// Kubeconfigs says which unsafe member kubeconfig features to accept,
-	// as fedmesh-apiserver does.
-	Kubeconfigs members.Policy
+	// Members says how members are reached, as fedmesh-apiserver is told.
+	Members members.Options
 }
 
 // Syncer writes the federation's state into the members.
@@ -84,6 +85,10 @@ type Syncer struct {
 	opts    Options
 	crds    []crd
 	factory fedinformers.SharedInformerFactory
+	// secretFactory watches the namespace of member credentials; nil
+	// without a core client.
+	secretFactory kubeinformers.SharedInformerFactory
+	secrets       members.Secrets
 
 	clusters fedlisters.ClusterLister
 	imports  fedlisters.ServiceImportLister
@@ -103,8 +108,10 @@ type Syncer struct {
 	cleanups sync.WaitGroup
 }
 
-// New returns a syncer over the control plane's flomesh.io API.
-func New(client versioned.Interface, opts Options) (*Syncer, error) {
+// New returns a syncer over the control plane's flomesh.io API. kube, the
+// control plane's core API, reads the members' credentials Secrets; nil
+// reads none.
+func New(client versioned.Interface, kube kubernetes.Interface, opts Options) (*Syncer, error) {
 	crds, err := loadCRDs()
 	if err != nil {
 		return nil, err
@@ -135,6 +142,26 @@ func New(client versioned.Interface, opts Options) (*Syncer, error) {
 	everywhere := handler(func(obj metav1.Object) { s.enqueueEverywhere(serviceKey{obj.GetNamespace(), obj.GetName()}) })
 	_, _ = fl.ServiceImports().Informer().AddEventHandler(everywhere)
 	_, _ = fl.GlobalTrafficPolicies().Informer().AddEventHandler(everywhere)
+	if kube != nil {
+		s.secretFactory = kubeinformers.NewSharedInformerFactoryWithOptions(kube, opts.ResyncPeriod,
+			kubeinformers.WithNamespace(opts.Members.SecretsNamespace))
+		secrets := s.secretFactory.Core().V1().Secrets()
+		s.secrets = secrets.Lister().Secrets(opts.Members.SecretsNamespace)
+		s.synced = append(s.synced, secrets.Informer().HasSynced)
+		// A Secret that changes changes the connection of the Clusters
+		// that name it.
+		_, _ = secrets.Informer().AddEventHandler(handler(func(obj metav1.Object) {
+			list, err := s.clusters.List(labelsEverything)
+			if err != nil {
+				return
+			}
+			for _, c := range list {
+				if ref := c.Spec.CredentialsSecretRef; ref != nil && ref.Name == obj.GetName() {
+					s.clusterQueue.Add(c.Name)
+				}
+			}
+		}))
+	}
 	return s, nil
 }
 
@@ -145,6 +172,10 @@ func (s *Syncer) Run(ctx context.Context) {
 	s.ctx = ctx
 	s.factory.Start(ctx.Done())
 	defer s.factory.Shutdown()
+	if s.secretFactory != nil {
+		s.secretFactory.Start(ctx.Done())
+		defer s.secretFactory.Shutdown()
+	}
 	klog.InfoS("Waiting for the control plane's caches")
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		s.clusterQueue.ShutDown()
@@ -202,8 +233,8 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 	switch {
 	case gone:
 		delete(s.members, name)
-	case old == nil || !members.SameConnection(&old.spec, &cluster.Spec):
-		fresh = newMember(ctx, cluster, s.opts)
+	case old == nil || !old.target.Same(members.Resolve(cluster, s.secrets, s.opts.Members)):
+		fresh = newMember(ctx, cluster, members.Resolve(cluster, s.secrets, s.opts.Members), s.opts)
 		s.members[name] = fresh
 	}
 	s.mu.Unlock()

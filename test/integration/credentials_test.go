@@ -19,6 +19,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,14 +32,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/pkg/clusterset"
+	"github.com/fedmesh/fedmesh/pkg/members"
 	"github.com/fedmesh/fedmesh/test/framework"
 )
 
@@ -197,7 +205,7 @@ func TestHostileKubeconfigInEtcdStaysInert(t *testing.T) {
 	// The syncer judged the same object, by the same rules.
 	require.NoError(t, wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
 		log, err := os.ReadFile(f.Syncer().Log())
-		return err == nil && strings.Contains(string(log), "kubeconfig refused"), nil
+		return err == nil && strings.Contains(string(log), "credentials refused"), nil
 	}), "the syncer never judged the tampered Cluster")
 
 	_, err = os.Stat(marker)
@@ -230,4 +238,161 @@ func waitReadyReason(t *testing.T, ctx context.Context, f *framework.Federation,
 	})
 	require.NoError(t, err, "Cluster %s never Ready=%s/%s; last: %+v", name, status, reason, last)
 	return *last
+}
+
+// memberToken makes, in a member, a ServiceAccount allowed everything and
+// returns a token of it.
+func memberToken(t *testing.T, ctx context.Context, m *framework.Cluster, name string) string {
+	t.Helper()
+	kube := m.Kube()
+	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = kube.CoreV1().ServiceAccounts(name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: name}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	tr, err := kube.CoreV1().ServiceAccounts(name).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return tr.Status.Token
+}
+
+// TestCredentialsInASecret registers a member by a Secret of the namespace
+// of member credentials: the Cluster carries no credential, both servers
+// connect with the Secret's data, follow it when it changes, and report
+// when it is gone; and a registrar may write Clusters and those Secrets
+// without being able to read any member's credentials.
+func TestCredentialsInASecret(t *testing.T) {
+	f := framework.Start(t, framework.Options{Members: []string{"cluster-1"}, WithSyncer: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	m := f.Member("cluster-1")
+	token := memberToken(t, ctx, m, "fedmesh-test")
+	kc, err := m.Kubeconfig()
+	require.NoError(t, err)
+	cfg, err := clientcmd.Load(kc)
+	require.NoError(t, err)
+	ca := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].CertificateAuthorityData
+
+	secrets := f.ControlPlane.Kube().CoreV1().Secrets(members.DefaultSecretsNamespace)
+	secret := func(token string) *corev1.Secret {
+		return &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "cluster-1", Namespace: members.DefaultSecretsNamespace},
+			Data: map[string][]byte{
+				members.SecretServerKey: []byte(m.Server()), members.SecretCAKey: ca, members.SecretTokenKey: []byte(token),
+			},
+		}
+	}
+	_, err = secrets.Create(ctx, secret(token), metav1.CreateOptions{})
+	require.NoError(t, err)
+	clusters := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters()
+	_, err = clusters.Create(ctx, &v1alpha1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "cluster-1"},
+		Spec: v1alpha1.ClusterSpec{GatewayHost: "127.0.0.1",
+			CredentialsSecretRef: &v1alpha1.CredentialsSecretReference{Name: "cluster-1"}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	// Ready needs the member CRDs, which the syncer installs: both
+	// servers connected with the Secret's data.
+	waitReadyReason(t, ctx, f, "cluster-1", metav1.ConditionTrue, clusterset.ReasonConnected)
+
+	k := kubectls(t)[0]
+	out := k.run(t, f.ControlPlane.KubeconfigPath, "", "get", "cluster", "cluster-1", "-o", "yaml")
+	assert.NotContains(t, out, token)
+	assert.NotContains(t, out, "kubeconfig")
+	assert.Contains(t, out, "credentialsSecretRef")
+
+	// A Secret that changes is followed: a token the member refuses...
+	_, err = secrets.Update(ctx, secret("not-a-token"), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	waitReadyReason(t, ctx, f, "cluster-1", metav1.ConditionFalse, clusterset.ReasonUnauthorized)
+	// ...a Secret that goes...
+	require.NoError(t, secrets.Delete(ctx, "cluster-1", metav1.DeleteOptions{}))
+	c := waitReadyReason(t, ctx, f, "cluster-1", metav1.ConditionFalse, clusterset.ReasonInvalidCredentials)
+	assert.Contains(t, c.Message, "credentials Secret fedmesh-members/cluster-1 not found")
+	// ...and one that comes back.
+	_, err = secrets.Create(ctx, secret(token), metav1.CreateOptions{})
+	require.NoError(t, err)
+	waitReadyReason(t, ctx, f, "cluster-1", metav1.ConditionTrue, clusterset.ReasonConnected)
+
+	// A registrar, bound to the fedmesh:registrar roles, writes Clusters
+	// and credentials but reads no credentials.
+	kube := f.ControlPlane.Kube()
+	_, err = kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "registrar"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "fedmesh:registrar"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: "registrar"}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = kube.RbacV1().RoleBindings(members.DefaultSecretsNamespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "registrar"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "fedmesh:registrar"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", Name: "registrar"}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	rc, err := f.ControlPlane.UserConfig("registrar")
+	require.NoError(t, err)
+	registrar := kubernetes.NewForConfigOrDie(rc)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := registrar.CoreV1().Secrets(members.DefaultSecretsNamespace).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "cluster-2"}}, metav1.CreateOptions{})
+		assert.NoError(c, err, "the registrar writes credentials")
+	}, 10*time.Second, 200*time.Millisecond)
+	_, err = registrar.CoreV1().Secrets(members.DefaultSecretsNamespace).Get(ctx, "cluster-1", metav1.GetOptions{})
+	assert.True(t, apierrors.IsForbidden(err), "the registrar reads a member's credentials: %v", err)
+	_, err = registrar.CoreV1().Secrets(members.DefaultSecretsNamespace).List(ctx, metav1.ListOptions{})
+	assert.True(t, apierrors.IsForbidden(err), "the registrar lists members' credentials: %v", err)
+	list, err := versioned.NewForConfigOrDie(rc).FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+	require.NoError(t, err, "the registrar lists Clusters")
+	require.Len(t, list.Items, 1)
+	assert.Empty(t, list.Items[0].Spec.Kubeconfig, "and finds no credential in them")
+}
+
+// TestStatusRepeatsNothingAMemberSays registers a "member" that answers
+// every request with an error page full of internal detail: whoever reads
+// the Cluster learns the HTTP status, never the page.
+func TestStatusRepeatsNothingAMemberSays(t *testing.T) {
+	f := framework.Start(t, framework.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const page = "internal admin panel at http://10.1.2.3:8080/ - version v9.9.9-secret"
+	for _, tc := range []struct {
+		name, want string
+		code       int
+		reason     string
+	}{
+		{"forbidden", "HTTP 403", http.StatusForbidden, clusterset.ReasonForbidden},
+		{"bad-gateway", "the member answered HTTP 502", http.StatusBadGateway, clusterset.ReasonUnreachable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			member := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.WriteHeader(tc.code)
+				_, _ = w.Write([]byte(page))
+			}))
+			defer member.Close()
+			ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: member.Certificate().Raw})
+			cfg := clientcmdapi.NewConfig()
+			cfg.Clusters["m"] = &clientcmdapi.Cluster{Server: member.URL, CertificateAuthorityData: ca}
+			cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t0k3n"}
+			cfg.Contexts["m"] = &clientcmdapi.Context{Cluster: "m", AuthInfo: "u"}
+			cfg.CurrentContext = "m"
+			kc, err := clientcmd.Write(*cfg)
+			require.NoError(t, err)
+			_, err = f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Create(ctx, &v1alpha1.Cluster{
+				ObjectMeta: metav1.ObjectMeta{Name: tc.name},
+				Spec:       v1alpha1.ClusterSpec{GatewayHost: "127.0.0.1", Kubeconfig: string(kc)},
+			}, metav1.CreateOptions{})
+			require.NoError(t, err)
+			c := waitReadyReason(t, ctx, f, tc.name, metav1.ConditionFalse, tc.reason)
+			assert.Contains(t, c.Message, tc.want)
+			out := kubectls(t)[0].run(t, f.ControlPlane.KubeconfigPath, "", "get", "cluster", tc.name, "-o", "yaml")
+			assert.NotContains(t, out, "10.1.2.3")
+			assert.NotContains(t, out, "admin panel")
+			assert.NotContains(t, out, "v9.9.9")
+		})
+	}
 }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/memberrbac"
+	"github.com/fedmesh/fedmesh/pkg/members"
 	"github.com/fedmesh/fedmesh/test/framework"
 )
 
@@ -187,13 +188,30 @@ func (p plugin) fail(t *testing.T, args ...string) string {
 	return strings.TrimSpace(errOut)
 }
 
-func storedKubeconfig(t *testing.T, ctx context.Context, f *framework.Federation, name string) (*v1alpha1.Cluster, *clientcmdapi.Config) {
+// storedKubeconfig returns a Cluster and the credentials fedmesh uses for
+// it, as a kubeconfig: the Cluster's own, or one made of its credentials
+// Secret, read as an administrator.
+func storedKubeconfig(t *testing.T, ctx context.Context, f *framework.Federation, name string) (*v1alpha1.Cluster, string, *clientcmdapi.Config) {
 	t.Helper()
 	c, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
-	cfg, err := clientcmd.Load([]byte(c.Spec.Kubeconfig))
+	kubeconfig := c.Spec.Kubeconfig
+	if ref := c.Spec.CredentialsSecretRef; ref != nil {
+		require.Empty(t, kubeconfig, "a Cluster with a credentials Secret carries no kubeconfig")
+		s, err := f.ControlPlane.Kube().CoreV1().Secrets(members.DefaultSecretsNamespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		cfg := clientcmdapi.NewConfig()
+		cfg.Clusters["m"] = &clientcmdapi.Cluster{Server: string(s.Data[members.SecretServerKey]), CertificateAuthorityData: s.Data[members.SecretCAKey]}
+		cfg.AuthInfos["fedmesh"] = &clientcmdapi.AuthInfo{Token: string(s.Data[members.SecretTokenKey])}
+		cfg.Contexts["m"] = &clientcmdapi.Context{Cluster: "m", AuthInfo: "fedmesh"}
+		cfg.CurrentContext = "m"
+		b, err := clientcmd.Write(*cfg)
+		require.NoError(t, err)
+		kubeconfig = string(b)
+	}
+	cfg, err := clientcmd.Load([]byte(kubeconfig))
 	require.NoError(t, err)
-	return c, cfg
+	return c, kubeconfig, cfg
 }
 
 // clientOf is a client of a member with the credentials a Cluster stores.
@@ -228,8 +246,12 @@ func TestPlugin(t *testing.T) {
 		out = p.run(t, "join", "cluster-2", "--member-context", "cluster-2", "--gateway-host", "127.0.0.1", "--gateway-port", "82", "--wait", "--timeout", "90s")
 		assert.Contains(t, out, "cluster cluster-2 is Ready")
 
-		c, cfg := storedKubeconfig(t, ctx, f, "cluster-1")
+		c, kubeconfig, cfg := storedKubeconfig(t, ctx, f, "cluster-1")
 		assert.Equal(t, int32(81), c.Spec.GatewayPort)
+		assert.Equal(t, "cluster-1", c.Spec.CredentialsSecretRef.Name, "the credentials are in a Secret")
+		uid, err := m1.Kube().CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, string(uid.UID), c.Annotations["flomesh.io/member-uid"], "join records what the member is")
 		require.Len(t, cfg.AuthInfos, 1)
 		for _, u := range cfg.AuthInfos {
 			assert.NotEmpty(t, u.Token)
@@ -241,7 +263,7 @@ func TestPlugin(t *testing.T) {
 			assert.Equal(t, m1.Server(), cl.Server)
 			assert.NotEmpty(t, cl.CertificateAuthorityData, "the CA is embedded")
 		}
-		review, err := clientOf(t, c.Spec.Kubeconfig).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
+		review, err := clientOf(t, kubeconfig).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, "system:serviceaccount:fedmesh-system:fedmesh", review.Status.UserInfo.Username)
 
@@ -319,22 +341,22 @@ func TestPlugin(t *testing.T) {
 	})
 
 	t.Run("rotate keeps the member Ready and revokes the old token", func(t *testing.T) {
-		before, _ := storedKubeconfig(t, ctx, f, "cluster-2")
+		_, before, _ := storedKubeconfig(t, ctx, f, "cluster-2")
 		out := p.run(t, "rotate", "cluster-2", "--member-context", "cluster-2", "--wait", "--timeout", "60s")
 		assert.Contains(t, out, "cluster.flomesh.io/cluster-2 rotated")
 		assert.Contains(t, out, "1 old token(s) revoked")
 		assert.Contains(t, out, "cluster cluster-2 is Ready")
-		after, cfg := storedKubeconfig(t, ctx, f, "cluster-2")
-		assert.NotEqual(t, before.Spec.Kubeconfig, after.Spec.Kubeconfig)
-		assert.Equal(t, before.Spec.GatewayPort, after.Spec.GatewayPort, "the rest of the spec stays")
+		c, after, cfg := storedKubeconfig(t, ctx, f, "cluster-2")
+		assert.NotEqual(t, before, after)
+		assert.Equal(t, int32(82), c.Spec.GatewayPort, "the rest of the spec stays")
 		assert.Equal(t, m2.Server(), cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server)
 
-		old := clientOf(t, before.Spec.Kubeconfig)
+		old := clientOf(t, before)
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
 			_, err := old.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
 			assert.True(c, apierrors.IsUnauthorized(err), "the old token is revoked: %v", err)
 		}, 30*time.Second, 200*time.Millisecond, "kube-apiserver caches a token it authenticated for 10s")
-		_, err := clientOf(t, after.Spec.Kubeconfig).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
+		_, err := clientOf(t, after).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
 		assert.NoError(t, err, "the new token works")
 		waitReady(t, ctx, f, "cluster-2", metav1.ConditionTrue, 5*time.Second)
 		// The imports keep flowing into cluster-2.
@@ -342,9 +364,75 @@ func TestPlugin(t *testing.T) {
 		assert.NoError(t, err)
 	})
 
+	t.Run("a revoked token is Unauthorized until rotate restores the member", func(t *testing.T) {
+		secrets, err := m2.Kube().CoreV1().Secrets("fedmesh-system").List(ctx, metav1.ListOptions{})
+		require.NoError(t, err)
+		revoked := 0
+		for _, sec := range secrets.Items {
+			if strings.HasPrefix(sec.Name, "fedmesh-token-") {
+				require.NoError(t, m2.Kube().CoreV1().Secrets("fedmesh-system").Delete(ctx, sec.Name, metav1.DeleteOptions{}))
+				revoked++
+			}
+		}
+		require.Equal(t, 1, revoked, "one live token")
+		c := waitReady(t, ctx, f, "cluster-2", metav1.ConditionFalse, 30*time.Second)
+		assert.Equal(t, "Unauthorized", meta.FindStatusCondition(c.Status.Conditions, "Ready").Reason)
+		out := p.run(t, "rotate", "cluster-2", "--member-context", "cluster-2", "--wait", "--timeout", "60s")
+		assert.Contains(t, out, "cluster cluster-2 is Ready")
+	})
+
+	t.Run("rotate trusts nothing it reads from the Cluster", func(t *testing.T) {
+		clusters := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters()
+		secrets := f.ControlPlane.Kube().CoreV1().Secrets(members.DefaultSecretsNamespace)
+		// Whoever may write the credentials points them elsewhere...
+		sec, err := secrets.Get(ctx, "cluster-2", metav1.GetOptions{})
+		require.NoError(t, err)
+		sec.Data[members.SecretServerKey] = []byte(m3.Server())
+		_, err = secrets.Update(ctx, sec, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		// ...rotate reaches the member through the administrator's
+		// kubeconfig and writes back the server that kubeconfig names.
+		out := p.run(t, "rotate", "cluster-2", "--member-context", "cluster-2", "--wait", "--timeout", "60s")
+		assert.Contains(t, out, "cluster cluster-2 is Ready")
+		_, _, cfg := storedKubeconfig(t, ctx, f, "cluster-2")
+		assert.Equal(t, m2.Server(), cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server)
+
+		// A Cluster made to claim another member is refused, and keeps
+		// its credentials.
+		c, err := clusters.Get(ctx, "cluster-2", metav1.GetOptions{})
+		require.NoError(t, err)
+		other, err := m3.Kube().CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		c.Annotations["flomesh.io/member-uid"] = string(other.UID)
+		_, err = clusters.Update(ctx, c, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		_, _, before := storedKubeconfig(t, ctx, f, "cluster-2")
+		out, errOut, err := p.try(t, "rotate", "cluster-2", "--member-context", "cluster-2")
+		require.Error(t, err, out)
+		assert.Contains(t, errOut, "refusing to rotate: the Cluster cluster-2 was joined for another member")
+		_, _, after := storedKubeconfig(t, ctx, f, "cluster-2")
+		assert.Equal(t, before.AuthInfos, after.AuthInfos, "the refused rotate wrote nothing")
+		// Put the record back.
+		c, err = clusters.Get(ctx, "cluster-2", metav1.GetOptions{})
+		require.NoError(t, err)
+		uid, err := m2.Kube().CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		c.Annotations["flomesh.io/member-uid"] = string(uid.UID)
+		_, err = clusters.Update(ctx, c, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	})
+
 	t.Run("dry-run prints the Cluster with its token redacted", func(t *testing.T) {
+		// By default the credentials go into a Secret: the Cluster has none.
 		out := p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--gateway-port", "83", "--dry-run=client", "-o", "yaml")
 		var c v1alpha1.Cluster
+		require.NoError(t, yaml.UnmarshalStrict([]byte(out), &c), out)
+		assert.Empty(t, c.Spec.Kubeconfig)
+		assert.Equal(t, "cluster-3", c.Spec.CredentialsSecretRef.Name)
+		assert.NotContains(t, out, "eyJ", "no JWT in the output")
+
+		out = p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--gateway-port", "83", "--dry-run=client", "-o", "yaml", "--credentials=inline")
+		c = v1alpha1.Cluster{}
 		require.NoError(t, yaml.UnmarshalStrict([]byte(out), &c), out)
 		assert.Equal(t, "Cluster", c.Kind)
 		assert.Equal(t, "flomesh.io/v1alpha1", c.APIVersion)
@@ -358,18 +446,37 @@ func TestPlugin(t *testing.T) {
 		_, err = f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-3", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "nothing applied on the control plane")
 
-		out = p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--dry-run=server", "-o", "yaml")
+		out = p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--dry-run=server", "-o", "yaml", "--credentials=inline")
 		require.NoError(t, yaml.Unmarshal([]byte(out), &c), out)
 		assert.Equal(t, int32(80), c.Spec.GatewayPort, "the server's answer")
 		assert.Contains(t, c.Spec.Kubeconfig, "token: <redacted>")
 		_, err = f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-3", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "a server dry run stores nothing")
 
-		out = p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--dry-run=client", "-o", "yaml", "--show-secrets")
+		out = p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--dry-run=client", "-o", "yaml", "--show-secrets", "--credentials=inline")
 		require.NoError(t, yaml.Unmarshal([]byte(out), &c))
 		shown, err := clientcmd.RESTConfigFromKubeConfig([]byte(c.Spec.Kubeconfig))
 		require.NoError(t, err)
 		assert.True(t, strings.HasPrefix(shown.BearerToken, "eyJ"), "the token is shown")
+	})
+
+	t.Run("deleting a Cluster revokes its token and its credentials Secret", func(t *testing.T) {
+		p.run(t, "join", "cluster-3", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1", "--gateway-port", "83", "--wait", "--timeout", "60s")
+		_, kubeconfig, _ := storedKubeconfig(t, ctx, f, "cluster-3")
+		token := clientOf(t, kubeconfig)
+		_, err := token.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
+		require.NoError(t, err)
+
+		// Not unjoin: the Cluster alone, as kubectl delete would.
+		require.NoError(t, f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Delete(ctx, "cluster-3", metav1.DeleteOptions{}))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := token.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnReview, metav1.CreateOptions{})
+			assert.True(c, apierrors.IsUnauthorized(err), "fedmesh-syncer revoked the member's token: %v", err)
+		}, 40*time.Second, 250*time.Millisecond, "kube-apiserver caches a token it authenticated for 10s")
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := f.ControlPlane.Kube().CoreV1().Secrets(members.DefaultSecretsNamespace).Get(ctx, "cluster-3", metav1.GetOptions{})
+			assert.True(c, apierrors.IsNotFound(err), "the credentials Secret goes with its Cluster: %v", err)
+		}, 40*time.Second, 250*time.Millisecond)
 	})
 
 	t.Run("errors are one line and a non-zero exit", func(t *testing.T) {
@@ -394,12 +501,14 @@ func TestPlugin(t *testing.T) {
 
 		// A name taken by another member's Cluster.
 		line = p.fail(t, "join", "cluster-1", "--member-context", "cluster-3", "--gateway-host", "127.0.0.1")
-		assert.Contains(t, line, `the name "cluster-1" is taken: Cluster cluster-1 (key `+key1+`) is another member, at `+m1.Server())
+		uid1, err := m1.Kube().CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Contains(t, line, `the name "cluster-1" is taken: Cluster cluster-1 (key `+key1+`) is another member, whose kube-system namespace has UID `+string(uid1.UID))
 		// A member joined already, under another name.
 		line = p.fail(t, "join", "cluster-9", "--member-context", "cluster-1", "--gateway-host", "127.0.0.1")
 		assert.Contains(t, line, "is already joined as Cluster cluster-1")
 		// Neither wrote anything.
-		_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-9", metav1.GetOptions{})
+		_, err = f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-9", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err))
 		waitReady(t, ctx, f, "cluster-1", metav1.ConditionTrue, 5*time.Second)
 	})
@@ -434,7 +543,8 @@ func TestPlugin(t *testing.T) {
 			out = o
 		}, 20*time.Second, time.Second)
 		assert.Contains(t, out, "cluster.flomesh.io/cluster-1 deleted")
-		assert.Contains(t, out, "removed from the member: ClusterRoleBinding fedmesh:member, ClusterRole fedmesh:member, Secret fedmesh-system/fedmesh-token-")
+		assert.Contains(t, out, "removed from the member: ClusterRoleBinding fedmesh:member, ClusterRole fedmesh:member, "+
+			"RoleBinding fedmesh-system/fedmesh:member, Role fedmesh-system/fedmesh:member")
 
 		_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-1", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "the Cluster is gone")

@@ -47,6 +47,11 @@ func (in ClusterStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CredentialsSecretReference) OpenAPIModelName() string {
+	return "io.flomesh.v1alpha1.CredentialsSecretReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Endpoint) OpenAPIModelName() string {
 	return "io.flomesh.v1alpha1.Endpoint"
 }

@@ -144,13 +144,11 @@ func ParseKubeconfig(kubeconfig string, policy KubeconfigPolicy, fldPath *field.
 // parseKubeconfigCluster takes the server and how to trust it.
 func parseKubeconfigCluster(cluster *clientcmdapi.Cluster, policy KubeconfigPolicy, path *field.Path, creds *MemberCredentials) field.ErrorList {
 	var allErrs field.ErrorList
-	if cluster.Server == "" {
-		allErrs = append(allErrs, field.Required(path.Child("server"), "the URL of the member's API"))
-	} else if server, err := parseServerURL(cluster.Server, policy); err != nil {
-		allErrs = append(allErrs, err.at(path.Child("server")))
-	} else {
-		creds.Server = server
+	server, err := ParseMemberServer(cluster.Server, policy, path.Child("server"))
+	if err != nil {
+		allErrs = append(allErrs, err)
 	}
+	creds.Server = server
 	if cluster.CertificateAuthority != "" {
 		allErrs = append(allErrs, field.Forbidden(path.Child("certificate-authority"),
 			"fedmesh reads no file named by a Cluster; give certificate-authority-data"))
@@ -220,6 +218,20 @@ func parseKubeconfigUser(user *clientcmdapi.AuthInfo, path *field.Path, creds *M
 	creds.Token = user.Token
 	creds.ClientCertData, creds.ClientKeyData = user.ClientCertificateData, user.ClientKeyData
 	return allErrs
+}
+
+// ParseMemberServer returns the URL of a member's API server that fedmesh
+// connects to, normalised, or why it refuses it; path is where the URL was
+// given. The URL is never repeated in the error: it may carry user info.
+func ParseMemberServer(server string, policy KubeconfigPolicy, path *field.Path) (string, *field.Error) {
+	if server == "" {
+		return "", field.Required(path, "the URL of the member's API")
+	}
+	u, err := parseServerURL(server, policy)
+	if err != nil {
+		return "", err.at(path)
+	}
+	return u, nil
 }
 
 // serverError is a refusal of a server URL, typed by whether a flag could

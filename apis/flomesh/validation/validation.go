@@ -171,7 +171,19 @@ func validateClusterSpec(spec *flomesh.ClusterSpec, policy KubeconfigPolicy, fld
 	allErrs = append(allErrs, validateKeyPart(spec.Group, fldPath.Child("group"))...)
 	allErrs = append(allErrs, validateGatewayHost(spec.GatewayHost, fldPath.Child("gatewayHost"))...)
 	allErrs = append(allErrs, validatePort(spec.GatewayPort, fldPath.Child("gatewayPort"))...)
-	allErrs = append(allErrs, ValidateKubeconfig(spec.Kubeconfig, policy, fldPath.Child("kubeconfig"))...)
+	switch ref := spec.CredentialsSecretRef; {
+	case spec.Kubeconfig != "" && ref != nil:
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("credentialsSecretRef"), "may not be set together with kubeconfig"))
+	case ref != nil:
+		for _, msg := range apivalidation.NameIsDNSSubdomain(ref.Name, false) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("credentialsSecretRef", "name"), ref.Name, msg))
+		}
+	case spec.Kubeconfig == "":
+		allErrs = append(allErrs, field.Required(fldPath.Child("kubeconfig"),
+			"the member's credentials: a kubeconfig, or credentialsSecretRef naming a Secret (kubectl fedmesh join writes one)"))
+	default:
+		allErrs = append(allErrs, ValidateKubeconfig(spec.Kubeconfig, policy, fldPath.Child("kubeconfig"))...)
+	}
 	return allErrs
 }
 

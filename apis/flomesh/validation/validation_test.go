@@ -285,6 +285,21 @@ func TestValidateCluster(t *testing.T) {
 			want{field.ErrorTypeRequired, "spec.gatewayHost"},
 			want{field.ErrorTypeRequired, "spec.kubeconfig"},
 		)},
+		{name: "credentials in a Secret", mutate: func(c *flomesh.Cluster) {
+			c.Spec.Kubeconfig = ""
+			c.Spec.CredentialsSecretRef = &flomesh.CredentialsSecretReference{Name: "cluster-1"}
+		}},
+		{name: "credentials in a Secret and inline", mutate: func(c *flomesh.Cluster) {
+			c.Spec.CredentialsSecretRef = &flomesh.CredentialsSecretReference{Name: "cluster-1"}
+		}, want: errs(want{field.ErrorTypeForbidden, "spec.credentialsSecretRef"})},
+		{name: "bad Secret name", mutate: func(c *flomesh.Cluster) {
+			c.Spec.Kubeconfig = ""
+			c.Spec.CredentialsSecretRef = &flomesh.CredentialsSecretReference{Name: "../etc"}
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.credentialsSecretRef.name"})},
+		{name: "empty Secret name", mutate: func(c *flomesh.Cluster) {
+			c.Spec.Kubeconfig = ""
+			c.Spec.CredentialsSecretRef = &flomesh.CredentialsSecretReference{}
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.credentialsSecretRef.name"})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

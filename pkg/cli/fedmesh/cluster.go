@@ -18,7 +18,13 @@ package fedmesh
 import (
 	"context"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io"
+	corev1 "k8s.io/api/core/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"strings"
 	"time"
 
@@ -41,8 +47,18 @@ func keyOf(name string, spec v1alpha1.ClusterSpec) string {
 
 // applyConfig is the Cluster the plugin applies: the fields of spec that
 // are set, and only those, so that the API server defaults the others.
-func applyConfig(name string, spec v1alpha1.ClusterSpec) *fedac.ClusterApplyConfiguration {
-	s := fedac.ClusterSpec().WithGatewayHost(spec.GatewayHost).WithKubeconfig(spec.Kubeconfig)
+//
+// memberUID, the UID of the member's kube-system namespace, is recorded so
+// that rotate can tell, through the administrator's own kubeconfig, that
+// it talks to the same member.
+func applyConfig(name string, spec v1alpha1.ClusterSpec, memberUID string) *fedac.ClusterApplyConfiguration {
+	s := fedac.ClusterSpec().WithGatewayHost(spec.GatewayHost)
+	if spec.Kubeconfig != "" {
+		s.WithKubeconfig(spec.Kubeconfig)
+	}
+	if ref := spec.CredentialsSecretRef; ref != nil {
+		s.WithCredentialsSecretRef(fedac.CredentialsSecretReference().WithName(ref.Name))
+	}
 	if spec.Region != "" {
 		s.WithRegion(spec.Region)
 	}
@@ -55,7 +71,34 @@ func applyConfig(name string, spec v1alpha1.ClusterSpec) *fedac.ClusterApplyConf
 	if spec.GatewayPort != 0 {
 		s.WithGatewayPort(spec.GatewayPort)
 	}
-	return fedac.Cluster(name).WithSpec(s)
+	c := fedac.Cluster(name).WithSpec(s)
+	if memberUID != "" {
+		c.WithAnnotations(map[string]string{MemberUIDAnnotation: memberUID})
+	}
+	return c
+}
+
+// MemberUIDAnnotation, on a Cluster, is the UID of the member's kube-system
+// namespace, recorded by join: what the member is, whatever its address.
+const MemberUIDAnnotation = "flomesh.io/member-uid"
+
+// credentialsSecretApply is the control plane's Secret of a member's
+// credentials, owned by its Cluster so that it goes with it.
+func credentialsSecretApply(namespace, name string, ep endpoint, token string, owner *v1alpha1.Cluster) *corev1ac.SecretApplyConfiguration {
+	s := corev1ac.Secret(name, namespace).
+		WithLabels(map[string]string{managedByLabel: FieldManager}).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(map[string][]byte{
+			members.SecretServerKey: []byte(ep.Server),
+			members.SecretCAKey:     ep.CAData,
+			members.SecretTokenKey:  []byte(token),
+		})
+	if owner != nil && owner.UID != "" {
+		s.WithOwnerReferences(metav1ac.OwnerReference().
+			WithAPIVersion(v1alpha1.SchemeGroupVersion.String()).WithKind("Cluster").
+			WithName(owner.Name).WithUID(owner.UID))
+	}
+	return s
 }
 
 // sameServer compares two API server URLs, ignoring case and a trailing
@@ -65,14 +108,15 @@ func sameServer(a, b string) bool {
 	return a != "" && norm(a) == norm(b)
 }
 
-// sameMember reports whether Cluster c is the member whose fedmesh
-// ServiceAccount has UID saUID (empty when it has none) and whose API
-// server is at one of servers: the token of c was issued for that very
-// ServiceAccount, or, failing that, the kubeconfig of c points at one of
-// those servers.
-func sameMember(c *v1alpha1.Cluster, saUID string, servers ...string) bool {
-	if sa, ok := serviceAccountOf(tokenOf(c.Spec.Kubeconfig)); ok && saUID != "" && sa.UID == saUID {
-		return true
+// sameMember reports whether Cluster c is the member whose kube-system
+// namespace has UID memberUID and whose API server is at one of servers.
+// A Cluster that join recorded the UID on is that member exactly when the
+// UIDs match; one registered otherwise (a kubeconfig pasted into a
+// manifest) when its kubeconfig points at one of those servers. No
+// credential in the Cluster is trusted to tell.
+func sameMember(c *v1alpha1.Cluster, memberUID string, servers ...string) bool {
+	if recorded := c.Annotations[MemberUIDAnnotation]; recorded != "" {
+		return recorded == memberUID
 	}
 	ep, err := endpointOf(c.Spec.Kubeconfig)
 	if err != nil {
@@ -86,20 +130,23 @@ func sameMember(c *v1alpha1.Cluster, saUID string, servers ...string) bool {
 	return false
 }
 
-// serverOf is the API server a Cluster's kubeconfig points at, for
-// messages.
-func serverOf(c *v1alpha1.Cluster) string {
+// whereIs says which member a Cluster is, for messages: the kube-system
+// UID join recorded, or else where its kubeconfig points.
+func whereIs(c *v1alpha1.Cluster) string {
+	if uid := c.Annotations[MemberUIDAnnotation]; uid != "" {
+		return "whose kube-system namespace has UID " + uid
+	}
 	ep, err := endpointOf(c.Spec.Kubeconfig)
 	if err != nil || ep.Server == "" {
-		return "an address its kubeconfig does not tell"
+		return "at an address its kubeconfig does not tell"
 	}
-	return ep.Server
+	return "at " + ep.Server
 }
 
 // checkMember fails when name is registered for another member than the
 // one at servers, or when that member is registered under another name.
 // It returns the Cluster name, when there is one.
-func checkMember(ctx context.Context, client versioned.Interface, name, saUID string, servers ...string) (*v1alpha1.Cluster, error) {
+func checkMember(ctx context.Context, client versioned.Interface, name, memberUID string, servers ...string) (*v1alpha1.Cluster, error) {
 	list, err := client.FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
@@ -107,11 +154,11 @@ func checkMember(ctx context.Context, client versioned.Interface, name, saUID st
 	var existing *v1alpha1.Cluster
 	for i := range list.Items {
 		c := &list.Items[i]
-		same := sameMember(c, saUID, servers...)
+		same := sameMember(c, memberUID, servers...)
 		switch {
 		case c.Name == name && !same:
-			return nil, fmt.Errorf("the name %q is taken: Cluster %s (key %s) is another member, at %s; choose another name, or unjoin that one first",
-				name, c.Name, keyOf(c.Name, c.Spec), serverOf(c))
+			return nil, fmt.Errorf("the name %q is taken: Cluster %s (key %s) is another member, %s; choose another name, or unjoin that one first",
+				name, c.Name, keyOf(c.Name, c.Spec), whereIs(c))
 		case c.Name == name:
 			existing = c
 		case same:
@@ -193,4 +240,39 @@ func waitReady(ctx context.Context, client versioned.Interface, w io.Writer, nam
 		case <-tick.C:
 		}
 	}
+}
+
+// Values of --credentials.
+const (
+	credentialsSecret = "secret"
+	credentialsInline = "inline"
+)
+
+func addCredentialsFlags(cmd *cobra.Command, credentials, namespace *string) {
+	cmd.Flags().StringVar(credentials, "credentials", credentialsSecret,
+		`Where the Cluster's credentials go: "secret" (a Secret of --secrets-namespace, which only fedmesh reads) or "inline" `+
+			`(a kubeconfig in the Cluster, which whoever may read Clusters may read)`)
+	cmd.Flags().StringVar(namespace, "secrets-namespace", members.DefaultSecretsNamespace,
+		"Namespace of the control plane where fedmesh reads members' credentials (fedmesh's --member-secrets-namespace)")
+}
+
+func validCredentials(credentials string) error {
+	if credentials != credentialsSecret && credentials != credentialsInline {
+		return fmt.Errorf("--credentials must be %q or %q, not %q", credentialsSecret, credentialsInline, credentials)
+	}
+	return nil
+}
+
+// applySecret server-side applies a credentials Secret on the control
+// plane.
+func applySecret(ctx context.Context, cpConfig *rest.Config, secret *corev1ac.SecretApplyConfiguration, opts metav1.ApplyOptions) error {
+	kube, err := kubernetes.NewForConfig(cpConfig)
+	if err != nil {
+		return err
+	}
+	_, err = kube.CoreV1().Secrets(*secret.Namespace).Apply(ctx, secret, opts)
+	if err != nil {
+		return fmt.Errorf("writing the credentials Secret %s/%s: %w", *secret.Namespace, *secret.Name, err)
+	}
+	return nil
 }

@@ -43,6 +43,8 @@ type joinOptions struct {
 
 	name                string
 	spec                v1alpha1.ClusterSpec
+	credentials         string
+	secretsNamespace    string
 	memberServer        string
 	tokenExpiration     time.Duration
 	wait                bool
@@ -67,7 +69,11 @@ of that ServiceAccount through the TokenRequest API, valid for
 --token-expiration and bound to a Secret of fedmesh-system (deleting the Secret
 revokes the token), and builds a kubeconfig holding that token and the member's
 CA. On the control plane it applies the Cluster NAME by server-side apply,
-then revokes the tokens of earlier joins. Running join again is safe: it
+and, unless --credentials=inline, puts the member's server, CA and token in
+the Secret NAME of --secrets-namespace, which only fedmesh reads, so that the
+Cluster itself carries no credential. It records the UID of the member's
+kube-system namespace on the Cluster, so that rotate can tell it is the same
+member. Then it revokes the tokens of earlier joins. Running join again is safe: it
 restores the member's identity and issues a fresh token.
 
 If the namespace fedmesh-system is still terminating (right after an unjoin),
@@ -99,6 +105,7 @@ as <redacted> unless --show-secrets.`,
 	f.StringVar(&o.spec.Zone, "zone", "", "Zone of the member, part of its key (default \"default\")")
 	f.StringVar(&o.spec.Group, "group", "", "Group of the member, part of its key (default \"default\")")
 	f.StringVar(&o.memberServer, "member-server", "", "API server URL fedmesh uses to reach the member, when the member's kubeconfig says one it cannot use (such as https://0.0.0.0:6443)")
+	addCredentialsFlags(cmd, &o.credentials, &o.secretsNamespace)
 	f.DurationVar(&o.tokenExpiration, "token-expiration", 8760*time.Hour, "How long the member's token for fedmesh is valid; renew it with 'kubectl fedmesh rotate'")
 	addWaitFlags(cmd, &o.wait, &o.timeout)
 	f.Lookup("timeout").Usage = "How long to wait for a terminating namespace " + MemberNamespace + " to go, and with --wait for the Cluster to be Ready, before failing with the reason"
@@ -142,6 +149,9 @@ func (o *joinOptions) validate() error {
 	if o.tokenExpiration < 10*time.Minute {
 		return fmt.Errorf("--token-expiration %s is shorter than the 10m Kubernetes accepts", o.tokenExpiration)
 	}
+	if err := validCredentials(o.credentials); err != nil {
+		return err
+	}
 	if o.memberServer != "" {
 		if err := validServer(o.memberServer); err != nil {
 			return err
@@ -178,13 +188,13 @@ func (o *joinOptions) run(ctx context.Context) error {
 	if o.memberServer != "" {
 		ep.Server = o.memberServer
 	}
-	saUID, err := m.serviceAccountUID(ctx)
+	memberUID, err := m.clusterUID(ctx)
 	if err != nil {
 		return err
 	}
 	// Everything that can refuse the join is checked before anything is
 	// written in the member.
-	if _, err := checkMember(ctx, client, o.name, saUID, ep.Server, m.endpoint.Server); err != nil {
+	if _, err := checkMember(ctx, client, o.name, memberUID, ep.Server, m.endpoint.Server); err != nil {
 		return controlPlaneError(cpConfig, err)
 	}
 	// A namespace being deleted (by an unjoin, say) takes no new object
@@ -194,12 +204,8 @@ func (o *joinOptions) run(ctx context.Context) error {
 		return err
 	}
 	if waited {
-		// The ServiceAccount went with the namespace: check again with
-		// what the member holds now.
-		if saUID, err = m.serviceAccountUID(ctx); err != nil {
-			return err
-		}
-		if _, err := checkMember(ctx, client, o.name, saUID, ep.Server, m.endpoint.Server); err != nil {
+		// Check again with what the control plane holds now.
+		if _, err := checkMember(ctx, client, o.name, memberUID, ep.Server, m.endpoint.Server); err != nil {
 			return controlPlaneError(cpConfig, err)
 		}
 	}
@@ -210,12 +216,16 @@ func (o *joinOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kubeconfig, err := buildKubeconfig(o.name, ep, token)
-	if err != nil {
-		return err
-	}
 	spec := o.spec
-	spec.Kubeconfig = string(kubeconfig)
+	if o.credentials == credentialsInline {
+		kubeconfig, err := buildKubeconfig(o.name, ep, token)
+		if err != nil {
+			return err
+		}
+		spec.Kubeconfig = string(kubeconfig)
+	} else {
+		spec.CredentialsSecretRef = &v1alpha1.CredentialsSecretReference{Name: o.name}
+	}
 	if o.dryRun == dryRunClient {
 		c := &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: o.name}, Spec: spec}
 		return printCluster(o.streams.Out, o.printFlags, c, o.showSecrets)
@@ -224,7 +234,12 @@ func (o *joinOptions) run(ctx context.Context) error {
 	if o.dryRun == dryRunServer {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	applied, err := client.FlomeshV1alpha1().Clusters().Apply(ctx, applyConfig(o.name, spec), opts)
+	applied, err := client.FlomeshV1alpha1().Clusters().Apply(ctx, applyConfig(o.name, spec, memberUID), opts)
+	if err == nil && spec.CredentialsSecretRef != nil {
+		// The Cluster first, so that its Secret can be owned by it and go
+		// with it; fedmesh waits for the Secret meanwhile.
+		err = applySecret(ctx, cpConfig, credentialsSecretApply(o.secretsNamespace, o.name, ep, token, applied), opts)
+	}
 	if err != nil || o.dryRun == dryRunServer {
 		// No Cluster holds the new token: it goes. The tokens of earlier
 		// joins stay, as a Cluster may hold one.

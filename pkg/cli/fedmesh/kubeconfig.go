@@ -16,10 +16,7 @@ limitations under the License.
 package fedmesh
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"strings"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -96,15 +93,6 @@ func endpointOf(kubeconfig string) (endpoint, error) {
 	}, nil
 }
 
-// tokenOf returns the bearer token of a kubeconfig's current context.
-func tokenOf(kubeconfig string) string {
-	_, u, err := current(kubeconfig)
-	if err != nil {
-		return ""
-	}
-	return u.Token
-}
-
 // redactKubeconfig returns kubeconfig with every credential it embeds
 // replaced by Redacted: tokens, passwords and client keys. A kubeconfig
 // that does not parse is redacted whole.
@@ -137,40 +125,4 @@ func redactKubeconfig(kubeconfig string) string {
 		return Redacted
 	}
 	return string(b)
-}
-
-// serviceAccount is the identity a service account token names.
-type serviceAccount struct {
-	Issuer, Namespace, Name, UID string
-}
-
-// serviceAccountOf reads, without verifying it, the service account a
-// Kubernetes service account token (a JWT) was issued for. It returns
-// false for anything else.
-func serviceAccountOf(token string) (serviceAccount, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return serviceAccount{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return serviceAccount{}, false
-	}
-	var claims struct {
-		Issuer     string `json:"iss"`
-		Kubernetes *struct {
-			Namespace      string `json:"namespace"`
-			ServiceAccount struct {
-				Name string `json:"name"`
-				UID  string `json:"uid"`
-			} `json:"serviceaccount"`
-		} `json:"kubernetes.io"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Kubernetes == nil || claims.Kubernetes.ServiceAccount.UID == "" {
-		return serviceAccount{}, false
-	}
-	return serviceAccount{
-		Issuer: claims.Issuer, Namespace: claims.Kubernetes.Namespace,
-		Name: claims.Kubernetes.ServiceAccount.Name, UID: claims.Kubernetes.ServiceAccount.UID,
-	}, true
 }

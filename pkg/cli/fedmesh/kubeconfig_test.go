@@ -18,7 +18,6 @@ package fedmesh
 import (
 	"encoding/base64"
 	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -31,24 +30,6 @@ import (
 )
 
 var testCA = []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-
-// fakeToken is a JWT shaped like a Kubernetes service account token; its
-// signature is not one.
-func fakeToken(t *testing.T, namespace, name, uid string) string {
-	t.Helper()
-	claims := map[string]interface{}{
-		"iss": "https://member.example",
-		"sub": "system:serviceaccount:" + namespace + ":" + name,
-		"kubernetes.io": map[string]interface{}{
-			"namespace":      namespace,
-			"serviceaccount": map[string]string{"name": name, "uid": uid},
-		},
-	}
-	b, err := json.Marshal(claims)
-	require.NoError(t, err)
-	enc := base64.RawURLEncoding.EncodeToString
-	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc(b) + "." + enc([]byte("signature"))
-}
 
 func TestBuildKubeconfig(t *testing.T) {
 	tests := []struct {
@@ -88,11 +69,9 @@ func TestBuildKubeconfig(t *testing.T) {
 			assert.Equal(t, &clientcmdapi.AuthInfo{Token: "the-token", LocationOfOrigin: u.LocationOfOrigin, Extensions: u.Extensions}, u,
 				"the user holds the token and nothing else")
 
-			// What rotate reads back is what join wrote.
 			back, err := endpointOf(string(b))
 			require.NoError(t, err)
 			assert.Equal(t, tt.ep, back)
-			assert.Equal(t, "the-token", tokenOf(string(b)))
 			// The kubeconfig is usable as it is.
 			_, err = clientcmd.RESTConfigFromKubeConfig(b)
 			assert.NoError(t, err)
@@ -143,78 +122,65 @@ func TestRedactKubeconfig(t *testing.T) {
 	}
 }
 
-func TestServiceAccountOf(t *testing.T) {
-	tok := fakeToken(t, "fedmesh-system", "fedmesh", "uid-1")
-	parts := strings.Split(tok, ".")
-	tests := []struct {
-		name  string
-		token string
-		want  serviceAccount
-		ok    bool
-	}{
-		{name: "service account token", token: tok, want: serviceAccount{Issuer: "https://member.example", Namespace: "fedmesh-system", Name: "fedmesh", UID: "uid-1"}, ok: true},
-		{name: "padded payload", token: parts[0] + "." + parts[1] + "==." + parts[2], want: serviceAccount{Issuer: "https://member.example", Namespace: "fedmesh-system", Name: "fedmesh", UID: "uid-1"}, ok: true},
-		{name: "opaque token", token: "abcdef.0123456789abcdef"},
-		{name: "empty", token: ""},
-		{name: "not base64", token: "a.%%%.c"},
-		{name: "JWT of something else", token: parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"x"}`)) + "." + parts[2]},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := serviceAccountOf(tt.token)
-			assert.Equal(t, tt.ok, ok)
-			assert.Equal(t, tt.want, got)
-		})
-	}
-}
-
 func TestSameMember(t *testing.T) {
-	kc := func(server, token string) string {
-		b, err := buildKubeconfig("c", endpoint{Server: server}, token)
+	kc := func(server string) string {
+		b, err := buildKubeconfig("c", endpoint{Server: server}, "opaque")
 		require.NoError(t, err)
 		return string(b)
 	}
-	tok := fakeToken(t, "fedmesh-system", "fedmesh", "uid-1")
-	cluster := func(kubeconfig string) *v1alpha1.Cluster {
+	inline := func(kubeconfig string) *v1alpha1.Cluster {
 		return &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Spec: v1alpha1.ClusterSpec{Kubeconfig: kubeconfig}}
 	}
+	joined := func(uid string) *v1alpha1.Cluster {
+		return &v1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "c", Annotations: map[string]string{MemberUIDAnnotation: uid}},
+			Spec: v1alpha1.ClusterSpec{CredentialsSecretRef: &v1alpha1.CredentialsSecretReference{Name: "c"}}}
+	}
 	tests := []struct {
-		name    string
-		cluster *v1alpha1.Cluster
-		saUID   string
-		servers []string
-		want    bool
+		name      string
+		cluster   *v1alpha1.Cluster
+		memberUID string
+		servers   []string
+		want      bool
 	}{
-		{name: "token of the member's ServiceAccount, other address", cluster: cluster(kc("https://0.0.0.0:6443", tok)), saUID: "uid-1", servers: []string{"https://10.0.0.1:6443"}, want: true},
-		{name: "same server", cluster: cluster(kc("https://10.0.0.1:6443", "opaque")), servers: []string{"https://10.0.0.1:6443"}, want: true},
-		{name: "same server, case and slash aside", cluster: cluster(kc("https://Member:6443/", "opaque")), servers: []string{"https://member:6443"}, want: true},
-		{name: "any of the servers", cluster: cluster(kc("https://10.0.0.1:6443", "opaque")), servers: []string{"https://0.0.0.0:6443", "https://10.0.0.1:6443"}, want: true},
-		{name: "ServiceAccount re-created, same server", cluster: cluster(kc("https://10.0.0.1:6443", tok)), saUID: "uid-2", servers: []string{"https://10.0.0.1:6443"}, want: true},
-		{name: "another member's token and server", cluster: cluster(kc("https://10.0.0.2:6443", tok)), saUID: "uid-2", servers: []string{"https://10.0.0.1:6443"}},
-		{name: "member without ServiceAccount, other server", cluster: cluster(kc("https://10.0.0.2:6443", tok)), servers: []string{"https://10.0.0.1:6443"}},
-		{name: "unparsable kubeconfig", cluster: cluster("garbage: ["), servers: []string{"https://10.0.0.1:6443"}},
+		{name: "recorded UID, other address", cluster: joined("uid-1"), memberUID: "uid-1", servers: []string{"https://10.0.0.1:6443"}, want: true},
+		{name: "recorded UID of another member", cluster: joined("uid-1"), memberUID: "uid-2", servers: []string{"https://10.0.0.1:6443"}},
+		{name: "recorded UID wins over a matching server", cluster: func() *v1alpha1.Cluster {
+			c := inline(kc("https://10.0.0.1:6443"))
+			c.Annotations = map[string]string{MemberUIDAnnotation: "uid-1"}
+			return c
+		}(), memberUID: "uid-2", servers: []string{"https://10.0.0.1:6443"}},
+		{name: "no UID, same server", cluster: inline(kc("https://10.0.0.1:6443")), memberUID: "uid-1", servers: []string{"https://10.0.0.1:6443"}, want: true},
+		{name: "no UID, same server, case and slash aside", cluster: inline(kc("https://Member:6443/")), servers: []string{"https://member:6443"}, want: true},
+		{name: "no UID, any of the servers", cluster: inline(kc("https://10.0.0.1:6443")), servers: []string{"https://0.0.0.0:6443", "https://10.0.0.1:6443"}, want: true},
+		{name: "no UID, other server", cluster: inline(kc("https://10.0.0.2:6443")), servers: []string{"https://10.0.0.1:6443"}},
+		{name: "unparsable kubeconfig", cluster: inline("garbage: ["), servers: []string{"https://10.0.0.1:6443"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, sameMember(tt.cluster, tt.saUID, tt.servers...))
+			assert.Equal(t, tt.want, sameMember(tt.cluster, tt.memberUID, tt.servers...))
 		})
 	}
 }
 
 func TestApplyConfig(t *testing.T) {
 	tests := []struct {
-		name string
-		spec v1alpha1.ClusterSpec
-		want string
+		name      string
+		spec      v1alpha1.ClusterSpec
+		memberUID string
+		want      string
 	}{
 		{name: "defaults left to the server", spec: v1alpha1.ClusterSpec{GatewayHost: "10.0.0.1", Kubeconfig: "kc"},
 			want: `{"kind":"Cluster","apiVersion":"flomesh.io/v1alpha1","metadata":{"name":"c"},"spec":{"gatewayHost":"10.0.0.1","kubeconfig":"kc"}}`},
 		{name: "every field", spec: v1alpha1.ClusterSpec{Region: "r", Zone: "z", Group: "g", GatewayHost: "h", GatewayPort: 81, Kubeconfig: "kc"},
 			want: `{"kind":"Cluster","apiVersion":"flomesh.io/v1alpha1","metadata":{"name":"c"},"spec":{"region":"r","zone":"z","group":"g","gatewayHost":"h","gatewayPort":81,"kubeconfig":"kc"}}`},
+		{name: "credentials in a Secret, member recorded", memberUID: "uid-1",
+			spec: v1alpha1.ClusterSpec{GatewayHost: "h", CredentialsSecretRef: &v1alpha1.CredentialsSecretReference{Name: "c"}},
+			want: `{"kind":"Cluster","apiVersion":"flomesh.io/v1alpha1","metadata":{"name":"c","annotations":{"flomesh.io/member-uid":"uid-1"}},` +
+				`"spec":{"gatewayHost":"h","credentialsSecretRef":{"name":"c"}}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := json.Marshal(applyConfig("c", tt.spec))
+			b, err := json.Marshal(applyConfig("c", tt.spec, tt.memberUID))
 			require.NoError(t, err)
 			assert.JSONEq(t, tt.want, string(b))
 		})

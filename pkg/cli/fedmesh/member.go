@@ -180,6 +180,16 @@ func (m *member) wrap(err error) error {
 	return fmt.Errorf("member %s: %w", m.where, err)
 }
 
+// clusterUID returns the UID of the member's kube-system namespace: what
+// the member is, as long as it lives, whatever its address.
+func (m *member) clusterUID(ctx context.Context) (string, error) {
+	ns, err := m.kube.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return "", m.wrap(fmt.Errorf("reading namespace %s, which tells the member: %w", metav1.NamespaceSystem, err))
+	}
+	return string(ns.UID), nil
+}
+
 // serviceAccountUID returns the UID of the member's fedmesh ServiceAccount,
 // or "" when it does not exist.
 func (m *member) serviceAccountUID(ctx context.Context) (string, error) {
@@ -301,6 +311,21 @@ func (m *member) ensureIdentity(ctx context.Context) error {
 	if _, err := m.kube.RbacV1().ClusterRoleBindings().Apply(ctx, binding, apply); err != nil {
 		return m.wrap(err)
 	}
+	// In fedmesh's own namespace only: revoking its tokens when its
+	// Cluster is deleted.
+	tokens := rbacv1ac.Role(MemberRole, MemberNamespace).WithLabels(labels)
+	for _, r := range memberrbac.TokenRules {
+		tokens.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).WithVerbs(r.Verbs...))
+	}
+	if _, err := m.kube.RbacV1().Roles(MemberNamespace).Apply(ctx, tokens, apply); err != nil {
+		return m.wrap(err)
+	}
+	tokensBinding := rbacv1ac.RoleBinding(MemberRole, MemberNamespace).WithLabels(labels).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName(MemberRole)).
+		WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(MemberServiceAccount).WithNamespace(MemberNamespace))
+	if _, err := m.kube.RbacV1().RoleBindings(MemberNamespace).Apply(ctx, tokensBinding, apply); err != nil {
+		return m.wrap(err)
+	}
 	return nil
 }
 
@@ -400,6 +425,14 @@ func (m *member) removeIdentity(ctx context.Context) ([]string, error) {
 			o, err := k.RbacV1().ClusterRoles().Get(ctx, MemberRole, metav1.GetOptions{})
 			return labelsOf(o, err)
 		}, func() error { return k.RbacV1().ClusterRoles().Delete(ctx, MemberRole, opts) }},
+		{"RoleBinding " + MemberNamespace + "/" + MemberRole, func() (map[string]string, error) {
+			o, err := k.RbacV1().RoleBindings(MemberNamespace).Get(ctx, MemberRole, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error { return k.RbacV1().RoleBindings(MemberNamespace).Delete(ctx, MemberRole, opts) }},
+		{"Role " + MemberNamespace + "/" + MemberRole, func() (map[string]string, error) {
+			o, err := k.RbacV1().Roles(MemberNamespace).Get(ctx, MemberRole, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error { return k.RbacV1().Roles(MemberNamespace).Delete(ctx, MemberRole, opts) }},
 	}
 	for _, s := range steps {
 		if err := del(s.what, s.get, s.remove); err != nil {

@@ -25,6 +25,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // Labels of what fedmesh-syncer writes into members (pkg/syncer).
@@ -35,8 +38,9 @@ const (
 
 type unjoinOptions struct {
 	*options
-	name           string
-	cleanupTimeout time.Duration
+	name             string
+	cleanupTimeout   time.Duration
+	secretsNamespace string
 }
 
 func newUnjoinCommand(parent *options) *cobra.Command {
@@ -44,7 +48,8 @@ func newUnjoinCommand(parent *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unjoin NAME",
 		Short: "Remove a member from the federation, and fedmesh's identity from the member",
-		Long: `Delete the Cluster NAME on the control plane, then remove from the member
+		Long: `Delete the Cluster NAME on the control plane, and its credentials Secret,
+then remove from the member
 what join created there: the ClusterRoleBinding and ClusterRole fedmesh:member,
 the token Secrets and the ServiceAccount fedmesh-system/fedmesh, and the
 namespace fedmesh-system when join created it.
@@ -62,6 +67,8 @@ member, and removes what is left itself.`,
 			return o.run(cmd.Context())
 		},
 	}
+	cmd.Flags().StringVar(&o.secretsNamespace, "secrets-namespace", members.DefaultSecretsNamespace,
+		"Namespace of the control plane where fedmesh reads members' credentials (fedmesh's --member-secrets-namespace)")
 	cmd.Flags().DurationVar(&o.cleanupTimeout, "cleanup-timeout", 20*time.Second, "How long to let fedmesh-syncer remove what it wrote into the member")
 	return cmd
 }
@@ -80,19 +87,32 @@ func (o *unjoinOptions) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	saUID, err := m.serviceAccountUID(ctx)
+	memberUID, err := m.clusterUID(ctx)
 	if err != nil {
 		return err
 	}
 	if found {
-		if !sameMember(c, saUID, m.endpoint.Server) {
-			return fmt.Errorf("the Cluster %s is another member, at %s, than the member at %s; nothing changed", o.name, serverOf(c), m.where)
+		if !sameMember(c, memberUID, m.endpoint.Server) {
+			return fmt.Errorf("the Cluster %s is another member, %s, than the member at %s; nothing changed", o.name, whereIs(c), m.where)
 		}
 		if err := client.FlomeshV1alpha1().Clusters().Delete(ctx, o.name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			// The API's own message, such as the admission's refusal.
 			return controlPlaneError(cpConfig, err)
 		}
 		fmt.Fprintf(o.streams.Out, "cluster.flomesh.io/%s deleted\n", o.name)
+		if ref := c.Spec.CredentialsSecretRef; ref != nil {
+			// Owned by the Cluster, the Secret would go with it by garbage
+			// collection; the credentials go now.
+			kube, err := kubernetes.NewForConfig(cpConfig)
+			if err != nil {
+				return err
+			}
+			err = kube.CoreV1().Secrets(o.secretsNamespace).Delete(ctx, ref.Name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return controlPlaneError(cpConfig, fmt.Errorf("deleting the credentials Secret %s/%s: %w", o.secretsNamespace, ref.Name, err))
+			}
+			fmt.Fprintf(o.streams.Out, "secret/%s deleted from %s\n", ref.Name, o.secretsNamespace)
+		}
 	} else {
 		fmt.Fprintf(o.streams.Out, "no Cluster %s on the control plane; cleaning the member\n", o.name)
 	}

@@ -35,8 +35,20 @@ type ClusterSpecApplyConfiguration struct {
 	// GatewayPort is the port of the cluster's ingress gateway. Defaults to 80.
 	GatewayPort *int32 `json:"gatewayPort,omitempty"`
 	// Kubeconfig is the kubeconfig fedmesh uses to reach the member's API
-	// server. It is a credential: it is never shown in table output.
+	// server, inline. It is a credential, so whoever may read Clusters may
+	// read it: prefer credentialsSecretRef. Only its data is used: a
+	// server URL, a CA, a TLS server name, a bearer token or a client
+	// certificate and key; exec plugins, auth providers, file paths,
+	// basic auth and impersonation are refused. It is never shown in
+	// table output. Exactly one of kubeconfig and credentialsSecretRef is
+	// set.
 	Kubeconfig *string `json:"kubeconfig,omitempty"`
+	// CredentialsSecretRef names the Secret that holds the member's
+	// credentials, in the namespace fedmesh keeps them in (fedmesh-members
+	// by default), which only fedmesh reads: the keys "server" (the https
+	// URL of the member's API), "ca.crt" (PEM) and "token". kubectl
+	// fedmesh join writes it.
+	CredentialsSecretRef *CredentialsSecretReferenceApplyConfiguration `json:"credentialsSecretRef,omitempty"`
 }
 
 // ClusterSpecApplyConfiguration constructs a declarative configuration of the ClusterSpec type for use with
@@ -90,5 +102,13 @@ func (b *ClusterSpecApplyConfiguration) WithGatewayPort(value int32) *ClusterSpe
 // If called multiple times, the Kubeconfig field is set to the value of the last call.
 func (b *ClusterSpecApplyConfiguration) WithKubeconfig(value string) *ClusterSpecApplyConfiguration {
 	b.Kubeconfig = &value
+	return b
+}
+
+// WithCredentialsSecretRef sets the CredentialsSecretRef field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the CredentialsSecretRef field is set to the value of the last call.
+func (b *ClusterSpecApplyConfiguration) WithCredentialsSecretRef(value *CredentialsSecretReferenceApplyConfiguration) *ClusterSpecApplyConfiguration {
+	b.CredentialsSecretRef = value
 	return b
 }
