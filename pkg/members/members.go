@@ -230,12 +230,6 @@ func (t Target) RESTConfig(userAgent string, timeout time.Duration) (*rest.Confi
 	return cfg, nil
 }
 
-// RESTConfig returns the client configuration of the member that c
-// registers by an inline kubeconfig. See Resolve and Target.RESTConfig.
-func RESTConfig(c *v1alpha1.Cluster, policy Policy, userAgent string, timeout time.Duration) (*rest.Config, error) {
-	return Resolve(c, nil, Options{Policy: policy}).RESTConfig(userAgent, timeout)
-}
-
 // Key returns the key region/zone/group/name of a Cluster. Clusters read
 // from the server are defaulted; an empty part is taken as its default all
 // the same, so that the key never depends on who built the object.

@@ -50,7 +50,7 @@ func cluster(t *testing.T, mutate func(cfg *clientcmdapi.Config)) *v1alpha1.Clus
 }
 
 func TestRESTConfigIsBuiltFromDataOnly(t *testing.T) {
-	cfg, err := RESTConfig(cluster(t, nil), Policy{}, "fedmesh-test", 7*time.Second)
+	cfg, err := Resolve(cluster(t, nil), nil, DefaultOptions()).RESTConfig("fedmesh-test", 7*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "https://127.0.0.1:6443", cfg.Host)
 	assert.Equal(t, "t0k3n", cfg.BearerToken)
@@ -91,7 +91,7 @@ func TestRESTConfigRefuses(t *testing.T) {
 			want: "spec.kubeconfig.clusters[m].cluster.proxy-url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := RESTConfig(cluster(t, tc.mutate), tc.policy, "fedmesh-test", time.Second)
+			cfg, err := Resolve(cluster(t, tc.mutate), nil, Options{Policy: tc.policy}).RESTConfig("fedmesh-test", time.Second)
 			if tc.want == "" {
 				require.NoError(t, err)
 				assert.NotNil(t, cfg)
@@ -106,9 +106,9 @@ func TestRESTConfigRefuses(t *testing.T) {
 }
 
 func TestRESTConfigProxyOnlyWhenAllowed(t *testing.T) {
-	cfg, err := RESTConfig(cluster(t, func(cfg *clientcmdapi.Config) {
+	cfg, err := Resolve(cluster(t, func(cfg *clientcmdapi.Config) {
 		cfg.Clusters["m"].ProxyURL = "http://127.0.0.1:3128"
-	}), Policy{AllowProxy: true}, "fedmesh-test", time.Second)
+	}), nil, Options{Policy: Policy{AllowProxy: true}}).RESTConfig("fedmesh-test", time.Second)
 	require.NoError(t, err)
 	require.NotNil(t, cfg.Proxy)
 	req, _ := http.NewRequest(http.MethodGet, cfg.Host, nil)

@@ -226,6 +226,10 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 		return
 	}
 	gone := cluster == nil || cluster.DeletionTimestamp != nil
+	var target members.Target
+	if !gone {
+		target = members.Resolve(cluster, s.secrets, s.opts.Members)
+	}
 
 	s.mu.Lock()
 	old := s.members[name]
@@ -233,8 +237,8 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 	switch {
 	case gone:
 		delete(s.members, name)
-	case old == nil || !old.target.Same(members.Resolve(cluster, s.secrets, s.opts.Members)):
-		fresh = newMember(ctx, cluster, members.Resolve(cluster, s.secrets, s.opts.Members), s.opts)
+	case old == nil || !old.target.Same(target):
+		fresh = newMember(ctx, cluster, target, s.opts)
 		s.members[name] = fresh
 	}
 	s.mu.Unlock()
