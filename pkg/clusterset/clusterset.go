@@ -148,10 +148,8 @@ func (c *Controller) enqueueClustersOf(obj interface{}) {
 	if err != nil {
 		return
 	}
-	for _, cl := range clusters {
-		if ref := cl.Spec.CredentialsSecretRef; ref != nil && ref.Name == secret.GetName() {
-			c.clusterQueue.Add(cl.Name)
-		}
+	for _, name := range members.ClustersUsing(clusters, secret.GetName()) {
+		c.clusterQueue.Add(name)
 	}
 }
 

@@ -230,6 +230,19 @@ func (t Target) RESTConfig(userAgent string, timeout time.Duration) (*rest.Confi
 	return cfg, nil
 }
 
+// ClustersUsing returns the names of the clusters whose credentials are
+// the Secret named secret: a change of that Secret changes their
+// connections.
+func ClustersUsing(clusters []*v1alpha1.Cluster, secret string) []string {
+	var names []string
+	for _, c := range clusters {
+		if ref := c.Spec.CredentialsSecretRef; ref != nil && ref.Name == secret {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
+
 // Key returns the key region/zone/group/name of a Cluster. Clusters read
 // from the server are defaulted; an empty part is taken as its default all
 // the same, so that the key never depends on who built the object.

@@ -233,3 +233,14 @@ func TestFlagsOffByDefault(t *testing.T) {
 	assert.Equal(t, Options{SecretsNamespace: "creds",
 		Policy: Policy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true}}, o)
 }
+
+func TestClustersUsing(t *testing.T) {
+	byKubeconfig := cluster(t, nil)
+	byKubeconfig.Name = "inline"
+	a, b, c := secretCluster("s"), secretCluster("s"), secretCluster("other")
+	a.Name, b.Name, c.Name = "a", "b", "c"
+	clusters := []*v1alpha1.Cluster{byKubeconfig, a, b, c}
+	assert.Equal(t, []string{"a", "b"}, ClustersUsing(clusters, "s"))
+	assert.Equal(t, []string{"c"}, ClustersUsing(clusters, "other"))
+	assert.Empty(t, ClustersUsing(clusters, "none"))
+}

@@ -155,10 +155,8 @@ func New(client versioned.Interface, kube kubernetes.Interface, opts Options) (*
 			if err != nil {
 				return
 			}
-			for _, c := range list {
-				if ref := c.Spec.CredentialsSecretRef; ref != nil && ref.Name == obj.GetName() {
-					s.clusterQueue.Add(c.Name)
-				}
+			for _, name := range members.ClustersUsing(list, obj.GetName()) {
+				s.clusterQueue.Add(name)
 			}
 		}))
 	}

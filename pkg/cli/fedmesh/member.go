@@ -19,6 +19,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"net/url"
 	"sort"
 	"strings"
@@ -298,35 +299,44 @@ func (m *member) ensureIdentity(ctx context.Context) error {
 		corev1ac.ServiceAccount(MemberServiceAccount, MemberNamespace).WithLabels(labels), apply); err != nil {
 		return m.wrap(err)
 	}
-	role := rbacv1ac.ClusterRole(MemberRole).WithLabels(labels)
-	for _, r := range memberrbac.Rules() {
-		role.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).WithVerbs(r.Verbs...))
-	}
+	role := rbacv1ac.ClusterRole(MemberRole).WithLabels(labels).WithRules(policyRules(memberrbac.Rules())...)
 	if _, err := m.kube.RbacV1().ClusterRoles().Apply(ctx, role, apply); err != nil {
 		return m.wrap(err)
 	}
 	binding := rbacv1ac.ClusterRoleBinding(MemberRole).WithLabels(labels).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("ClusterRole").WithName(MemberRole)).
-		WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(MemberServiceAccount).WithNamespace(MemberNamespace))
+		WithSubjects(fedmeshSubject())
 	if _, err := m.kube.RbacV1().ClusterRoleBindings().Apply(ctx, binding, apply); err != nil {
 		return m.wrap(err)
 	}
 	// In fedmesh's own namespace only: revoking its tokens when its
 	// Cluster is deleted.
-	tokens := rbacv1ac.Role(MemberRole, MemberNamespace).WithLabels(labels)
-	for _, r := range memberrbac.TokenRules {
-		tokens.WithRules(rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).WithVerbs(r.Verbs...))
-	}
+	tokens := rbacv1ac.Role(MemberRole, MemberNamespace).WithLabels(labels).WithRules(policyRules(memberrbac.TokenRules)...)
 	if _, err := m.kube.RbacV1().Roles(MemberNamespace).Apply(ctx, tokens, apply); err != nil {
 		return m.wrap(err)
 	}
 	tokensBinding := rbacv1ac.RoleBinding(MemberRole, MemberNamespace).WithLabels(labels).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("Role").WithName(MemberRole)).
-		WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(MemberServiceAccount).WithNamespace(MemberNamespace))
+		WithSubjects(fedmeshSubject())
 	if _, err := m.kube.RbacV1().RoleBindings(MemberNamespace).Apply(ctx, tokensBinding, apply); err != nil {
 		return m.wrap(err)
 	}
 	return nil
+}
+
+// policyRules are rules as apply configurations.
+func policyRules(rules []rbacv1.PolicyRule) []*rbacv1ac.PolicyRuleApplyConfiguration {
+	out := make([]*rbacv1ac.PolicyRuleApplyConfiguration, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).WithVerbs(r.Verbs...))
+	}
+	return out
+}
+
+// fedmeshSubject is fedmesh's ServiceAccount in the member, as a binding
+// subject.
+func fedmeshSubject() *rbacv1ac.SubjectApplyConfiguration {
+	return rbacv1ac.Subject().WithKind("ServiceAccount").WithName(MemberServiceAccount).WithNamespace(MemberNamespace)
 }
 
 // issueToken obtains, through the TokenRequest API, a token of the
