@@ -26,8 +26,10 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/klog/v2"
@@ -48,9 +50,18 @@ const (
 	epochBits   = 20
 )
 
-// DefaultHistory is how many changes the aggregate keeps for watches that
-// resume from an older version.
+// DefaultHistory is how many changes the aggregate keeps, at most, for
+// watches that resume from an older version.
 const DefaultHistory = 10000
+
+// DefaultHistoryBytes bounds the estimated size of the objects the history
+// of changes holds. An import lists every exporting cluster's endpoints and
+// conditions, so a single one may take megabytes: counting changes alone,
+// 10,000 of them could hold gigabytes. 64 MiB keeps the full 10,000 changes
+// of imports of a few kilobytes, the common case, and fewer of larger ones;
+// a watch that resumes from a version no longer kept is answered 410 Gone
+// and relists, as with kube-apiserver's watch cache.
+const DefaultHistoryBytes = 64 << 20
 
 // watcherBuffer is how many changes a slow watcher may lag before it is
 // ended; its client resumes from its last version.
@@ -66,6 +77,9 @@ type event struct {
 	typ watch.EventType
 	rv  uint64
 	obj *flomesh.ServiceImport
+	// size is the estimated size of obj, counted against the history's
+	// byte budget.
+	size int64
 }
 
 // Aggregate holds the current ServiceImports of the federation and the
@@ -78,17 +92,30 @@ type Aggregate struct {
 	// BookmarkInterval is how often a watch that allows bookmarks gets
 	// one. Set it before the first Watch; tests shorten it.
 	BookmarkInterval time.Duration
+	// HistoryBytes bounds the estimated size of the objects the history
+	// holds; the oldest changes are dropped first. The newest change is
+	// always kept, whatever its size. Set it before the first change.
+	HistoryBytes int64
 
-	mu       sync.RWMutex
-	counter  uint64
-	items    map[key]*flomesh.ServiceImport
-	events   []event // ring buffer of the last history changes
-	next     int     // where the next event goes in events
-	oldest   uint64  // counter of the oldest change still in events
+	mu      sync.RWMutex
+	counter uint64
+	items   map[key]*flomesh.ServiceImport
+	// events is a ring buffer of the last changes, at most history of
+	// them and of HistoryBytes in all: n events from head on, taking
+	// bytes. It grows as changes come, up to history entries.
+	events []event
+	head   int
+	n      int
+	bytes  int64
+	// oldest is the counter of the oldest change still in events, or the
+	// next counter when events is empty: a watch may resume from
+	// oldest-1 on.
+	oldest   uint64
 	watchers map[*watcher]struct{}
 }
 
-// NewAggregate returns an empty aggregate keeping history changes.
+// NewAggregate returns an empty aggregate keeping at most history changes,
+// of at most DefaultHistoryBytes.
 func NewAggregate(history int) *Aggregate {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -97,10 +124,11 @@ func NewAggregate(history int) *Aggregate {
 	epoch := binary.BigEndian.Uint64(b[:])&(1<<epochBits-1) | 1
 	return &Aggregate{
 		epoch:            epoch,
-		history:          history,
+		history:          max(history, 1),
 		BookmarkInterval: DefaultBookmarkInterval,
+		HistoryBytes:     DefaultHistoryBytes,
 		items:            map[key]*flomesh.ServiceImport{},
-		events:           make([]event, 0, min(history, 1024)),
+		events:           make([]event, min(max(history, 1), 1024)),
 		oldest:           1,
 		watchers:         map[*watcher]struct{}{},
 	}
@@ -162,16 +190,29 @@ func (a *Aggregate) Delete(namespace, name string) bool {
 	return true
 }
 
-// record appends an event to the history and hands it to every watcher.
-// Called with a.mu held for writing.
+// record appends an event to the history, drops the oldest ones beyond
+// its bounds, and hands the event to every watcher. Called with a.mu held
+// for writing.
 func (a *Aggregate) record(ev event) {
-	if len(a.events) < a.history {
-		a.events = append(a.events, ev)
-	} else {
-		a.events[a.next] = ev
-		a.oldest = a.events[(a.next+1)%a.history].rv
+	ev.size = importSize(ev.obj)
+	if a.n == a.history {
+		a.dropOldest()
 	}
-	a.next = (a.next + 1) % a.history
+	if a.n == len(a.events) {
+		// Grow the ring, oldest first, up to history entries.
+		grown := make([]event, min(2*len(a.events), a.history))
+		for i := range a.n {
+			grown[i] = a.events[(a.head+i)%len(a.events)]
+		}
+		a.events, a.head = grown, 0
+	}
+	a.events[(a.head+a.n)%len(a.events)] = ev
+	a.n++
+	a.bytes += ev.size
+	for a.n > 1 && a.bytes > a.HistoryBytes {
+		a.dropOldest()
+	}
+	a.oldest = a.events[a.head].rv
 	for w := range a.watchers {
 		select {
 		case w.input <- ev:
@@ -304,21 +345,100 @@ func (a *Aggregate) Watch(ctx context.Context, opts watchOptions) (watch.Interfa
 	return w, nil
 }
 
+// dropOldest forgets the oldest event of the history, letting go of its
+// object. Called with a.mu held for writing and a.n > 0.
+func (a *Aggregate) dropOldest() {
+	a.bytes -= a.events[a.head].size
+	a.events[a.head] = event{}
+	a.head = (a.head + 1) % len(a.events)
+	a.n--
+}
+
 // eventsAfter returns the recorded events newer than counter, oldest first.
 // Called with a.mu held.
 func (a *Aggregate) eventsAfter(counter uint64) []event {
 	var out []event
-	start := 0
-	if len(a.events) == a.history {
-		// The ring has wrapped: the oldest event is the next to overwrite.
-		start = a.next
-	}
-	for i := range a.events {
-		if ev := a.events[(start+i)%len(a.events)]; ev.rv > counter {
+	for i := range a.n {
+		if ev := a.events[(a.head+i)%len(a.events)]; ev.rv > counter {
 			out = append(out, ev)
 		}
 	}
 	return out
+}
+
+// Sizes, in memory, of what an import is made of, for importSize.
+const (
+	stringSize    = int64(unsafe.Sizeof(""))
+	importSize0   = int64(unsafe.Sizeof(flomesh.ServiceImport{}))
+	portSize      = int64(unsafe.Sizeof(flomesh.ServicePort{}))
+	endpointSize  = int64(unsafe.Sizeof(flomesh.Endpoint{}))
+	clusterSize   = int64(unsafe.Sizeof(flomesh.SourceStatus{}))
+	exportSize    = int64(unsafe.Sizeof(flomesh.ExportStatus{}))
+	conditionSize = int64(unsafe.Sizeof(metav1.Condition{}))
+	ownerRefSize  = int64(unsafe.Sizeof(metav1.OwnerReference{}))
+	fieldsSize    = int64(unsafe.Sizeof(metav1.ManagedFieldsEntry{}))
+	// mapEntrySize is what a map entry of two strings costs besides the
+	// strings' bytes: the two headers and the map's own share.
+	mapEntrySize = 2*stringSize + 16
+)
+
+// importSize estimates the memory an import holds: its structs and the
+// bytes of its strings, walked field by field. It runs once per change,
+// under the aggregate's lock, so it allocates nothing and encodes nothing;
+// strings shared with other objects are counted all the same, which only
+// errs towards dropping history early.
+func importSize(si *flomesh.ServiceImport) int64 {
+	n := importSize0
+	m := &si.ObjectMeta
+	n += int64(len(m.Name) + len(m.GenerateName) + len(m.Namespace) + len(m.UID) + len(m.ResourceVersion))
+	for k, v := range m.Labels {
+		n += mapEntrySize + int64(len(k)+len(v))
+	}
+	for k, v := range m.Annotations {
+		n += mapEntrySize + int64(len(k)+len(v))
+	}
+	for _, r := range m.OwnerReferences {
+		n += ownerRefSize + int64(len(r.APIVersion)+len(r.Kind)+len(r.Name)+len(r.UID))
+	}
+	for _, f := range m.Finalizers {
+		n += stringSize + int64(len(f))
+	}
+	for _, f := range m.ManagedFields {
+		n += fieldsSize + int64(len(f.Manager)+len(f.Operation)+len(f.APIVersion)+len(f.FieldsType)+len(f.Subresource))
+		if f.FieldsV1 != nil {
+			n += int64(len(f.FieldsV1.Raw))
+		}
+	}
+	spec := &si.Spec
+	for _, p := range spec.Ports {
+		n += portSize + int64(len(p.Name)+len(p.Protocol))
+		if p.AppProtocol != nil {
+			n += stringSize + int64(len(*p.AppProtocol))
+		}
+		for _, e := range p.Endpoints {
+			n += endpointSize + int64(len(e.ClusterKey)+len(e.Target.Host)+len(e.Target.IP)+len(e.Target.Path))
+		}
+	}
+	for _, ip := range spec.IPs {
+		n += stringSize + int64(len(ip))
+	}
+	n += int64(len(spec.Type) + len(spec.SessionAffinity) + len(spec.ServiceAccountName))
+	if spec.SessionAffinityConfig != nil {
+		n += 32
+	}
+	for _, c := range si.Status.Clusters {
+		n += clusterSize + int64(len(c.Cluster))
+		for _, a := range c.Addresses {
+			n += stringSize + int64(len(a))
+		}
+	}
+	for _, e := range si.Status.Exports {
+		n += exportSize + int64(len(e.Cluster))
+		for _, c := range e.Conditions {
+			n += conditionSize + int64(len(c.Type)+len(c.Status)+len(c.Reason)+len(c.Message))
+		}
+	}
+	return n
 }
 
 func (a *Aggregate) removeWatcher(w *watcher) {

@@ -18,6 +18,7 @@ package serviceimport
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -271,4 +272,134 @@ func mustParseRV(t *testing.T, rv string) uint64 {
 	v, err := strconv.ParseUint(rv, 10, 64)
 	require.NoError(t, err)
 	return v
+}
+
+// big returns an import of about size bytes, in the endpoints of its port.
+func big(ns, name string, size int) *flomesh.ServiceImport {
+	si := imp(ns, name, 80)
+	host := strings.Repeat("h", 1024)
+	for n := 0; n < size; n += 1024 {
+		si.Spec.Ports[0].Endpoints = append(si.Spec.Ports[0].Endpoints, flomesh.Endpoint{ClusterKey: "r/z/g/c", Target: flomesh.Target{Host: host}})
+	}
+	return si
+}
+
+// keptInHistory lists the versions the history holds, oldest first, and
+// checks that the ring holds no object outside them.
+func keptInHistory(t *testing.T, a *Aggregate) []string {
+	t.Helper()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var kept []string
+	var bytes int64
+	for i := range len(a.events) {
+		ev := a.events[(a.head+i)%len(a.events)]
+		if i >= a.n {
+			assert.Nil(t, ev.obj, "a dropped event still holds its object")
+			continue
+		}
+		kept = append(kept, ev.obj.ResourceVersion)
+		bytes += ev.size
+	}
+	assert.Equal(t, a.bytes, bytes, "the history's byte count")
+	return kept
+}
+
+func TestImportSizeFollowsContent(t *testing.T) {
+	small := importSize(imp("ns", "a", 80))
+	assert.Positive(t, small)
+	assert.Less(t, small, int64(2048), "an import of one port is small")
+	large := importSize(big("ns", "a", 1<<20))
+	assert.Greater(t, large, int64(1<<20), "the endpoints' strings count")
+	assert.Less(t, large, int64(2<<20))
+	withMeta := imp("ns", "a", 80)
+	withMeta.Annotations = map[string]string{"k": strings.Repeat("v", 10000)}
+	assert.Greater(t, importSize(withMeta), small+10000)
+}
+
+// The history is bounded by bytes as well as by count: large imports push
+// the oldest changes out, a watch resuming from one of them gets 410, one
+// resuming from a kept version is replayed what followed it.
+func TestHistoryBoundedByBytes(t *testing.T) {
+	a := NewAggregate(DefaultHistory)
+	a.HistoryBytes = 1 << 20
+	var versions []string
+	for i := range 40 {
+		a.Set(big("ns", "i"+strconv.Itoa(i), 100<<10), equalSpec)
+		got, _ := a.Get("ns", "i"+strconv.Itoa(i))
+		versions = append(versions, got.ResourceVersion)
+	}
+	kept := keptInHistory(t, a)
+	require.NotEmpty(t, kept)
+	assert.Less(t, len(kept), 10, "about 100 KiB each within 1 MiB")
+	assert.Greater(t, len(kept), 5)
+	assert.LessOrEqual(t, a.bytes, a.HistoryBytes)
+	assert.Equal(t, versions[len(versions)-len(kept):], kept, "the newest changes are the ones kept")
+
+	firstKept := len(versions) - len(kept)
+	for _, tc := range []struct {
+		name   string
+		resume int // index in versions of the version the watch resumes from
+		gone   bool
+		replay int // events replayed
+	}{
+		{name: "long dropped", resume: 0, gone: true},
+		{name: "just dropped", resume: firstKept - 2, gone: true},
+		{name: "the last dropped: what follows is all kept", resume: firstKept - 1, replay: len(kept)},
+		{name: "the oldest kept", resume: firstKept, replay: len(kept) - 1},
+		{name: "the newest", resume: len(versions) - 1, replay: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w, err := a.Watch(ctx, watchOptions{pred: everything, resourceVersion: versions[tc.resume]})
+			if tc.gone {
+				assert.True(t, apierrors.IsResourceExpired(err), "want 410, got %v", err)
+				return
+			}
+			require.NoError(t, err)
+			defer w.Stop()
+			for i := range tc.replay {
+				ev := next(t, w)
+				assert.Equal(t, watch.Added, ev.Type)
+				assert.Equal(t, versions[tc.resume+1+i], ev.Object.(*flomesh.ServiceImport).ResourceVersion)
+			}
+			select {
+			case ev := <-w.ResultChan():
+				t.Fatalf("unexpected event after the replay: %v", ev.Type)
+			case <-time.After(50 * time.Millisecond):
+			}
+		})
+	}
+}
+
+// A change larger than the whole budget is still kept, alone: a client
+// that saw the previous version resumes without relisting.
+func TestHistoryKeepsTheNewestChange(t *testing.T) {
+	a := NewAggregate(DefaultHistory)
+	a.HistoryBytes = 64 << 10
+	a.Set(imp("ns", "a", 80), equalSpec)
+	_, before, _ := a.List("", everything)
+	a.Set(big("ns", "b", 256<<10), equalSpec)
+	assert.Len(t, keptInHistory(t, a), 1)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := a.Watch(ctx, watchOptions{pred: everything, resourceVersion: before})
+	require.NoError(t, err)
+	defer w.Stop()
+	assert.Equal(t, "b", next(t, w).Object.(*flomesh.ServiceImport).Name)
+}
+
+// The count still bounds the history, and the ring lets go of what it
+// drops, deleted imports included.
+func TestHistoryBoundedByCount(t *testing.T) {
+	a := NewAggregate(5)
+	for i := range 23 {
+		a.Set(imp("ns", "a", int32(80+i)), equalSpec)
+		if i%3 == 0 {
+			a.Delete("ns", "a")
+		}
+	}
+	assert.Len(t, keptInHistory(t, a), 5)
 }
