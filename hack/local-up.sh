@@ -663,27 +663,13 @@ start_fedmesh_syncer() {
   log "started fedmesh-syncer as system:serviceaccount:${FEDMESH_NAMESPACE}:${SYNCER_SERVICE_ACCOUNT}; it holds the Lease (metrics on https://127.0.0.1:${SYNCER_PORT}/metrics, for the admin's certificate)"
 }
 
-# Installs the member CRDs of artifacts/crds (serviceexports, serviceimports,
-# globaltrafficpolicies of flomesh.io) into every member, so the walkthrough's
-# ServiceExports apply there unchanged.
-install_member_crds() {
-  local name
-  for name in "${MEMBERS[@]}"; do
-    "${KUBECTL}" --kubeconfig="${WORK_DIR}/${name}.kubeconfig" apply --server-side \
-      -f "${REPO_ROOT}/artifacts/crds/" >/dev/null
-  done
-  for name in "${MEMBERS[@]}"; do
-    "${KUBECTL}" --kubeconfig="${WORK_DIR}/${name}.kubeconfig" wait --for=condition=Established \
-      --timeout=60s -f "${REPO_ROOT}/artifacts/crds/" >/dev/null
-  done
-  log "installed the member CRDs into ${MEMBERS[*]}"
-}
-
 # Joins every member with kubectl fedmesh (cmd/kubectl-fedmesh, found by
 # kubectl on the PATH): in the member, the ServiceAccount fedmesh-system/fedmesh
 # and the ClusterRole fedmesh:member with exactly the permissions fedmesh needs
-# there; on the control plane, a Cluster whose kubeconfig holds only a token of
-# that ServiceAccount. Each join waits until fedmesh reports the member Ready.
+# there, the member CRDs (installed with the member's admin credentials) and the
+# admission policies that confine fedmesh to its own objects; on the control
+# plane, a Cluster whose credentials Secret holds only a token of that
+# ServiceAccount. Each join waits until fedmesh reports the member Ready.
 register_clusters() {
   local cp="${WORK_DIR}/control-plane.kubeconfig"
   local name
@@ -792,7 +778,6 @@ for cluster in "${MEMBERS[@]}"; do
   wait_for_kube_apiserver "${cluster}"
   start_kube_controller_manager "${cluster}"
 done
-install_member_crds
 wait_for_apiservice
 wait_for_kube_controller_managers
 start_fedmesh_syncer

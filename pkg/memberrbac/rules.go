@@ -21,7 +21,9 @@ limitations under the License.
 package memberrbac
 
 import (
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -35,16 +37,23 @@ var APIServerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
 }
 
+// CRDNames are the member CRDs fedmesh uses (artifacts/crds). The
+// member's administrator installs them ("kubectl fedmesh join"); fedmesh
+// may read and upgrade these three, by name, and no other CRD: the right
+// to patch any CRD is the right to redefine, through a conversion webhook,
+// every object of every API the member's CRDs serve.
+var CRDNames = []string{"globaltrafficpolicies.flomesh.io", "serviceexports.flomesh.io", "serviceimports.flomesh.io"}
+
 // SyncerRules are what fedmesh-syncer does in a member (pkg/syncer): it
-// installs the member CRDs (get, then server-side apply, which creates
-// them the first time), caches by watch the ServiceImports,
+// reads the member CRDs by name and upgrades them in place (server-side
+// apply of an existing CRD is a patch), caches by watch the ServiceImports,
 // GlobalTrafficPolicies, ServiceExports and Ingresses it reads and writes
 // and the metadata of Services and namespaces, applies and deletes the
 // imports, policies and Ingresses it owns, creates the namespaces they
 // need, applies the Valid and Conflict conditions of the ServiceExports,
 // and records conflicts as events.
 var SyncerRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{"get", "create", "patch"}},
+	{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, ResourceNames: CRDNames, Verbs: []string{"get", "patch"}},
 	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceimports", "globaltrafficpolicies"}, Verbs: []string{"get", "list", "watch", "create", "patch", "delete"}},
 	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceexports"}, Verbs: []string{"get", "list", "watch"}},
 	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceexports/status"}, Verbs: []string{"patch"}},
@@ -78,19 +87,24 @@ func Rules() []rbacv1.PolicyRule {
 	return Merge(APIServerRules, SyncerRules)
 }
 
-// Merge unions rule sets into one rule per API group and resource, with
-// the verbs of every rule that names them. Groups, resources and verbs are
-// sorted, verbs in the order RBAC documentation uses (reads first).
+// Merge unions rule sets into one rule per API group, resource and set of
+// object names, with the verbs of every rule that names them. Groups,
+// resources, names and verbs are sorted, verbs in the order RBAC
+// documentation uses (reads first).
 func Merge(sets ...[]rbacv1.PolicyRule) []rbacv1.PolicyRule {
-	type gr struct{ group, resource string }
+	type gr struct{ group, resource, names string }
 	verbs := map[gr]map[string]bool{}
 	for _, rules := range sets {
-		for _, c := range Checks(rules) {
-			k := gr{c.Group, c.Resource}
-			if verbs[k] == nil {
-				verbs[k] = map[string]bool{}
+		for _, r := range rules {
+			names := slices.Clone(r.ResourceNames)
+			sort.Strings(names)
+			for _, c := range Checks([]rbacv1.PolicyRule{{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs}}) {
+				k := gr{c.Group, c.Resource, strings.Join(names, ",")}
+				if verbs[k] == nil {
+					verbs[k] = map[string]bool{}
+				}
+				verbs[k][c.Verb] = true
 			}
-			verbs[k][c.Verb] = true
 		}
 	}
 	keys := make([]gr, 0, len(verbs))
@@ -101,7 +115,10 @@ func Merge(sets ...[]rbacv1.PolicyRule) []rbacv1.PolicyRule {
 		if keys[i].group != keys[j].group {
 			return keys[i].group < keys[j].group
 		}
-		return keys[i].resource < keys[j].resource
+		if keys[i].resource != keys[j].resource {
+			return keys[i].resource < keys[j].resource
+		}
+		return keys[i].names < keys[j].names
 	})
 	out := make([]rbacv1.PolicyRule, 0, len(keys))
 	for _, k := range keys {
@@ -112,7 +129,11 @@ func Merge(sets ...[]rbacv1.PolicyRule) []rbacv1.PolicyRule {
 		sort.Slice(vs, func(i, j int) bool {
 			return verbRank(vs[i]) < verbRank(vs[j]) || verbRank(vs[i]) == verbRank(vs[j]) && vs[i] < vs[j]
 		})
-		out = append(out, rbacv1.PolicyRule{APIGroups: []string{k.group}, Resources: []string{k.resource}, Verbs: vs})
+		r := rbacv1.PolicyRule{APIGroups: []string{k.group}, Resources: []string{k.resource}, Verbs: vs}
+		if k.names != "" {
+			r.ResourceNames = strings.Split(k.names, ",")
+		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -128,19 +149,27 @@ func verbRank(v string) int {
 	return len(verbOrder)
 }
 
-// Check is one permission to verify: a verb on a resource, cluster-wide.
+// Check is one permission to verify: a verb on a resource, cluster-wide,
+// on the object Name only when Name is set.
 type Check struct {
-	Group, Resource, Verb string
+	Group, Resource, Verb, Name string
 }
 
-// Checks expands rules into the single permissions they grant.
+// Checks expands rules into the single permissions they grant: one per
+// object name for rules that name objects.
 func Checks(rules []rbacv1.PolicyRule) []Check {
 	var out []Check
 	for _, r := range rules {
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
+		}
 		for _, g := range r.APIGroups {
 			for _, res := range r.Resources {
 				for _, v := range r.Verbs {
-					out = append(out, Check{Group: g, Resource: res, Verb: v})
+					for _, n := range names {
+						out = append(out, Check{Group: g, Resource: res, Verb: v, Name: n})
+					}
 				}
 			}
 		}
@@ -150,10 +179,14 @@ func Checks(rules []rbacv1.PolicyRule) []Check {
 
 // String names a permission the way RBAC errors do.
 func (c Check) String() string {
-	if c.Group == "" {
-		return c.Verb + " " + c.Resource
+	s := c.Verb + " " + c.Resource
+	if c.Group != "" {
+		s += "." + c.Group
 	}
-	return c.Verb + " " + c.Resource + "." + c.Group
+	if c.Name != "" {
+		s += " " + strconv.Quote(c.Name)
+	}
+	return s
 }
 
 // Missing returns the first permission of checks that the rules, as a
@@ -170,11 +203,12 @@ func Missing(rules []authorizationv1.ResourceRule, checks []Check) (missing Chec
 
 // allows matches one permission the way the RBAC authorizer does: "*"
 // matches any group, resource or verb, and "*/sub" any resource's
-// subresource sub.
+// subresource sub. A rule that names objects grants a permission on one
+// of them, never one on every object.
 func allows(rules []authorizationv1.ResourceRule, c Check) bool {
 	for _, r := range rules {
-		if len(r.ResourceNames) > 0 {
-			continue // fedmesh needs every object, not named ones
+		if len(r.ResourceNames) > 0 && (c.Name == "" || !slices.Contains(r.ResourceNames, c.Name)) {
+			continue
 		}
 		if matches(r.APIGroups, c.Group) && matchesResource(r.Resources, c.Resource) && matches(r.Verbs, c.Verb) {
 			return true

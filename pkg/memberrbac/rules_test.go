@@ -35,12 +35,12 @@ func TestChecks(t *testing.T) {
 		want  []Check
 	}{
 		{name: "none"},
-		{name: "one verb", rules: []rbacv1.PolicyRule{rule("", []string{"services"}, "get")}, want: []Check{{"", "services", "get"}}},
+		{name: "one verb", rules: []rbacv1.PolicyRule{rule("", []string{"services"}, "get")}, want: []Check{{"", "services", "get", ""}}},
 		{name: "every combination, in order", rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"a", "b"}, Resources: []string{"x", "y"}, Verbs: []string{"get", "list"}},
 		}, want: []Check{
-			{"a", "x", "get"}, {"a", "x", "list"}, {"a", "y", "get"}, {"a", "y", "list"},
-			{"b", "x", "get"}, {"b", "x", "list"}, {"b", "y", "get"}, {"b", "y", "list"},
+			{"a", "x", "get", ""}, {"a", "x", "list", ""}, {"a", "y", "get", ""}, {"a", "y", "list", ""},
+			{"b", "x", "get", ""}, {"b", "x", "list", ""}, {"b", "y", "get", ""}, {"b", "y", "list", ""},
 		}},
 	}
 	for _, tt := range tests {
@@ -51,8 +51,8 @@ func TestChecks(t *testing.T) {
 }
 
 func TestCheckString(t *testing.T) {
-	assert.Equal(t, "list services", Check{"", "services", "list"}.String())
-	assert.Equal(t, "patch serviceexports/status.flomesh.io", Check{"flomesh.io", "serviceexports/status", "patch"}.String())
+	assert.Equal(t, "list services", Check{"", "services", "list", ""}.String())
+	assert.Equal(t, "patch serviceexports/status.flomesh.io", Check{"flomesh.io", "serviceexports/status", "patch", ""}.String())
 }
 
 func TestMerge(t *testing.T) {
@@ -68,6 +68,16 @@ func TestMerge(t *testing.T) {
 				{rule("", []string{"services"}, "create", "list", "get")},
 			},
 			want: []rbacv1.PolicyRule{rule("", []string{"services"}, "get", "list", "watch", "create")}},
+		{name: "rules that name objects stay apart from those that do not",
+			sets: [][]rbacv1.PolicyRule{
+				{{APIGroups: []string{"x"}, Resources: []string{"crds"}, ResourceNames: []string{"b", "a"}, Verbs: []string{"patch"}}},
+				{{APIGroups: []string{"x"}, Resources: []string{"crds"}, ResourceNames: []string{"a", "b"}, Verbs: []string{"get"}}},
+				{rule("x", []string{"crds"}, "list")},
+			},
+			want: []rbacv1.PolicyRule{
+				rule("x", []string{"crds"}, "list"),
+				{APIGroups: []string{"x"}, Resources: []string{"crds"}, ResourceNames: []string{"a", "b"}, Verbs: []string{"get", "patch"}},
+			}},
 		{name: "one rule per group and resource, sorted",
 			sets: [][]rbacv1.PolicyRule{{
 				{APIGroups: []string{"flomesh.io", ""}, Resources: []string{"serviceimports"}, Verbs: []string{"delete", "escalate"}},
@@ -105,15 +115,21 @@ func TestRules(t *testing.T) {
 		assert.NotContains(t, r.Verbs, "*", "no wildcard")
 		assert.NotContains(t, r.Resources, "*", "no wildcard")
 	}
-	assert.Contains(t, Checks(Rules()), Check{"", "services", "list"}, "fedmesh-apiserver's")
-	assert.Contains(t, Checks(Rules()), Check{"apiextensions.k8s.io", "customresourcedefinitions", "create"}, "fedmesh-syncer's")
+	assert.Contains(t, Checks(Rules()), Check{"", "services", "list", ""}, "fedmesh-apiserver's")
+	assert.Contains(t, Checks(Rules()), Check{"apiextensions.k8s.io", "customresourcedefinitions", "patch", "serviceexports.flomesh.io"}, "fedmesh-syncer's")
+	for _, c := range Checks(Rules()) {
+		if c.Resource == "customresourcedefinitions" {
+			assert.Contains(t, CRDNames, c.Name, "%s: fedmesh touches its own CRDs only", c)
+			assert.Contains(t, []string{"get", "patch"}, c.Verb, "%s: fedmesh never creates or deletes a CRD", c)
+		}
+	}
 }
 
 func TestMissing(t *testing.T) {
 	all := []authorizationv1.ResourceRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}
 	exact := make([]authorizationv1.ResourceRule, 0)
 	for _, r := range Rules() {
-		exact = append(exact, authorizationv1.ResourceRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs})
+		exact = append(exact, authorizationv1.ResourceRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs, ResourceNames: r.ResourceNames})
 	}
 	withoutServices := make([]authorizationv1.ResourceRule, 0)
 	for _, r := range exact {
@@ -128,6 +144,22 @@ func TestMissing(t *testing.T) {
 		}
 	}
 	named := []authorizationv1.ResourceRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}, ResourceNames: []string{"one"}}}
+	// Granting the CRDs by name, but one name short.
+	twoCRDs := make([]authorizationv1.ResourceRule, 0)
+	for _, r := range exact {
+		if r.Resources[0] == "customresourcedefinitions" {
+			r.ResourceNames = r.ResourceNames[:2]
+		}
+		twoCRDs = append(twoCRDs, r)
+	}
+	// Every CRD, unnamed, covers the named ones.
+	everyCRD := make([]authorizationv1.ResourceRule, 0)
+	for _, r := range exact {
+		if r.Resources[0] == "customresourcedefinitions" {
+			r.ResourceNames = nil
+		}
+		everyCRD = append(everyCRD, r)
+	}
 
 	for _, tc := range []struct {
 		name    string
@@ -139,6 +171,8 @@ func TestMissing(t *testing.T) {
 		{"a subresource through */status", wildcardStatus, ""},
 		{"services removed", withoutServices, "get services"},
 		{"named objects only", named, "create events"},
+		{"a CRD name missing", twoCRDs, `get customresourcedefinitions.apiextensions.k8s.io "serviceimports.flomesh.io"`},
+		{"every CRD", everyCRD, ""},
 		{"nothing", nil, "create events"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

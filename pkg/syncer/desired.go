@@ -35,6 +35,7 @@ import (
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
+	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 )
 
 const (
@@ -42,8 +43,10 @@ const (
 	FieldManager = "fedmesh-syncer"
 	// ManagedByLabel marks the objects the syncer created in a member; it
 	// updates and deletes only objects that carry it with ManagedByValue.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "fedmesh-syncer"
+	// In a member joined by "kubectl fedmesh join", only fedmesh's
+	// identity may set it (memberrbac.AdmissionPolicies).
+	ManagedByLabel = memberrbac.ManagedByLabel
+	ManagedByValue = memberrbac.ManagedByValue
 	// ExportLabel, on an Ingress the syncer created, names the
 	// ServiceExport (of the Ingress's namespace) it exposes.
 	ExportLabel = "flomesh.io/export"
@@ -57,7 +60,7 @@ const (
 	// IngressPrefix starts the name of every Ingress the syncer creates,
 	// so that it does not take the name a user would give the Ingress of
 	// their own Service.
-	IngressPrefix = "fedmesh-"
+	IngressPrefix = memberrbac.IngressPrefix
 )
 
 // Owned reports whether the syncer created obj.

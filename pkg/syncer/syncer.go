@@ -52,6 +52,7 @@ import (
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/membercrds"
 	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
@@ -83,7 +84,7 @@ type Options struct {
 // Syncer writes the federation's state into the members.
 type Syncer struct {
 	opts    Options
-	crds    []crd
+	crds    []membercrds.CRD
 	factory fedinformers.SharedInformerFactory
 	// secretFactory watches the namespace of member credentials; nil
 	// without a core client.
@@ -112,7 +113,7 @@ type Syncer struct {
 // control plane's core API, reads the members' credentials Secrets; nil
 // reads none.
 func New(client versioned.Interface, kube kubernetes.Interface, opts Options) (*Syncer, error) {
-	crds, err := loadCRDs()
+	crds, err := membercrds.Load()
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +281,7 @@ func (s *Syncer) member(name string) *member {
 	return s.members[name]
 }
 
-// runMember installs the CRDs into a member, starts its caches, and runs
+// runMember checks (and upgrades) the CRDs of a member, starts its caches, and runs
 // its workers until the member is stopped.
 func (s *Syncer) runMember(m *member) {
 	defer close(m.done)
@@ -292,11 +293,11 @@ func (s *Syncer) runMember(m *member) {
 	}
 	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: s.opts.MaxRetryDelay}
 	for {
-		err := s.installCRDs(m.ctx, m)
+		err := s.upgradeCRDs(m.ctx, m)
 		if err == nil {
 			break
 		}
-		klog.InfoS("Installing the member CRDs failed; retrying", "cluster", m.name, "err", err)
+		klog.InfoS("The member does not serve fedmesh's CRDs yet; retrying", "cluster", m.name, "err", err)
 		select {
 		case <-m.ctx.Done():
 			return

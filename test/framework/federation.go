@@ -36,7 +36,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -45,6 +44,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	"github.com/fedmesh/fedmesh/pkg/membercrds"
 	"github.com/fedmesh/fedmesh/test/framework/pki"
 )
 
@@ -57,9 +57,11 @@ type Options struct {
 	// FedmeshArgs are extra flags for fedmesh-apiserver.
 	FedmeshArgs []string
 	// WithSyncer also runs fedmesh-syncer, after fedmesh-apiserver, as
-	// its ServiceAccount. The syncer then installs the member CRDs, when
-	// a member is registered, and the framework does not.
+	// its ServiceAccount.
 	WithSyncer bool
+	// WithoutMemberCRDs leaves the members without fedmesh's CRDs, for
+	// tests that install them as "kubectl fedmesh join" does.
+	WithoutMemberCRDs bool
 	// SyncerReplicas is the number of fedmesh-syncer processes (1 when
 	// unset); they elect a leader through their Lease.
 	SyncerReplicas int
@@ -195,7 +197,9 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 	if err := errors.Join(errs...); err != nil {
 		return f, err
 	}
-	if !opts.WithSyncer {
+	// As "kubectl fedmesh join" does, the members' administrator installs
+	// the CRDs: fedmesh's identity may only upgrade them.
+	if !opts.WithoutMemberCRDs {
 		if err := f.installMemberCRDs(ctx); err != nil {
 			return f, fmt.Errorf("member CRDs: %w", err)
 		}
@@ -214,49 +218,25 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 	return f, nil
 }
 
-var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
-// installMemberCRDs applies the CRDs of artifacts/crds to every member, the
-// members in parallel, and waits until each member serves them: every CRD
-// reports Established and discovery lists its resource, so that a kubectl
-// started right after finds it.
+// installMemberCRDs installs the member CRDs (pkg/membercrds) into every
+// member as its admin, the members in parallel, and waits until each
+// member serves them: every CRD reports Established and discovery lists
+// its resource, so that a kubectl started right after finds it.
 func (f *Federation) installMemberCRDs(ctx context.Context) error {
-	root, err := RepoRoot()
+	crds, err := membercrds.Load()
 	if err != nil {
 		return err
-	}
-	files, err := filepath.Glob(filepath.Join(root, "artifacts", "crds", "*.yaml"))
-	if err != nil {
-		return err
-	}
-	var crds []*unstructured.Unstructured
-	for _, file := range files {
-		objs, err := readObjects(file)
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		crds = append(crds, objs...)
-	}
-	if len(crds) == 0 {
-		return fmt.Errorf("no CRDs in %s: run hack/update-codegen.sh", filepath.Join(root, "artifacts", "crds"))
 	}
 	served := func(ctx context.Context, m *Cluster, crd *unstructured.Unstructured) error {
 		dyn, err := dynamic.NewForConfig(m.Config())
 		if err != nil {
 			return err
 		}
-		u, err := dyn.Resource(crdGVR).Get(ctx, crd.GetName(), metav1.GetOptions{})
+		u, err := dyn.Resource(membercrds.GVR).Get(ctx, crd.GetName(), metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		established := false
-		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-		for _, c := range conds {
-			if c, _ := c.(map[string]interface{}); c["type"] == "Established" && c["status"] == "True" {
-				established = true
-			}
-		}
-		if !established {
+		if !membercrds.Established(u) {
 			return fmt.Errorf("CRD %s not Established", crd.GetName())
 		}
 		group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
@@ -292,16 +272,17 @@ func (f *Federation) installMemberCRDs(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			objs := make([]*unstructured.Unstructured, len(crds))
-			for j, crd := range crds {
-				objs[j] = crd.DeepCopy()
+			dyn, err := dynamic.NewForConfig(m.Config())
+			if err != nil {
+				errs[i] = err
+				return
 			}
-			if err := m.Apply(ctx, objs...); err != nil {
+			if err := membercrds.Install(ctx, dyn, "fedmesh-test-framework", crds, 30*time.Second); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", m.Name, err)
 				return
 			}
-			for _, crd := range objs {
-				if err := waitFor(ctx, 30*time.Second, m.proc, func(ctx context.Context) error { return served(ctx, m, crd) }); err != nil {
+			for _, crd := range crds {
+				if err := waitFor(ctx, 30*time.Second, m.proc, func(ctx context.Context) error { return served(ctx, m, crd.Object) }); err != nil {
 					errs[i] = fmt.Errorf("%s: %w", m.Name, err)
 					return
 				}

@@ -30,17 +30,22 @@ import (
 	"github.com/stretchr/testify/require"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/membercrds"
 	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 	"github.com/fedmesh/fedmesh/pkg/members"
 	"github.com/fedmesh/fedmesh/test/framework"
@@ -223,12 +228,40 @@ func clientOf(t *testing.T, kubeconfig string) kubernetes.Interface {
 	return kubernetes.NewForConfigOrDie(cfg)
 }
 
+func dynamicOf(t *testing.T, kubeconfig string) dynamic.Interface {
+	t.Helper()
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kubeconfig))
+	require.NoError(t, err)
+	cfg.Timeout = 5 * time.Second
+	return dynamic.NewForConfigOrDie(cfg)
+}
+
+// unrelatedCRD is a CRD of another tool, named name (plural.group).
+func unrelatedCRD(name string) *unstructured.Unstructured {
+	plural, group, _ := strings.Cut(name, ".")
+	return &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": "apiextensions.k8s.io/v1",
+		"kind":       "CustomResourceDefinition",
+		"metadata":   map[string]interface{}{"name": name},
+		"spec": map[string]interface{}{
+			"group": group,
+			"names": map[string]interface{}{"plural": plural, "kind": "Thing" + strings.ToUpper(plural[:1]) + plural[1:]},
+			"scope": "Namespaced",
+			"versions": []interface{}{map[string]interface{}{
+				"name": "v1", "served": true, "storage": true,
+				"schema": map[string]interface{}{"openAPIV3Schema": map[string]interface{}{
+					"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+			}},
+		},
+	}}
+}
+
 // TestPlugin drives kubectl fedmesh on a federation whose members start
-// bare (fedmesh-syncer installs their CRDs) and are joined by the plugin
+// bare (join installs their CRDs) and are joined by the plugin
 // alone, with the identity it creates: what fedmesh-apiserver and
 // fedmesh-syncer do there works with the permissions join grants.
 func TestPlugin(t *testing.T) {
-	f := framework.Start(t, framework.Options{Members: []string{"cluster-1", "cluster-2", "cluster-3"}, WithSyncer: true})
+	f := framework.Start(t, framework.Options{Members: []string{"cluster-1", "cluster-2", "cluster-3"}, WithSyncer: true, WithoutMemberCRDs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	p := newPlugin(t, f)
@@ -310,6 +343,80 @@ func TestPlugin(t *testing.T) {
 		assert.Contains(t, out, "Consumers:   default/default/default/cluster-2")
 		assert.Contains(t, out, "Policy:      none")
 		assert.Regexp(t, key1+`\s+yes\s+8080→127.0.0.1:81/cluster-1/httpbin-mesh\s+True\s+False`, out)
+	})
+
+	t.Run("the member token can do its job and nothing else", func(t *testing.T) {
+		_, kubeconfig, _ := storedKubeconfig(t, ctx, f, "cluster-1")
+		token := clientOf(t, kubeconfig)
+		admin := m1.Kube()
+		denied := func(t *testing.T, err error, what string) {
+			t.Helper()
+			if assert.Error(t, err, what) {
+				assert.True(t, apierrors.IsForbidden(err) || apierrors.IsInvalid(err), "%s: %v", what, err)
+			}
+		}
+		byPolicy := func(t *testing.T, err error, policy, what string) {
+			t.Helper()
+			denied(t, err, what)
+			if err != nil {
+				assert.Contains(t, err.Error(), policy, "%s is refused by the admission policy, not RBAC", what)
+			}
+		}
+
+		// CRDs: only fedmesh's three, only get and patch.
+		dyn := dynamicOf(t, kubeconfig)
+		other := unrelatedCRD("widgets.example.com")
+		_, err := dynamic.NewForConfigOrDie(m1.Config()).Resource(membercrds.GVR).Create(ctx, other, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = dyn.Resource(membercrds.GVR).Patch(ctx, "widgets.example.com", types.MergePatchType,
+			[]byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+		denied(t, err, "patching an unrelated CRD")
+		_, err = dyn.Resource(membercrds.GVR).Get(ctx, "widgets.example.com", metav1.GetOptions{})
+		denied(t, err, "reading an unrelated CRD")
+		_, err = dyn.Resource(membercrds.GVR).Create(ctx, unrelatedCRD("gadgets.example.com"), metav1.CreateOptions{})
+		denied(t, err, "creating a CRD")
+		_, err = dyn.Resource(membercrds.GVR).Get(ctx, "serviceexports.flomesh.io", metav1.GetOptions{})
+		assert.NoError(t, err, "fedmesh reads its own CRDs")
+
+		// Ingresses: RBAC grants delete on every Ingress; the policy on
+		// those fedmesh wrote only.
+		_, err = admin.NetworkingV1().Ingresses("httpbin").Create(ctx, &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Name: "fedmesh-mine"},
+			Spec: networkingv1.IngressSpec{IngressClassName: ptr.To("pipy"), DefaultBackend: &networkingv1.IngressBackend{
+				Service: &networkingv1.IngressServiceBackend{Name: "httpbin", Port: networkingv1.ServiceBackendPort{Number: 8080}}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		err = token.NetworkingV1().Ingresses("httpbin").Delete(ctx, "fedmesh-mine", metav1.DeleteOptions{})
+		byPolicy(t, err, memberrbac.ConfinePolicy, "deleting an Ingress fedmesh did not create")
+		_, err = admin.NetworkingV1().Ingresses("httpbin").Get(ctx, "fedmesh-mine", metav1.GetOptions{})
+		assert.NoError(t, err, "the Ingress is still there")
+
+		labelled := func(name, class string) *networkingv1.Ingress {
+			return &networkingv1.Ingress{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{memberrbac.ManagedByLabel: memberrbac.ManagedByValue}},
+				Spec: networkingv1.IngressSpec{IngressClassName: ptr.To(class), DefaultBackend: &networkingv1.IngressBackend{
+					Service: &networkingv1.IngressServiceBackend{Name: "httpbin", Port: networkingv1.ServiceBackendPort{Number: 8080}}}},
+			}
+		}
+		_, err = token.NetworkingV1().Ingresses("httpbin").Create(ctx, labelled("fedmesh-other-class", "nginx"), metav1.CreateOptions{})
+		byPolicy(t, err, memberrbac.ConfinePolicy, "an Ingress of another class")
+		_, err = token.NetworkingV1().Ingresses("httpbin").Create(ctx, labelled("users-name", "pipy"), metav1.CreateOptions{})
+		byPolicy(t, err, memberrbac.ConfinePolicy, "an Ingress without fedmesh's prefix")
+		_, err = token.NetworkingV1().Ingresses("kube-system").Create(ctx, labelled("fedmesh-system-path", "pipy"), metav1.CreateOptions{})
+		byPolicy(t, err, memberrbac.ConfinePolicy, "an Ingress in kube-system")
+		// Nobody else may pass an object off as fedmesh's: not even the
+		// member's admin.
+		_, err = admin.NetworkingV1().Ingresses("httpbin").Create(ctx, labelled("fedmesh-forged", "pipy"), metav1.CreateOptions{})
+		byPolicy(t, err, memberrbac.OwnershipPolicy, "the admin forging fedmesh's label")
+
+		// Namespaces: only with fedmesh's label.
+		_, err = token.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "unlabelled"}}, metav1.CreateOptions{})
+		byPolicy(t, err, memberrbac.ConfinePolicy, "a namespace without fedmesh's label")
+		_, err = token.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "fedmesh-made",
+			Labels: map[string]string{memberrbac.ManagedByLabel: memberrbac.ManagedByValue}}}, metav1.CreateOptions{})
+		assert.NoError(t, err, "a namespace with fedmesh's label")
+		require.NoError(t, admin.CoreV1().Namespaces().Delete(ctx, "fedmesh-made", metav1.DeleteOptions{}))
+		require.NoError(t, admin.NetworkingV1().Ingresses("httpbin").Delete(ctx, "fedmesh-mine", metav1.DeleteOptions{}))
 	})
 
 	t.Run("a permission removed from the ClusterRole makes the member Forbidden", func(t *testing.T) {
@@ -543,12 +650,21 @@ func TestPlugin(t *testing.T) {
 			out = o
 		}, 20*time.Second, time.Second)
 		assert.Contains(t, out, "cluster.flomesh.io/cluster-1 deleted")
-		assert.Contains(t, out, "removed from the member: ClusterRoleBinding fedmesh:member, ClusterRole fedmesh:member, "+
+		assert.Contains(t, out, "removed from the member: "+
+			"ValidatingAdmissionPolicyBinding fedmesh-confine, ValidatingAdmissionPolicyBinding fedmesh-ownership, "+
+			"ValidatingAdmissionPolicy fedmesh-confine, ValidatingAdmissionPolicy fedmesh-ownership, "+
+			"ClusterRoleBinding fedmesh:member, ClusterRole fedmesh:member, "+
 			"RoleBinding fedmesh-system/fedmesh:member, Role fedmesh-system/fedmesh:member")
 
 		_, err := f.ControlPlane.Fedmesh().FlomeshV1alpha1().Clusters().Get(ctx, "cluster-1", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "the Cluster is gone")
 		kube := m1.Kube()
+		for _, name := range []string{memberrbac.ConfinePolicy, memberrbac.OwnershipPolicy} {
+			_, err = kube.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
+			assert.True(t, apierrors.IsNotFound(err), "ValidatingAdmissionPolicy %s: %v", name, err)
+			_, err = kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, name, metav1.GetOptions{})
+			assert.True(t, apierrors.IsNotFound(err), "ValidatingAdmissionPolicyBinding %s: %v", name, err)
+		}
 		_, err = kube.RbacV1().ClusterRoleBindings().Get(ctx, "fedmesh:member", metav1.GetOptions{})
 		assert.True(t, apierrors.IsNotFound(err), "ClusterRoleBinding: %v", err)
 		_, err = kube.RbacV1().ClusterRoles().Get(ctx, "fedmesh:member", metav1.GetOptions{})

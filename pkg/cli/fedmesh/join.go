@@ -52,6 +52,7 @@ type joinOptions struct {
 	dryRun              string
 	showSecrets         bool
 	gatewayPortExplicit bool
+	ingressClass        string
 }
 
 func newJoinCommand(parent *options) *cobra.Command {
@@ -64,7 +65,12 @@ func newJoinCommand(parent *options) *cobra.Command {
 In the member (--member-kubeconfig, --member-context), join creates or updates
 the namespace fedmesh-system, the ServiceAccount fedmesh-system/fedmesh, and the
 ClusterRole and ClusterRoleBinding fedmesh:member, which hold exactly the
-permissions fedmesh-apiserver and fedmesh-syncer need there. It obtains a token
+permissions fedmesh-apiserver and fedmesh-syncer need there. It installs the
+CRDs ServiceExport, ServiceImport and GlobalTrafficPolicy, which fedmesh's
+identity may only read and upgrade, and the ValidatingAdmissionPolicies
+fedmesh-confine and fedmesh-ownership with their bindings: fedmesh may change
+only the objects it created, write only Ingresses of --ingress-class named
+fedmesh-*, and nobody else may label an object as fedmesh's. It obtains a token
 of that ServiceAccount through the TokenRequest API, valid for
 --token-expiration and bound to a Secret of fedmesh-system (deleting the Secret
 revokes the token), and builds a kubeconfig holding that token and the member's
@@ -111,6 +117,7 @@ as <redacted> unless --show-secrets.`,
 	f.Lookup("timeout").Usage = "How long to wait for a terminating namespace " + MemberNamespace + " to go, and with --wait for the Cluster to be Ready, before failing with the reason"
 	f.StringVar(&o.dryRun, "dry-run", dryRunNone, `"none", "client" (print the Cluster instead of applying it) or "server" (submit it without persisting it)`)
 	f.Lookup("dry-run").NoOptDefVal = dryRunClient
+	f.StringVar(&o.ingressClass, "ingress-class", "pipy", "Class of the Ingresses fedmesh-syncer writes into the member (its --ingress-class); the member's admission policy lets fedmesh write no other")
 	f.BoolVar(&o.showSecrets, "show-secrets", false, "Print the token in the Cluster's kubeconfig instead of "+Redacted)
 	o.printFlags.AddFlags(cmd)
 	return cmd
@@ -210,6 +217,12 @@ func (o *joinOptions) run(ctx context.Context) error {
 		}
 	}
 	if err := m.ensureIdentity(ctx); err != nil {
+		return err
+	}
+	if err := m.installCRDs(ctx); err != nil {
+		return err
+	}
+	if err := m.ensurePolicies(ctx, o.ingressClass); err != nil {
 		return err
 	}
 	token, secret, err := m.issueToken(ctx, o.name, o.tokenExpiration)

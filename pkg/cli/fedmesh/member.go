@@ -17,9 +17,9 @@ package fedmesh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"net/url"
 	"sort"
 	"strings"
@@ -28,11 +28,14 @@ import (
 	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -40,6 +43,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
+	"github.com/fedmesh/fedmesh/pkg/imports"
+	"github.com/fedmesh/fedmesh/pkg/membercrds"
 	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 )
 
@@ -74,6 +79,8 @@ type memberFlags struct {
 	kubeconfig string
 	context    string
 	timeout    time.Duration
+	// warnings is where the member's warnings are written.
+	warnings io.Writer
 }
 
 func (f *memberFlags) addFlags(cmd *cobra.Command) {
@@ -123,6 +130,7 @@ func (f *memberFlags) connect(ctx context.Context, controlPlaneKubeconfig string
 	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = f.timeout
 	cfg.UserAgent = FieldManager
+	cfg.WarningHandler = warningsTo(f.warnings)
 	if err := rest.LoadTLSFiles(cfg); err != nil {
 		return nil, fmt.Errorf("member kubeconfig: %w", err)
 	}
@@ -220,6 +228,7 @@ func (m *member) awaitNamespaceGone(ctx context.Context, w io.Writer, timeout ti
 	if ns.DeletionTimestamp == nil {
 		return false, nil
 	}
+	w = escaping(w)
 	fmt.Fprintf(w, "waiting for namespace %s to finish terminating\n", MemberNamespace)
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -324,11 +333,60 @@ func (m *member) ensureIdentity(ctx context.Context) error {
 	return nil
 }
 
+// installCRDs installs or upgrades the member CRDs, as the member's
+// administrator: fedmesh's own identity may not create CRDs.
+func (m *member) installCRDs(ctx context.Context) error {
+	crds, err := membercrds.Load()
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(m.config)
+	if err != nil {
+		return err
+	}
+	if err := membercrds.Install(ctx, dyn, FieldManager, crds, time.Minute); err != nil {
+		return m.wrap(err)
+	}
+	return nil
+}
+
+// ensurePolicies applies the admission policies and bindings that confine
+// fedmesh's identity in the member to its own objects
+// (memberrbac.AdmissionPolicies), given the class of the Ingresses
+// fedmesh-syncer writes.
+func (m *member) ensurePolicies(ctx context.Context, ingressClass string) error {
+	policies, bindings := memberrbac.AdmissionPolicies(ingressClass, imports.ReservedNamespaces)
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}
+	api := m.kube.AdmissionregistrationV1()
+	for _, p := range policies {
+		p.Labels = memberLabels()
+		data, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		if _, err := api.ValidatingAdmissionPolicies().Patch(ctx, p.Name, types.ApplyPatchType, data, opts); err != nil {
+			return m.wrap(fmt.Errorf("ValidatingAdmissionPolicy %s: %w", p.Name, err))
+		}
+	}
+	for _, b := range bindings {
+		b.Labels = memberLabels()
+		data, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		if _, err := api.ValidatingAdmissionPolicyBindings().Patch(ctx, b.Name, types.ApplyPatchType, data, opts); err != nil {
+			return m.wrap(fmt.Errorf("ValidatingAdmissionPolicyBinding %s: %w", b.Name, err))
+		}
+	}
+	return nil
+}
+
 // policyRules are rules as apply configurations.
 func policyRules(rules []rbacv1.PolicyRule) []*rbacv1ac.PolicyRuleApplyConfiguration {
 	out := make([]*rbacv1ac.PolicyRuleApplyConfiguration, 0, len(rules))
 	for _, r := range rules {
-		out = append(out, rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).WithVerbs(r.Verbs...))
+		out = append(out, rbacv1ac.PolicyRule().WithAPIGroups(r.APIGroups...).WithResources(r.Resources...).
+			WithResourceNames(r.ResourceNames...).WithVerbs(r.Verbs...))
 	}
 	return out
 }
@@ -422,11 +480,31 @@ func (m *member) removeIdentity(ctx context.Context) ([]string, error) {
 	}
 	k := m.kube
 	opts := metav1.DeleteOptions{}
-	steps := []struct {
+	type step struct {
 		what   string
 		get    func() (map[string]string, error)
 		remove func() error
-	}{
+	}
+	var steps []step
+	// The policies go with the identity they confine, bindings first.
+	policies, bindings := memberrbac.AdmissionPolicies("", nil)
+	for _, b := range bindings {
+		steps = append(steps, step{"ValidatingAdmissionPolicyBinding " + b.Name, func() (map[string]string, error) {
+			o, err := k.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, b.Name, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error {
+			return k.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, b.Name, opts)
+		}})
+	}
+	for _, p := range policies {
+		steps = append(steps, step{"ValidatingAdmissionPolicy " + p.Name, func() (map[string]string, error) {
+			o, err := k.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, p.Name, metav1.GetOptions{})
+			return labelsOf(o, err)
+		}, func() error {
+			return k.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, p.Name, opts)
+		}})
+	}
+	steps = append(steps, []step{
 		{"ClusterRoleBinding " + MemberRole, func() (map[string]string, error) {
 			o, err := k.RbacV1().ClusterRoleBindings().Get(ctx, MemberRole, metav1.GetOptions{})
 			return labelsOf(o, err)
@@ -443,7 +521,7 @@ func (m *member) removeIdentity(ctx context.Context) ([]string, error) {
 			o, err := k.RbacV1().Roles(MemberNamespace).Get(ctx, MemberRole, metav1.GetOptions{})
 			return labelsOf(o, err)
 		}, func() error { return k.RbacV1().Roles(MemberNamespace).Delete(ctx, MemberRole, opts) }},
-	}
+	}...)
 	for _, s := range steps {
 		if err := del(s.what, s.get, s.remove); err != nil {
 			return removed, err

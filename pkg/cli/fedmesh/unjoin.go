@@ -50,9 +50,11 @@ func newUnjoinCommand(parent *options) *cobra.Command {
 		Short: "Remove a member from the federation, and fedmesh's identity from the member",
 		Long: `Delete the Cluster NAME on the control plane, and its credentials Secret,
 then remove from the member
-what join created there: the ClusterRoleBinding and ClusterRole fedmesh:member,
+what join created there: the ValidatingAdmissionPolicies fedmesh-confine and
+fedmesh-ownership and their bindings, the ClusterRoleBinding and ClusterRole fedmesh:member,
 the token Secrets and the ServiceAccount fedmesh-system/fedmesh, and the
-namespace fedmesh-system when join created it.
+namespace fedmesh-system when join created it. The CRDs stay: deleting them
+would delete the member's ServiceExports.
 
 The control plane refuses to delete a Cluster that a GlobalTrafficPolicy still
 targets; unjoin then stops, says why, and changes nothing in the member.

@@ -14,30 +14,35 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package syncer
+package membercrds
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 )
 
-func TestLoadCRDs(t *testing.T) {
-	crds, err := loadCRDs()
+func TestLoad(t *testing.T) {
+	crds, err := Load()
 	require.NoError(t, err)
 	var names []string
 	for _, c := range crds {
-		names = append(names, c.name)
-		assert.Equal(t, c.hash, c.obj.GetAnnotations()[CRDHashAnnotation])
-		assert.Len(t, c.hash, 64)
-		assert.Equal(t, ManagedByValue, c.obj.GetLabels()[ManagedByLabel])
+		names = append(names, c.Name)
+		assert.Equal(t, c.Hash, c.Object.GetAnnotations()[HashAnnotation])
+		assert.Len(t, c.Hash, 64)
+		assert.Equal(t, managedByValue, c.Object.GetLabels()[managedByLabel])
 	}
 	assert.Equal(t, []string{"globaltrafficpolicies.flomesh.io", "serviceexports.flomesh.io", "serviceimports.flomesh.io"}, names)
+	// fedmesh's identity may touch these CRDs by name only: the names it
+	// is granted must be those it installs.
+	assert.Equal(t, names, memberrbac.CRDNames, "memberrbac.CRDNames")
 
-	again, err := loadCRDs()
+	again, err := Load()
 	require.NoError(t, err)
 	for i := range crds {
-		assert.Equal(t, crds[i].hash, again[i].hash, "the digest of %s is stable", crds[i].name)
+		assert.Equal(t, crds[i].Hash, again[i].Hash, "the digest of %s is stable", crds[i].Name)
 	}
 }
