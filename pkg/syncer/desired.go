@@ -195,13 +195,26 @@ func IngressName(export string) string { return IngressPrefix + export }
 // DesiredIngress returns the Ingress that exposes a valid export at its
 // rules' paths on the member's gateway, of ingress class class (none when
 // class is empty). others are the member's Ingresses; those the syncer
-// did not create are the paths already taken. When one of them serves a
-// path of the export (or holds the Ingress's name), the export is not
-// exposed: DesiredIngress returns nil and a message naming it, which
-// becomes the export's Valid=False condition.
-func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, others []*networkingv1.Ingress) (*networkingv1.Ingress, string) {
+// did not create are the paths already taken. rivals are the member's
+// other exports that claim a path of this one and may be exposed (the
+// control plane found them valid); of two fedmesh exports, the older one
+// (by creation time, then namespace and name) holds the path, as KEP-1645
+// resolves conflicts. When a path is taken or held, the export is not
+// exposed: DesiredIngress returns nil and a message naming what holds it,
+// which becomes the export's Valid=False condition, reason
+// IngressConflict.
+//
+// A rule without a path is invalid (the control plane says so): it would
+// make the export a catch-all of the gateway, so no such export is ever
+// exposed.
+func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, others []*networkingv1.Ingress, rivals []*v1alpha1.ServiceExport) (*networkingv1.Ingress, string) {
 	if export == nil || !valid || len(export.Spec.Rules) == 0 {
 		return nil, ""
+	}
+	for _, r := range export.Spec.Rules {
+		if r.Path == "" {
+			return nil, ""
+		}
 	}
 	ing := &networkingv1.Ingress{
 		ObjectMeta: metav1.ObjectMeta{
@@ -221,9 +234,6 @@ func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, ot
 			pathType = networkingv1.PathTypePrefix
 		}
 		path := r.Path
-		if path == "" {
-			path = "/"
-		}
 		if slices.ContainsFunc(paths, func(p networkingv1.HTTPIngressPath) bool { return p.Path == path && *p.PathType == pathType }) {
 			continue
 		}
@@ -239,6 +249,16 @@ func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, ot
 	ing.Spec.Rules = []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: paths}}}}
 
 	var conflicts []string
+	for _, r := range rivals {
+		if r.UID == export.UID || !older(r, export) {
+			continue
+		}
+		for _, p := range paths {
+			if claims(r, p.Path) {
+				conflicts = append(conflicts, fmt.Sprintf("path %s is held by the older ServiceExport %s/%s", p.Path, r.Namespace, r.Name))
+			}
+		}
+	}
 	for _, o := range others {
 		if Owned(o) {
 			continue
@@ -262,6 +282,28 @@ func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, ot
 		return nil, strings.Join(conflicts, "; ")
 	}
 	return ing, ""
+}
+
+// older reports whether export a precedes b: created first, ties broken by
+// namespace and name, so that every replica of the syncer agrees.
+func older(a, b *v1alpha1.ServiceExport) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// claims reports whether an export has a rule of path.
+func claims(e *v1alpha1.ServiceExport, path string) bool {
+	for _, r := range e.Spec.Rules {
+		if r.Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // sameClass reports whether two Ingresses may be served by the same

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
@@ -162,7 +163,7 @@ func seedExport(rules ...v1alpha1.ServiceExportRule) *v1alpha1.ServiceExport {
 		rules = []v1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/cluster-1/httpbin-mesh", PathType: v1alpha1.PathTypePrefix}}
 	}
 	return &v1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin", UID: "httpbin/httpbin", CreationTimestamp: metav1.NewTime(seedCreated)},
 		Spec:       v1alpha1.ServiceExportSpec{ServiceAccountName: "*", Rules: rules},
 	}
 }
@@ -180,6 +181,21 @@ func ingress(namespace, name string, class *string, host string, labels map[stri
 	ing.Spec.Rules = []networkingv1.IngressRule{{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: ps}}}}
 	return ing
 }
+
+// rival is an export of namespace/name created age after the seed's export
+// (before it when age is negative), with rules of paths.
+func rival(namespace, name string, age time.Duration, paths ...string) *v1alpha1.ServiceExport {
+	e := seedExport()
+	e.Namespace, e.Name, e.UID = namespace, name, types.UID(namespace+"/"+name)
+	e.CreationTimestamp = metav1.NewTime(seedCreated.Add(age))
+	e.Spec.Rules = nil
+	for _, p := range paths {
+		e.Spec.Rules = append(e.Spec.Rules, v1alpha1.ServiceExportRule{PortNumber: 8080, Path: p})
+	}
+	return e
+}
+
+var seedCreated = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func TestDesiredIngress(t *testing.T) {
 	exportLabels := map[string]string{ManagedByLabel: ManagedByValue, ExportLabel: "httpbin"}
@@ -204,6 +220,7 @@ func TestDesiredIngress(t *testing.T) {
 		invalid      bool
 		class        string
 		others       []*networkingv1.Ingress
+		rivals       []*v1alpha1.ServiceExport
 		want         *networkingv1.Ingress
 		wantConflict string
 	}{{
@@ -223,13 +240,38 @@ func TestDesiredIngress(t *testing.T) {
 	}, {
 		name: "half a rewrite is none", export: halfRewrite, class: "pipy", want: seedIngress,
 	}, {
-		name: "an empty path is the root, and a repeated rule one path",
+		name: "a repeated rule is one path",
 		export: seedExport(
-			v1alpha1.ServiceExportRule{PortNumber: 8080},
-			v1alpha1.ServiceExportRule{PortNumber: 8080, PathType: v1alpha1.PathTypePrefix},
+			v1alpha1.ServiceExportRule{PortNumber: 8080, Path: "/"},
+			v1alpha1.ServiceExportRule{PortNumber: 8080, Path: "/", PathType: v1alpha1.PathTypePrefix},
 		),
 		class: "pipy",
 		want:  annotated(ingress("httpbin", "fedmesh-httpbin", ptr.To("pipy"), "", exportLabels, "/"), roundRobin...),
+	}, {
+		name: "a rule without a path is never a catch-all", class: "pipy",
+		export: seedExport(
+			v1alpha1.ServiceExportRule{PortNumber: 8080, Path: "/a"},
+			v1alpha1.ServiceExportRule{PortNumber: 8080},
+		),
+	}, {
+		name: "an older fedmesh export holds the path", export: seedExport(), class: "pipy",
+		rivals:       []*v1alpha1.ServiceExport{rival("other", "web", -time.Hour, "/cluster-1/httpbin-mesh")},
+		wantConflict: "path /cluster-1/httpbin-mesh is held by the older ServiceExport other/web",
+	}, {
+		name: "a younger fedmesh export does not", export: seedExport(), class: "pipy",
+		rivals: []*v1alpha1.ServiceExport{rival("other", "web", time.Hour, "/cluster-1/httpbin-mesh")},
+		want:   seedIngress,
+	}, {
+		name: "of two created in the same second, the first by namespace holds the path", export: seedExport(), class: "pipy",
+		rivals: []*v1alpha1.ServiceExport{
+			rival("zzz", "web", 0, "/cluster-1/httpbin-mesh"),
+			rival("aaa", "web", 0, "/cluster-1/httpbin-mesh"),
+		},
+		wantConflict: "path /cluster-1/httpbin-mesh is held by the older ServiceExport aaa/web",
+	}, {
+		name: "an older export of other paths", export: seedExport(), class: "pipy",
+		rivals: []*v1alpha1.ServiceExport{rival("other", "web", -time.Hour, "/cluster-1/web")},
+		want:   seedIngress,
 	}, {
 		name: "a path of another Ingress", export: seedExport(), class: "pipy",
 		others:       []*networkingv1.Ingress{ingress("default", "mine", ptr.To("pipy"), "", nil, "/cluster-1/httpbin-mesh")},
@@ -253,7 +295,7 @@ func TestDesiredIngress(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, conflict := DesiredIngress(tt.export, !tt.invalid, tt.class, tt.others)
+			got, conflict := DesiredIngress(tt.export, !tt.invalid, tt.class, tt.others, tt.rivals)
 			assert.Equal(t, tt.want, got)
 			assert.Equal(t, tt.wantConflict, conflict)
 		})

@@ -18,6 +18,7 @@ package syncer
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,7 +92,10 @@ type member struct {
 	imports     fedlisters.ServiceImportLister
 	policies    fedlisters.GlobalTrafficPolicyLister
 	exports     fedlisters.ServiceExportLister
-	ingresses   networkinglisters.IngressLister
+	// exportsByPath indexes the member's exports by the paths of their
+	// rules (exportPathIndex), to find the exports that claim a path.
+	exportsByPath cache.Indexer
+	ingresses     networkinglisters.IngressLister
 	services    cache.GenericLister
 	namespaces  cache.GenericLister
 	hasSynced   []cache.InformerSynced
@@ -165,6 +169,8 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 	m.imports = fl.ServiceImports().Lister()
 	m.policies = fl.GlobalTrafficPolicies().Lister()
 	m.exports = fl.ServiceExports().Lister()
+	_ = fl.ServiceExports().Informer().AddIndexers(cache.Indexers{exportPathIndex: exportPaths})
+	m.exportsByPath = fl.ServiceExports().Informer().GetIndexer()
 	m.ingresses = m.kubeFactory.Networking().V1().Ingresses().Lister()
 	svc := m.mdFactory.ForResource(servicesGVR)
 	ns := m.mdFactory.ForResource(namespacesGVR)
@@ -189,7 +195,9 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 // object the syncer writes is checked against what it wants; a change of
 // an export matters to every member (its targetClusters decide who
 // imports it); a change of an Ingress of someone else may free or take a
-// path of any export of the member.
+// path of any export of the member; one of the syncer's own Ingresses
+// coming, going or moving may free or take a path of the member's other
+// exports that claim the same paths.
 func (m *member) addHandlers(s *Syncer) {
 	fl := m.fedFactory.Flomesh().V1alpha1()
 	local := handler(func(obj metav1.Object) { m.queue.Add(serviceKey{obj.GetNamespace(), obj.GetName()}) })
@@ -199,15 +207,31 @@ func (m *member) addHandlers(s *Syncer) {
 	_, _ = fl.ServiceExports().Informer().AddEventHandler(handler(func(obj metav1.Object) {
 		s.enqueueEverywhere(serviceKey{obj.GetNamespace(), obj.GetName()})
 	}))
-	_, _ = m.kubeFactory.Networking().V1().Ingresses().Informer().AddEventHandler(handler(func(obj metav1.Object) {
-		if Owned(obj) {
-			if export := obj.GetLabels()[ExportLabel]; export != "" {
-				m.queue.Add(serviceKey{obj.GetNamespace(), export})
-			}
+	ingressChanged := func(obj interface{}) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		ing, ok := obj.(*networkingv1.Ingress)
+		if !ok {
 			return
 		}
-		m.enqueueExports()
-	}))
+		if !Owned(ing) {
+			m.enqueueExports()
+			return
+		}
+		if export := ing.Labels[ExportLabel]; export != "" {
+			m.queue.Add(serviceKey{ing.Namespace, export})
+		}
+		m.enqueuePathClaimants(ing)
+	}
+	_, _ = m.kubeFactory.Networking().V1().Ingresses().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: ingressChanged,
+		UpdateFunc: func(old, obj interface{}) {
+			ingressChanged(old)
+			ingressChanged(obj)
+		},
+		DeleteFunc: ingressChanged,
+	})
 	// A namespace deleted in the member took the syncer's objects with it;
 	// the writes that waited for it to go (ensureNamespace) can be made,
 	// in a namespace made again, if the federation still wants them there.
@@ -274,6 +298,53 @@ func (m *member) enqueueExports() {
 	}
 	for _, e := range list {
 		m.queue.Add(serviceKey{e.Namespace, e.Name})
+	}
+}
+
+// exportPathIndex indexes exports by the paths of their rules.
+const exportPathIndex = "path"
+
+func exportPaths(obj interface{}) ([]string, error) {
+	e, ok := obj.(*v1alpha1.ServiceExport)
+	if !ok {
+		return nil, nil
+	}
+	paths := make([]string, 0, len(e.Spec.Rules))
+	for _, r := range e.Spec.Rules {
+		if !slices.Contains(paths, r.Path) {
+			paths = append(paths, r.Path)
+		}
+	}
+	return paths, nil
+}
+
+// exportsClaiming returns the member's exports with a rule of path.
+func (m *member) exportsClaiming(path string) []*v1alpha1.ServiceExport {
+	objs, err := m.exportsByPath.ByIndex(exportPathIndex, path)
+	if err != nil {
+		return nil
+	}
+	out := make([]*v1alpha1.ServiceExport, 0, len(objs))
+	for _, o := range objs {
+		if e, ok := o.(*v1alpha1.ServiceExport); ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// enqueuePathClaimants queues the member's exports that claim a path the
+// syncer's Ingress ing serves.
+func (m *member) enqueuePathClaimants(ing *networkingv1.Ingress) {
+	for _, r := range ing.Spec.Rules {
+		if r.HTTP == nil {
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			for _, e := range m.exportsClaiming(p.Path) {
+				m.queue.Add(serviceKey{e.Namespace, e.Name})
+			}
+		}
 	}
 }
 

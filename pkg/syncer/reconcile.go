@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"github.com/fedmesh/fedmesh/pkg/memberrbac"
 	"math"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -84,7 +85,7 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	wantImport := DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
 	wantPolicy := DesiredPolicy(gtp, wantImport != nil, hosts)
 	cpConditions := exportConditions(cpImport, m.key, export)
-	wantIngress, conflict := DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses())
+	wantIngress, conflict := DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses(), s.pathRivals(m, export))
 	if conflict != "" {
 		m.reportConflict(export, export.UID, imports.ReasonIngressConflict, conflict)
 	}
@@ -100,6 +101,32 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 		errs = append(errs, s.syncExportStatus(ctx, m, export, DesiredExportConditions(cpConditions, conflict)))
 	}
 	return errors.Join(errs...)
+}
+
+// pathRivals returns the member's other exports that claim a path of
+// export and that the control plane found valid (but for an
+// IngressConflict, which the syncer judges itself): those that may hold
+// the path.
+func (s *Syncer) pathRivals(m *member, export *v1alpha1.ServiceExport) []*v1alpha1.ServiceExport {
+	if export == nil {
+		return nil
+	}
+	var out []*v1alpha1.ServiceExport
+	for _, r := range export.Spec.Rules {
+		for _, e := range m.exportsClaiming(r.Path) {
+			if e.UID == export.UID || slices.Contains(out, e) {
+				continue
+			}
+			imp, err := s.imports.ServiceImports(e.Namespace).Get(e.Name)
+			if err != nil {
+				continue
+			}
+			if Exposable(exportConditions(imp, m.key, e)) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }
 
 // exportConditions returns the conditions the control plane computed for

@@ -469,6 +469,64 @@ func TestSyncer(t *testing.T) {
 		eventuallyImports(t, ctx, c2, map[string][]string{"httpbin": {key1, key3}, "httpbin-cluster-3": {key3}}, 5*time.Second)
 	})
 
+	t.Run("of two exports of one member claiming a path, the older holds it", func(t *testing.T) {
+		web := func(namespace string) {
+			t.Helper()
+			_, err := c3.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+			require.NoError(t, err)
+			_, err = c3.Kube().CoreV1().Services(namespace).Create(ctx, &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: "web"},
+				Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(80)}}},
+			}, metav1.CreateOptions{})
+			require.NoError(t, err)
+			_, err = c3.Fedmesh().FlomeshV1alpha1().ServiceExports(namespace).Create(ctx, &v1alpha1.ServiceExport{
+				ObjectMeta: metav1.ObjectMeta{Name: "web"},
+				Spec:       v1alpha1.ServiceExportSpec{Rules: []v1alpha1.ServiceExportRule{{PortNumber: 80, Path: "/shared"}}},
+			}, metav1.CreateOptions{})
+			require.NoError(t, err)
+		}
+		valid := func(c *assert.CollectT, namespace string) *metav1.Condition {
+			e, err := c3.Fedmesh().FlomeshV1alpha1().ServiceExports(namespace).Get(ctx, "web", metav1.GetOptions{})
+			if !assert.NoError(c, err) {
+				return nil
+			}
+			return meta.FindStatusCondition(e.Status.Conditions, "Valid")
+		}
+		web("team-a")
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			if v := valid(c, "team-a"); assert.NotNil(c, v) {
+				assert.Equal(c, metav1.ConditionTrue, v.Status)
+			}
+		}, 5*time.Second, 50*time.Millisecond)
+		web("team-b")
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			if v := valid(c, "team-b"); assert.NotNil(c, v) {
+				assert.Equal(c, metav1.ConditionFalse, v.Status)
+				assert.Equal(c, "IngressConflict", v.Reason)
+				assert.Equal(c, "path /shared is held by the older ServiceExport team-a/web", v.Message)
+			}
+			if v := valid(c, "team-a"); assert.NotNil(c, v) {
+				assert.Equal(c, metav1.ConditionTrue, v.Status, "the older export keeps its path")
+			}
+			_, err := c3.Kube().NetworkingV1().Ingresses("team-a").Get(ctx, "fedmesh-web", metav1.GetOptions{})
+			assert.NoError(c, err, "the older export is exposed")
+			ings, err := c3.Kube().NetworkingV1().Ingresses("team-b").List(ctx, metav1.ListOptions{})
+			if assert.NoError(c, err) {
+				assert.Empty(c, ings.Items, "the younger export is not exposed")
+			}
+		}, 5*time.Second, 50*time.Millisecond)
+		// The path passes to the younger export once the older goes.
+		require.NoError(t, c3.Fedmesh().FlomeshV1alpha1().ServiceExports("team-a").Delete(ctx, "web", metav1.DeleteOptions{}))
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			if v := valid(c, "team-b"); assert.NotNil(c, v) {
+				assert.Equal(c, metav1.ConditionTrue, v.Status, "%s: %s", v.Reason, v.Message)
+			}
+			_, err := c3.Kube().NetworkingV1().Ingresses("team-b").Get(ctx, "fedmesh-web", metav1.GetOptions{})
+			assert.NoError(c, err)
+		}, 5*time.Second, 50*time.Millisecond)
+		require.NoError(t, c3.Fedmesh().FlomeshV1alpha1().ServiceExports("team-b").Delete(ctx, "web", metav1.DeleteOptions{}))
+	})
+
 	t.Run("a member registered later receives every import", func(t *testing.T) {
 		start := time.Now()
 		register(t, ctx, f, "cluster-4", 84)
