@@ -96,9 +96,9 @@ type member struct {
 	// rules (exportPathIndex), to find the exports that claim a path.
 	exportsByPath cache.Indexer
 	ingresses     networkinglisters.IngressLister
-	services    cache.GenericLister
-	namespaces  cache.GenericLister
-	hasSynced   []cache.InformerSynced
+	services      cache.GenericLister
+	namespaces    cache.GenericLister
+	hasSynced     []cache.InformerSynced
 	// synced is set once the CRDs are installed and the caches synced;
 	// until then the member's exports are unknown to the other members.
 	synced atomic.Bool
