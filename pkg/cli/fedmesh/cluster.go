@@ -181,7 +181,9 @@ func printCluster(w io.Writer, printFlags *genericclioptions.PrintFlags, c *v1al
 	if err != nil {
 		return err
 	}
-	return printer.PrintObj(c, w)
+	// JSON and YAML escape control characters themselves; a template or
+	// a name is printed as it is.
+	return printer.PrintObj(c, escaping(w))
 }
 
 func newPrintFlags(operation string) *genericclioptions.PrintFlags {
@@ -199,6 +201,7 @@ func ready(c *v1alpha1.Cluster) *metav1.Condition {
 func waitReady(ctx context.Context, client versioned.Interface, w io.Writer, name string, generation int64, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	w = escaping(w)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	last, lastErr := "", error(nil)
@@ -211,13 +214,13 @@ func waitReady(ctx context.Context, client versioned.Interface, w io.Writer, nam
 			cond := ready(c)
 			fresh := cond != nil && cond.ObservedGeneration >= generation
 			if cond != nil && cond.Status == metav1.ConditionTrue && fresh {
-				fmt.Fprintf(w, "cluster %s is Ready: key %s, Kubernetes %s\n", name, keyOf(c.Name, c.Spec), c.Status.KubernetesVersion)
+				fmt.Fprintf(w, "cluster %s is Ready: key %s, Kubernetes %s\n", name, cell(keyOf(c.Name, c.Spec)), cell(c.Status.KubernetesVersion))
 				return nil
 			}
 			now := "waiting for fedmesh to connect with the new kubeconfig"
 			if cond != nil && fresh {
 				lastCond = cond
-				now = fmt.Sprintf("Ready=%s %s: %s", cond.Status, cond.Reason, cond.Message)
+				now = fmt.Sprintf("Ready=%s %s: %s", cond.Status, cell(cond.Reason), cell(cond.Message))
 			}
 			if now != last {
 				fmt.Fprintf(w, "waiting for cluster %s: %s\n", name, now)

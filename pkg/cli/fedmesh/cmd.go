@@ -53,6 +53,7 @@ const defaultRequestTimeout = 10 * time.Second
 // Run runs the plugin with args (without the program name) and returns
 // its exit code. Errors are printed as one line on streams.ErrOut.
 func Run(ctx context.Context, args []string, streams genericiooptions.IOStreams) int {
+	logTo(streams.ErrOut)
 	cmd := NewCommand(streams)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
@@ -62,8 +63,10 @@ func Run(ctx context.Context, args []string, streams genericiooptions.IOStreams)
 	return 0
 }
 
-// printError prints err the way kubectl does, on one line.
+// printError prints err the way kubectl does, on one line. An error may
+// quote what a member or the control plane answered: it is escaped.
 func printError(w io.Writer, err error) {
+	w = escaping(w)
 	msg := strings.TrimSpace(err.Error())
 	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", " ")), " ")
 	if !strings.HasPrefix(msg, "error: ") {
@@ -74,6 +77,8 @@ func printError(w io.Writer, err error) {
 
 // options are the flags every command shares.
 type options struct {
+	// streams escape what is written to Out and ErrOut (see escaping):
+	// every line the commands print goes through them.
 	streams genericiooptions.IOStreams
 	// controlPlane are the standard kubeconfig flags, for the control plane.
 	controlPlane *genericclioptions.ConfigFlags
@@ -82,7 +87,9 @@ type options struct {
 
 // NewCommand returns the root command of the plugin.
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	streams.Out, streams.ErrOut = escaping(streams.Out), escaping(streams.ErrOut)
 	o := &options{streams: streams, controlPlane: genericclioptions.NewConfigFlags(true)}
+	o.member.warnings = streams.ErrOut
 	cmd := &cobra.Command{
 		Use:   "kubectl-fedmesh",
 		Short: "Join, rotate, unjoin and inspect the member clusters of a fedmesh federation",
@@ -147,6 +154,7 @@ func (o *options) controlPlaneClient() (versioned.Interface, *rest.Config, error
 		cfg.Timeout = defaultRequestTimeout
 	}
 	cfg.UserAgent = FieldManager
+	cfg.WarningHandler = warningsTo(o.streams.ErrOut)
 	client, err := versioned.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("control-plane kubeconfig: %w", err)

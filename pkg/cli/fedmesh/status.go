@@ -147,7 +147,7 @@ func exportersOf(si *v1alpha1.ServiceImport) map[string]bool {
 func printClusters(w io.Writer, clusters []v1alpha1.Cluster, imports map[string]int, wide bool, now time.Time) error {
 	clusters = append([]v1alpha1.Cluster(nil), clusters...)
 	sort.Slice(clusters, func(i, j int) bool { return clusters[i].Name < clusters[j].Name })
-	tw := printers.GetNewTabWriter(w)
+	tw := printers.GetNewTabWriter(escaping(w))
 	header := "NAME\tKEY\tREADY\tREASON\tEXPORTS\tIMPORTS\tLAST HEARTBEAT"
 	if wide {
 		header += "\tGATEWAY\tVERSION\tMESSAGE"
@@ -166,13 +166,13 @@ func printClusters(w io.Writer, clusters []v1alpha1.Cluster, imports map[string]
 		if c.Status.LastHeartbeatTime != nil {
 			heartbeat = duration.HumanDuration(now.Sub(c.Status.LastHeartbeatTime.Time)) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s", c.Name, key, status, reason, c.Status.ExportCount, imports[c.Name], heartbeat)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s", cell(c.Name), cell(key), cell(status), cell(reason), c.Status.ExportCount, imports[c.Name], heartbeat)
 		if wide {
 			version := c.Status.KubernetesVersion
 			if version == "" {
 				version = "<unknown>"
 			}
-			fmt.Fprintf(tw, "\t%s:%d\t%s\t%s", c.Spec.GatewayHost, c.Spec.GatewayPort, version, message)
+			fmt.Fprintf(tw, "\t%s:%d\t%s\t%s", cell(c.Spec.GatewayHost), c.Spec.GatewayPort, cell(version), cell(message))
 		}
 		fmt.Fprintln(tw)
 	}
@@ -210,7 +210,7 @@ func (o *statusOptions) service(ctx context.Context, ref string) error {
 }
 
 func printService(w io.Writer, si *v1alpha1.ServiceImport, gtp *v1alpha1.GlobalTrafficPolicy, clusters []v1alpha1.Cluster) error {
-	tw := printers.GetNewTabWriter(w)
+	tw := printers.GetNewTabWriter(escaping(w))
 	var ports []string
 	for _, p := range si.Spec.Ports {
 		proto := string(p.Protocol)
@@ -227,11 +227,11 @@ func printService(w io.Writer, si *v1alpha1.ServiceImport, gtp *v1alpha1.GlobalT
 		}
 	}
 	sort.Strings(consumers)
-	fmt.Fprintf(tw, "Service:\t%s/%s\n", si.Namespace, si.Name)
-	fmt.Fprintf(tw, "Type:\t%s\n", orNone(string(si.Spec.Type)))
-	fmt.Fprintf(tw, "Ports:\t%s\n", orNone(strings.Join(ports, ", ")))
-	fmt.Fprintf(tw, "Policy:\t%s\n", policyLine(gtp))
-	fmt.Fprintf(tw, "Consumers:\t%s\n", orNone(strings.Join(consumers, ", ")))
+	fmt.Fprintf(tw, "Service:\t%s\n", cell(si.Namespace+"/"+si.Name))
+	fmt.Fprintf(tw, "Type:\t%s\n", cell(orNone(string(si.Spec.Type))))
+	fmt.Fprintf(tw, "Ports:\t%s\n", cell(orNone(strings.Join(ports, ", "))))
+	fmt.Fprintf(tw, "Policy:\t%s\n", cell(policyLine(gtp)))
+	fmt.Fprintf(tw, "Consumers:\t%s\n", cell(orNone(strings.Join(consumers, ", "))))
 	fmt.Fprintln(tw)
 
 	endpoints := map[string][]string{}
@@ -263,11 +263,11 @@ func printService(w io.Writer, si *v1alpha1.ServiceImport, gtp *v1alpha1.GlobalT
 				conflict += " (" + c.Reason + ": " + c.Message + ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Cluster, yesNo(exporters[e.Cluster]), orNone(strings.Join(endpoints[e.Cluster], ", ")), valid, conflict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(e.Cluster), yesNo(exporters[e.Cluster]), cell(orNone(strings.Join(endpoints[e.Cluster], ", "))), cell(valid), cell(conflict))
 	}
 	for _, s := range si.Status.Clusters {
 		if !rows[s.Cluster] {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Cluster, "yes", orNone(strings.Join(endpoints[s.Cluster], ", ")), "Unknown", "Unknown")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(s.Cluster), "yes", cell(orNone(strings.Join(endpoints[s.Cluster], ", "))), "Unknown", "Unknown")
 		}
 	}
 	return tw.Flush()
