@@ -17,6 +17,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/test/framework"
 )
@@ -178,6 +180,57 @@ func TestControlPlane(t *testing.T) {
 		assert.True(t, apierrors.IsForbidden(err), "only in its namespace: want Forbidden, got %v", err)
 		_, err = client.Clusters().List(ctx, metav1.ListOptions{})
 		assert.True(t, apierrors.IsForbidden(err), "clusters hold credentials: want Forbidden, got %v", err)
+	})
+
+	t.Run("a namespace editor targets only the Clusters a role lets it target, and learns no key", func(t *testing.T) {
+		// bob edits httpbin (the previous subtest bound him).
+		cfg, err := cp.UserConfig("bob")
+		require.NoError(t, err)
+		gtps := versioned.NewForConfigOrDie(cfg).FlomeshV1alpha1().GlobalTrafficPolicies("httpbin")
+		policy := func(name string, keys ...string) *v1alpha1.GlobalTrafficPolicy {
+			p := &v1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.GlobalTrafficPolicySpec{LbType: v1alpha1.FailOverLbType}}
+			for _, k := range keys {
+				p.Spec.Targets = append(p.Spec.Targets, v1alpha1.TrafficTarget{ClusterKey: k})
+			}
+			return p
+		}
+		// A registered key, a typo of it and a key of no Cluster: the same
+		// refusal, so the answer tells nothing of what is registered.
+		_, err = gtps.Create(ctx, policy("pinned", "default/default/default/cluster-1", "default/default/default/cluster-11", "default/default/default/nowhere"), metav1.CreateOptions{})
+		require.Error(t, err)
+		assert.True(t, apierrors.IsInvalid(err), "want Invalid, got %v", err)
+		assert.NotContains(t, err.Error(), "did you mean")
+		assert.NotContains(t, err.Error(), "no registered Cluster")
+		for i, name := range []string{"cluster-1", "cluster-11", "nowhere"} {
+			assert.Contains(t, err.Error(), fmt.Sprintf(`spec.targets[%d].clusterKey: Forbidden: targeting the Cluster %q needs the verb "target"`, i, name))
+		}
+
+		// A RoleBinding of fedmesh:cluster-targeter in httpbin, for
+		// cluster-1 only.
+		_, err = cp.Kube().RbacV1().Roles("httpbin").Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: "target-cluster-1"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"flomesh.io"}, Resources: []string{"clusters"}, ResourceNames: []string{"cluster-1"}, Verbs: []string{"target"}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = cp.Kube().RbacV1().RoleBindings("httpbin").Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "bob-targets"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "target-cluster-1"},
+			Subjects:   []rbacv1.Subject{{Kind: "User", Name: "bob", APIGroup: "rbac.authorization.k8s.io"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			_, err := gtps.Create(ctx, policy("pinned", "default/default/default/cluster-1"), metav1.CreateOptions{})
+			assert.NoError(c, err, "bob may target cluster-1 from httpbin")
+		}, 20*time.Second, 250*time.Millisecond, "fedmesh-apiserver caches the control plane's denials for 10s")
+		_, err = gtps.Create(ctx, policy("other", "default/default/default/cluster-3"), metav1.CreateOptions{})
+		assert.True(t, apierrors.IsInvalid(err), "cluster-3 is not bob's to target: %v", err)
+		// A target he may name but that is misspelt: no hint.
+		_, err = gtps.Create(ctx, policy("typo", "eu/default/default/cluster-1"), metav1.CreateOptions{})
+		if assert.Error(t, err) {
+			assert.Contains(t, err.Error(), "no registered Cluster has this key")
+			assert.NotContains(t, err.Error(), "did you mean")
+		}
+		require.NoError(t, gtps.Delete(ctx, "pinned", metav1.DeleteOptions{}))
 	})
 
 	t.Run("an unauthenticated client is unauthorized", func(t *testing.T) {

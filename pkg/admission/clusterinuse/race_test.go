@@ -32,6 +32,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
@@ -59,6 +61,8 @@ func newFederation(t *testing.T, objs ...runtime.Object) *federation {
 	inUse.SetFedmeshInformerFactory(factory)
 	keys.SetFedmeshClientset(store)
 	inUse.SetFedmeshClientset(store)
+	// The requests are the admin's.
+	keys.SetAuthorizer(authorizerfactory.NewPrivilegedGroups(user.SystemPrivilegedGroup))
 	require.NoError(t, keys.ValidateInitialization())
 	require.NoError(t, inUse.ValidateInitialization())
 	inUse.wait = wait.Backoff{Steps: 3, Duration: time.Millisecond}

@@ -15,7 +15,20 @@ limitations under the License.
 */
 
 // Package clusterkeys holds the ClusterKeyResolution admission plugin: a
-// GlobalTrafficPolicy may target only the keys of registered Clusters.
+// GlobalTrafficPolicy may target only the keys of registered Clusters, and
+// only by a user allowed to target them.
+//
+// A policy that targets a Cluster keeps it from being deleted
+// (ClusterInUseProtection), so naming a Cluster is a power over a
+// cluster-scoped object, which a namespace's editors must not hold by
+// default. As RBAC's "bind" verb guards RoleBindings, the verb "target" on
+// clusters.flomesh.io guards targets: the user who adds a target must be
+// allowed to "target" that Cluster, by a ClusterRoleBinding or by a
+// RoleBinding in the policy's namespace (the ClusterRole
+// fedmesh:cluster-targeter grants it). The check comes before any lookup, so
+// a user who may not target a Cluster learns nothing of whether it exists,
+// and "did you mean" hints, which name registered keys, are given only to
+// users who may list Clusters.
 package clusterkeys
 
 import (
@@ -31,6 +44,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
+	genericinitializer "k8s.io/apiserver/pkg/admission/initializer"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -78,6 +93,7 @@ type Plugin struct {
 	clusters     listers.ClusterLister
 	clusterIndex cache.Indexer
 	client       versioned.Interface
+	authz        authorizer.Authorizer
 	initErr      error
 
 	now func() time.Time
@@ -90,7 +106,12 @@ var (
 	_ admission.ValidationInterface           = &Plugin{}
 	_ initializer.WantsFedmeshInformerFactory = &Plugin{}
 	_ initializer.WantsFedmeshClientset       = &Plugin{}
+	_ genericinitializer.WantsAuthorizer      = &Plugin{}
 )
+
+// TargetVerb is the verb on clusters.flomesh.io a user needs to add a
+// Cluster's key to a policy's targets.
+const TargetVerb = "target"
 
 // New returns the plugin, to be initialized.
 func New() *Plugin {
@@ -117,11 +138,19 @@ func (p *Plugin) SetFedmeshClientset(c versioned.Interface) {
 	p.client = c
 }
 
+// SetAuthorizer takes the server's authorizer, which says who may target
+// and list Clusters.
+func (p *Plugin) SetAuthorizer(a authorizer.Authorizer) {
+	p.authz = a
+}
+
 // ValidateInitialization checks that the plugin has what it needs.
 func (p *Plugin) ValidateInitialization() error {
 	switch {
 	case p.initErr != nil:
 		return p.initErr
+	case p.authz == nil:
+		return fmt.Errorf("%s: missing authorizer", PluginName)
 	case p.clusters == nil || p.clusterIndex == nil:
 		return fmt.Errorf("%s: missing Cluster informer", PluginName)
 	case p.client == nil:
@@ -154,6 +183,8 @@ type target struct {
 type resolved struct {
 	target
 	cluster *v1alpha1.Cluster
+	// hints is whether errors about it may name registered keys.
+	hints bool
 }
 
 func (p *Plugin) validateWrite(ctx context.Context, a admission.Attributes) error {
@@ -177,8 +208,13 @@ func (p *Plugin) validateWrite(ctx context.Context, a admission.Attributes) erro
 
 	var errs field.ErrorList
 	var found []resolved
+	hints := p.allowed(ctx, a, "list", "", "")
 	for _, t := range added {
-		c, ferr, err := p.resolve(ctx, t)
+		if ferr := p.authorizeTarget(ctx, a, policy.Namespace, t); ferr != nil {
+			errs = append(errs, ferr)
+			continue
+		}
+		c, ferr, err := p.resolve(ctx, t, hints)
 		if err != nil {
 			return apierrors.NewInternalError(fmt.Errorf("looking up the Cluster of %s: %w", t.path, err))
 		}
@@ -186,7 +222,7 @@ func (p *Plugin) validateWrite(ctx context.Context, a admission.Attributes) erro
 			errs = append(errs, ferr)
 			continue
 		}
-		found = append(found, resolved{t, c})
+		found = append(found, resolved{t, c, hints})
 	}
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(flomesh.Kind("GlobalTrafficPolicy"), policy.Name, errs)
@@ -216,13 +252,42 @@ func addedTargets(policy, old *flomesh.GlobalTrafficPolicy) []target {
 	return added
 }
 
+// authorizeTarget returns the error of a target the user may not add: the
+// verb "target" on the Cluster the key names, asked in the policy's
+// namespace so that a RoleBinding there can grant it. A malformed key
+// names no Cluster, and is left to resolve to refuse.
+func (p *Plugin) authorizeTarget(ctx context.Context, a admission.Attributes, namespace string, t target) *field.Error {
+	_, _, _, name, err := validation.ParseClusterKey(t.key)
+	if err != nil {
+		return nil
+	}
+	if p.allowed(ctx, a, TargetVerb, namespace, name) {
+		return nil
+	}
+	return field.Forbidden(t.path, fmt.Sprintf(
+		"targeting the Cluster %q needs the verb %q on clusters.flomesh.io, granted in namespace %q or cluster-wide (ClusterRole fedmesh:cluster-targeter)",
+		name, TargetVerb, namespace))
+}
+
+// allowed asks the authorizer whether the requester may do verb on
+// clusters.flomesh.io (of that name, if any), in namespace ("" for
+// cluster-wide). A failure to decide is a no.
+func (p *Plugin) allowed(ctx context.Context, a admission.Attributes, verb, namespace, name string) bool {
+	decision, _, err := p.authz.Authorize(ctx, authorizer.AttributesRecord{
+		User: a.GetUserInfo(), Verb: verb, Namespace: namespace, Name: name,
+		APIGroup: flomesh.GroupName, APIVersion: "*", Resource: "clusters", ResourceRequest: true,
+	})
+	return err == nil && decision == authorizer.DecisionAllow
+}
+
 // resolve finds the Cluster of a target: in the cache, and when the cache
 // does not have it (it may lag behind a Cluster just registered), in
-// storage. A user error is a field error; err is a failure to look.
-func (p *Plugin) resolve(ctx context.Context, t target) (*v1alpha1.Cluster, *field.Error, error) {
+// storage. A user error is a field error; err is a failure to look. hints
+// says whether the error may name registered keys.
+func (p *Plugin) resolve(ctx context.Context, t target, hints bool) (*v1alpha1.Cluster, *field.Error, error) {
 	if errs := validation.ValidateClusterKey(t.key, t.path); len(errs) > 0 {
 		e := errs[0]
-		if s := p.suggest(t.key, nil); s != "" {
+		if s := p.suggest(t.key, nil, hints); s != "" {
 			e.Detail += fmt.Sprintf("; did you mean %q?", s)
 		}
 		return nil, e, nil
@@ -238,7 +303,7 @@ func (p *Plugin) resolve(ctx context.Context, t target) (*v1alpha1.Cluster, *fie
 	if c, err = p.get(ctx, t.key); err != nil {
 		return nil, nil, err
 	}
-	c, ferr := p.judge(t, c)
+	c, ferr := p.judge(t, c, hints)
 	return c, ferr, nil
 }
 
@@ -257,12 +322,12 @@ func (p *Plugin) get(ctx context.Context, key string) (*v1alpha1.Cluster, error)
 }
 
 // judge returns c if it is a live Cluster of the target's key, and the
-// field error that says why not otherwise.
-func (p *Plugin) judge(t target, c *v1alpha1.Cluster) (*v1alpha1.Cluster, *field.Error) {
+// field error that says why not otherwise, with a hint when hints is set.
+func (p *Plugin) judge(t target, c *v1alpha1.Cluster, hints bool) (*v1alpha1.Cluster, *field.Error) {
 	switch {
 	case c == nil || clusterrefs.KeyOf(c) != t.key:
 		msg := "no registered Cluster has this key"
-		if s := p.suggest(t.key, c); s != "" {
+		if s := p.suggest(t.key, c, hints); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		}
 		return nil, field.Invalid(t.path, t.key, msg)
@@ -315,7 +380,7 @@ func (p *Plugin) addPending(ctx context.Context, r resolved, ref clusterrefs.Pen
 			return nil, err
 		}
 		var ferr *field.Error
-		if c, ferr = p.judge(r.target, fresh); ferr != nil {
+		if c, ferr = p.judge(r.target, fresh, r.hints); ferr != nil {
 			return ferr, nil
 		}
 	}
@@ -327,7 +392,7 @@ func (p *Plugin) addPending(ctx context.Context, r resolved, ref clusterrefs.Pen
 		case err == nil:
 			return nil, nil
 		case apierrors.IsNotFound(err):
-			_, ferr := p.judge(r.target, nil)
+			_, ferr := p.judge(r.target, nil, r.hints)
 			return ferr, nil
 		case !apierrors.IsConflict(err) || retry.Steps <= 1:
 			return nil, err
@@ -340,7 +405,7 @@ func (p *Plugin) addPending(ctx context.Context, r resolved, ref clusterrefs.Pen
 			return nil, err
 		}
 		var ferr *field.Error
-		if c, ferr = p.judge(r.target, fresh); ferr != nil {
+		if c, ferr = p.judge(r.target, fresh, r.hints); ferr != nil {
 			return ferr, nil
 		}
 	}

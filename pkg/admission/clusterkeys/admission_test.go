@@ -19,6 +19,7 @@ package clusterkeys
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,7 +30,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned/fake"
@@ -95,9 +99,27 @@ func (w world) build(t *testing.T) (*Plugin, *admissiontest.Store) {
 	p.client = store
 	p.now = func() time.Time { return now }
 	p.retry = wait.Backoff{Steps: 3, Duration: time.Millisecond}
+	p.authz = testAuthorizer
 	require.NoError(t, p.ValidateInitialization())
 	return p, store
 }
+
+// bob edits namespace httpbin. He may target cluster-1 and cluster-2 from
+// there, by a RoleBinding, and may not list Clusters.
+var bob = &user.DefaultInfo{Name: "bob"}
+
+// testAuthorizer allows the privileged group everything, and bob what his
+// RoleBinding in httpbin would grant.
+var testAuthorizer = authorizer.AuthorizerFunc(func(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	if slices.Contains(a.GetUser().GetGroups(), user.SystemPrivilegedGroup) {
+		return authorizer.DecisionAllow, "", nil
+	}
+	if a.GetUser().GetName() == "bob" && a.GetVerb() == TargetVerb && a.GetNamespace() == "httpbin" &&
+		a.GetAPIGroup() == "flomesh.io" && a.GetResource() == "clusters" && (a.GetName() == "cluster-1" || a.GetName() == "cluster-2") {
+		return authorizer.DecisionAllow, "", nil
+	}
+	return authorizer.DecisionNoOpinion, "", nil
+})
 
 func contains(names []string, name string) bool {
 	for _, n := range names {
@@ -117,6 +139,20 @@ func causes(t *testing.T, err error) map[string]string {
 	if d := status.Status().Details; d != nil {
 		for _, c := range d.Causes {
 			out[c.Field] = c.Message
+		}
+	}
+	return out
+}
+
+// causeTypes maps the fields of an API error to the types of their causes.
+func causeTypes(t *testing.T, err error) map[string][]metav1.CauseType {
+	t.Helper()
+	var status apierrors.APIStatus
+	require.True(t, errors.As(err, &status), "an API error: %v", err)
+	out := map[string][]metav1.CauseType{}
+	if d := status.Status().Details; d != nil {
+		for _, c := range d.Causes {
+			out[c.Field] = append(out[c.Field], c.Type)
 		}
 	}
 	return out
@@ -146,7 +182,27 @@ func TestCreate(t *testing.T) {
 		wantErrs map[string][]string
 		// wantRecorded are the Clusters that record a reference.
 		wantRecorded []string
+		// user writes the policy; the admin when nil.
+		user user.Info
+		// wantForbidden lists the fields refused for want of "target".
+		wantForbidden []string
 	}{
+		{
+			name: "a user allowed to target in the policy's namespace is admitted", world: defaultWorld(), user: bob,
+			keys: []string{key2}, wantRecorded: []string{"cluster-2"},
+		},
+		{
+			// Same answer whether the Cluster exists or not: no oracle.
+			name: "a user not allowed to target learns nothing of the keys", world: defaultWorld(), user: bob,
+			keys:          []string{key3, "default/default/default/nowhere"},
+			wantErrs:      map[string][]string{"spec.targets[0].clusterKey": {`targeting the Cluster "cluster-3" needs the verb "target"`}, "spec.targets[1].clusterKey": {`targeting the Cluster "nowhere" needs the verb "target"`}},
+			wantForbidden: []string{"spec.targets[0].clusterKey", "spec.targets[1].clusterKey"},
+		},
+		{
+			name: "a user who may not list Clusters gets no hint", world: defaultWorld(), user: bob,
+			keys:     []string{wrong1},
+			wantErrs: map[string][]string{"spec.targets[0].clusterKey": {"no registered Cluster has this key"}},
+		},
 		{
 			name: "registered keys are admitted", world: defaultWorld(),
 			keys: []string{key1, key2}, wantRecorded: []string{"cluster-1", "cluster-2"},
@@ -235,10 +291,16 @@ func TestCreate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, store := tc.world.build(t)
 			policy := newPolicy(tc.keys...)
-			err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: policy}.Attributes(), nil)
+			err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: policy, User: tc.user}.Attributes(), nil)
 			if len(tc.wantErrs) == 0 {
 				require.NoError(t, err)
 			} else {
+				if tc.user != nil {
+					assert.NotContains(t, err.Error(), "did you mean", "no hint for a user who may not list Clusters")
+				}
+				for _, f := range tc.wantForbidden {
+					assert.Contains(t, causeTypes(t, err)[f], metav1.CauseType(field.ErrorTypeForbidden), "cause of %s", f)
+				}
 				require.Error(t, err)
 				assert.True(t, apierrors.IsInvalid(err), "want Invalid, got %v", err)
 				got := causes(t, err)
@@ -410,6 +472,8 @@ func TestInitialization(t *testing.T) {
 	factory := informers.NewSharedInformerFactory(client, 0)
 	p.SetFedmeshInformerFactory(factory)
 	p.SetFedmeshClientset(client)
+	assert.Error(t, p.ValidateInitialization(), "without an authorizer")
+	p.SetAuthorizer(testAuthorizer)
 	require.NoError(t, p.ValidateInitialization())
 	assert.Contains(t, factory.Flomesh().V1alpha1().Clusters().Informer().GetIndexer().GetIndexers(), clusterrefs.ClusterKeyIndex)
 

@@ -30,8 +30,12 @@ import (
 // Cluster of the key's last part is the one meant, in another region, zone
 // or group (the defaults are easy to assume). Otherwise the closest key by
 // edit distance, if it is close: a typo. fresh is a Cluster just read from
-// storage that the cache may not have yet.
-func (p *Plugin) suggest(key string, fresh *v1alpha1.Cluster) string {
+// storage that the cache may not have yet. Nothing is suggested unless
+// allowed: a hint reveals a registered key.
+func (p *Plugin) suggest(key string, fresh *v1alpha1.Cluster, allowed bool) string {
+	if !allowed {
+		return ""
+	}
 	name := key[strings.LastIndex(key, "/")+1:]
 	live := func(c *v1alpha1.Cluster) bool {
 		return c != nil && c.DeletionTimestamp == nil && clusterrefs.KeyOf(c) != key
