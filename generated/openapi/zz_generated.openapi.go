@@ -664,14 +664,16 @@ func schema_fedmesh_apis_flomesh_v1alpha1_PathRewrite(ref common.ReferenceCallba
 				Properties: map[string]spec.Schema{
 					"from": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"string"},
-							Format: "",
+							Description: "From is the prefix of the request path to rewrite, at most 1024 characters.",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 					"to": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"string"},
-							Format: "",
+							Description: "To replaces From, at most 1024 characters.",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 				},
@@ -784,15 +786,17 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportRule(ref common.Reference
 				Properties: map[string]spec.Schema{
 					"portNumber": {
 						SchemaProps: spec.SchemaProps{
-							Default: 0,
-							Type:    []string{"integer"},
-							Format:  "int32",
+							Description: "PortNumber is the number of the Service's port to expose.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
 						},
 					},
 					"path": {
 						SchemaProps: spec.SchemaProps{
-							Type:   []string{"string"},
-							Format: "",
+							Description: "Path is where the cluster's gateway serves the port: an absolute path of at most 1024 characters. It is required, as the gateway would serve a rule without one at \"/\", which takes every path.",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 					"pathType": {
@@ -831,7 +835,7 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportSpec(ref common.Reference
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Rules expose ports of the Service at paths of the cluster's gateway.",
+							Description: "Rules expose ports of the Service at paths of the cluster's gateway, at most 64. A port is exposed at one path only: rules that name the same port must give the same path.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -868,7 +872,7 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportSpec(ref common.Reference
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "TargetClusters, when set, limits the export to these cluster keys.",
+							Description: "TargetClusters, when set, limits the export to these cluster keys, at most 100; an export for more clusters leaves it empty, which means every cluster.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

@@ -18,6 +18,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,9 +28,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/fedmesh/fedmesh/apis/flomesh"
 	flomeshv1alpha1 "github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/apis/flomesh/validation"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/test/framework"
 )
@@ -80,6 +85,10 @@ func TestMemberCRDs(t *testing.T) {
 		assert.Equal(t, []string{"httpbin", "FailOver"}, strings.Fields(lines[1])[:2])
 	})
 
+	t.Run("ServiceExport limits", func(t *testing.T) {
+		testServiceExportLimits(t, ctx, m)
+	})
+
 	t.Run("ServiceImport", func(t *testing.T) {
 		raw := testdata(t, "serviceimport-httpbin.json")
 		var spec flomeshv1alpha1.ServiceImportSpec
@@ -104,6 +113,97 @@ func TestMemberCRDs(t *testing.T) {
 		assert.Equal(t, []string{"NAME", "TYPE", "AGE"}, strings.Fields(lines[0]))
 		assert.Equal(t, []string{"httpbin", "ClusterSetIP"}, strings.Fields(lines[1])[:2])
 	})
+}
+
+// testServiceExportLimits checks that the member's API server enforces the
+// limits of a ServiceExport with the CRD's schema, and that
+// validation.ValidateServiceExportSpec, which fedmesh-apiserver applies to
+// every export it reads, refuses exactly the same exports. The largest
+// valid export also has the CRD's pairwise rule over the rules' paths at
+// its most costly, which must stay within the API server's CEL budget.
+func testServiceExportLimits(t *testing.T, ctx context.Context, m *framework.Cluster) {
+	longPath := "/" + strings.Repeat("p", validation.MaxPathLength-1)
+	rules := func(n int, path func(i int) string, port func(i int) int32) []flomeshv1alpha1.ServiceExportRule {
+		rules := make([]flomeshv1alpha1.ServiceExportRule, n)
+		for i := range rules {
+			rules[i] = flomeshv1alpha1.ServiceExportRule{PortNumber: port(i), Path: path(i)}
+		}
+		return rules
+	}
+	samePath := func(int) string { return longPath }
+	eachPath := func(i int) string { return fmt.Sprintf("/p%d", i) }
+	samePort := func(int) int32 { return 8080 }
+	eachPort := func(i int) int32 { return int32(8000 + i) }
+	label := strings.Repeat("a", 63)
+	targets := make([]string, validation.MaxTargetClusters)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("%s/%s/%s/%s%03d", label, label, label, label[:60], i)
+	}
+	require.Len(t, targets[0], validation.MaxClusterKeyLength)
+
+	tests := []struct {
+		name string
+		spec flomeshv1alpha1.ServiceExportSpec
+		// wantErr are parts of the member's error; none when it accepts.
+		wantErr []string
+	}{
+		{name: "largest valid", spec: flomeshv1alpha1.ServiceExportSpec{
+			ServiceAccountName: strings.Repeat("s", validation.MaxServiceAccountNameLength),
+			// Every pair of rules names the same port, so the CRD compares
+			// every pair of longest paths.
+			Rules:          rules(validation.MaxExportRules, samePath, samePort),
+			PathRewrite:    &flomeshv1alpha1.PathRewrite{From: longPath, To: longPath},
+			TargetClusters: targets,
+		}},
+		{name: "too many rules", spec: flomeshv1alpha1.ServiceExportSpec{Rules: rules(validation.MaxExportRules+1, eachPath, eachPort)},
+			wantErr: []string{"spec.rules: Too many: 65: must have at most 64 items"}},
+		{name: "no path", spec: flomeshv1alpha1.ServiceExportSpec{Rules: rules(1, func(int) string { return "" }, eachPort)},
+			wantErr: []string{"spec.rules[0].path: Required value"}},
+		{name: "relative path", spec: flomeshv1alpha1.ServiceExportSpec{Rules: rules(1, func(int) string { return "p" }, eachPort)},
+			wantErr: []string{"spec.rules[0].path", `must be an absolute path (start with "/")`}},
+		{name: "path too long", spec: flomeshv1alpha1.ServiceExportSpec{Rules: rules(1, func(int) string { return longPath + "p" }, eachPort)},
+			wantErr: []string{"spec.rules[0].path: Too long: may not be more than 1024"}},
+		{name: "one port at two paths", spec: flomeshv1alpha1.ServiceExportSpec{Rules: rules(2, eachPath, samePort)},
+			wantErr: []string{"spec.rules", "a port is exposed at one path only"}},
+		{name: "too many target clusters", spec: flomeshv1alpha1.ServiceExportSpec{
+			Rules: rules(1, eachPath, eachPort), TargetClusters: append(targets, "default/default/default/one-more")},
+			wantErr: []string{"spec.targetClusters: Too many: 101: must have at most 100 items"}},
+		{name: "target cluster key too long", spec: flomeshv1alpha1.ServiceExportSpec{
+			Rules: rules(1, eachPath, eachPort), TargetClusters: []string{targets[0] + "a"}},
+			wantErr: []string{"spec.targetClusters[0]: Too long: may not be more than 255"}},
+		{name: "serviceAccountName too long", spec: flomeshv1alpha1.ServiceExportSpec{
+			Rules: rules(1, eachPath, eachPort), ServiceAccountName: strings.Repeat("s", validation.MaxServiceAccountNameLength+1)},
+			wantErr: []string{"spec.serviceAccountName: Too long: may not be more than 253"}},
+		{name: "rewrite without from", spec: flomeshv1alpha1.ServiceExportSpec{
+			Rules: rules(1, eachPath, eachPort), PathRewrite: &flomeshv1alpha1.PathRewrite{To: "/"}},
+			wantErr: []string{"spec.pathRewrite.from: Required value"}},
+		{name: "rewrite too long", spec: flomeshv1alpha1.ServiceExportSpec{
+			Rules: rules(1, eachPath, eachPort), PathRewrite: &flomeshv1alpha1.PathRewrite{From: longPath, To: longPath + "p"}},
+			wantErr: []string{"spec.pathRewrite.to: Too long: may not be more than 1024"}},
+	}
+	client := m.Fedmesh().FlomeshV1alpha1().ServiceExports("httpbin")
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client.Create(ctx, &flomeshv1alpha1.ServiceExport{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("limits-%d", i)},
+				Spec:       tc.spec,
+			}, metav1.CreateOptions{})
+			var spec flomesh.ServiceExportSpec
+			require.NoError(t, flomeshv1alpha1.Convert_v1alpha1_ServiceExportSpec_To_flomesh_ServiceExportSpec(&tc.spec, &spec, nil))
+			errs := validation.ValidateServiceExportSpec(&spec, field.NewPath("spec"))
+			if len(tc.wantErr) == 0 {
+				require.NoError(t, err)
+				assert.Empty(t, errs, "fedmesh accepts what the member accepts")
+				return
+			}
+			require.Error(t, err)
+			assert.True(t, apierrors.IsInvalid(err), "%v", err)
+			for _, want := range tc.wantErr {
+				assert.Contains(t, err.Error(), want)
+			}
+			assert.NotEmpty(t, errs, "fedmesh refuses what the member refuses")
+		})
+	}
 }
 
 // testdata returns a file of testdata/.

@@ -406,12 +406,23 @@ type ServiceExport struct {
 
 // ServiceExportSpec says how a Service is exposed to the other members.
 type ServiceExportSpec struct {
+	// Every list and string of the spec is bounded, so that a member's
+	// export costs fedmesh little however it is written. The numbers in
+	// the markers are the limits of apis/flomesh/validation, which
+	// fedmesh-apiserver enforces again on every export it reads;
+	// TestServiceExportCRDLimits keeps the two in step.
+
 	// ServiceAccountName allowed to call the service ("*" is any).
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
-	// Rules expose ports of the Service at paths of the cluster's gateway.
+	// Rules expose ports of the Service at paths of the cluster's gateway,
+	// at most 64. A port is exposed at one path only: rules that name the
+	// same port must give the same path.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.all(s, s.portNumber != r.portNumber || !has(s.path) || !has(r.path) || s.path == r.path))",message="a port is exposed at one path only: rules that name the same portNumber must have the same path"
 	Rules []ServiceExportRule `json:"rules,omitempty"`
 	// LoadBalancer is the gateway's algorithm. Defaults to RoundRobinLoadBalancer.
 	// +optional
@@ -421,18 +432,29 @@ type ServiceExportSpec struct {
 	SessionSticky bool `json:"sessionSticky,omitempty"`
 	// +optional
 	PathRewrite *PathRewrite `json:"pathRewrite,omitempty"`
-	// TargetClusters, when set, limits the export to these cluster keys.
+	// TargetClusters, when set, limits the export to these cluster keys,
+	// at most 100; an export for more clusters leaves it empty, which
+	// means every cluster.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=255
 	TargetClusters []string `json:"targetClusters,omitempty"`
 }
 
 // ServiceExportRule exposes one port of the Service at a path.
 type ServiceExportRule struct {
+	// PortNumber is the number of the Service's port to expose.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	PortNumber int32 `json:"portNumber"`
-	// +optional
+	// Path is where the cluster's gateway serves the port: an absolute
+	// path of at most 1024 characters. It is required, as the gateway
+	// would serve a rule without one at "/", which takes every path.
+	// +kubebuilder:validation:Required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="must be an absolute path (start with \"/\")"
 	Path string `json:"path,omitempty"`
 	// +optional
 	// +kubebuilder:default=Prefix
@@ -441,9 +463,15 @@ type ServiceExportRule struct {
 
 // PathRewrite rewrites the request path on its way to the Service.
 type PathRewrite struct {
-	// +optional
+	// From is the prefix of the request path to rewrite, at most 1024
+	// characters.
+	// +kubebuilder:validation:Required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
 	From string `json:"from,omitempty"`
+	// To replaces From, at most 1024 characters.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	To string `json:"to,omitempty"`
 }
 

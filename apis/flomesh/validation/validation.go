@@ -27,6 +27,7 @@ package validation
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -445,35 +446,151 @@ var supportedExportLoadBalancers = []flomesh.ExportLoadBalancer{
 	flomesh.RoundRobinLoadBalancer, flomesh.HashingLoadBalancer, flomesh.LeastWorkLoadBalancer,
 }
 
+// The limits of a ServiceExport. Each is enforced twice: by the member's
+// CRD, whose +kubebuilder markers on v1alpha1.ServiceExportSpec repeat
+// these numbers (TestServiceExportCRDLimits checks that they agree), and by
+// ValidateServiceExportSpec, which fedmesh-apiserver applies to every export
+// it merges (pkg/imports), since a member may run an older CRD, or hold
+// exports stored before it, and fedmesh judges whatever a member answers. They are generous for real services, and they make the
+// largest valid export cheap to judge, to merge and to serve.
+const (
+	// MaxExportRules bounds spec.rules. A rule exposes one port of the
+	// Service, which rarely has more than a handful; Gateway API allows as
+	// many matches in an HTTPRoute rule.
+	MaxExportRules = 64
+	// MaxPathLength bounds spec.rules[].path and both ends of
+	// spec.pathRewrite, in characters, as Gateway API bounds the path of
+	// an HTTPRoute match. It also bounds the cost of the CRD's rule that
+	// compares the paths of the rules pairwise.
+	MaxPathLength = 1024
+	// MaxTargetClusters bounds spec.targetClusters. An export meant for
+	// more clusters than that leaves the list empty, which means every
+	// cluster.
+	MaxTargetClusters = 100
+	// MaxClusterKeyLength is the length of the longest cluster key: four
+	// DNS-1123 labels and the slashes between them. It bounds the items of
+	// spec.targetClusters before they are parsed.
+	MaxClusterKeyLength = flomesh.ClusterKeyParts*utilvalidation.DNS1123LabelMaxLength + flomesh.ClusterKeyParts - 1
+	// MaxServiceAccountNameLength bounds spec.serviceAccountName, the name
+	// of a ServiceAccount (a DNS-1123 subdomain) or "*".
+	MaxServiceAccountNameLength = utilvalidation.DNS1123SubdomainMaxLength
+)
+
+// longerThan reports whether s has more than max characters, as a CRD's
+// maxLength counts them: Unicode code points, an invalid byte counting as
+// one. Only a string that could be too long is counted, so a huge one costs
+// no more than one of 4*max bytes.
+func longerThan(s string, max int) bool {
+	switch {
+	case len(s) <= max:
+		return false
+	case len(s) > utf8.UTFMax*max:
+		return true
+	}
+	return utf8.RuneCountInString(s) > max
+}
+
 // ValidateServiceExport checks a ServiceExport of a member cluster. Member
 // objects are read through clients that do not default, so the fields with
 // defaults (loadBalancer, rules[].pathType) may be empty and mean their
 // default.
 func ValidateServiceExport(e *flomesh.ServiceExport) field.ErrorList {
 	allErrs := apivalidation.ValidateObjectMeta(&e.ObjectMeta, true, ValidateServiceExportName, field.NewPath("metadata"))
-	allErrs = append(allErrs, validateServiceExportSpec(&e.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, ValidateServiceExportSpec(&e.Spec, field.NewPath("spec"))...)
 	return allErrs
 }
 
-func validateServiceExportSpec(spec *flomesh.ServiceExportSpec, fldPath *field.Path) field.ErrorList {
+// ValidateServiceExportSpec checks the spec of a ServiceExport. Its cost is
+// bounded by the limits above, not by the size of the export: a list over
+// its limit is reported as too many, as a whole, and not walked, and a
+// string is measured before it is parsed. fedmesh-apiserver judges every
+// export with it each time it merges the export, so a member that holds a
+// huge export costs fedmesh no more than one that holds a small one; and
+// field paths are built only for the errors, as nearly every export it
+// judges has none.
+func ValidateServiceExportSpec(spec *flomesh.ServiceExportSpec, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	for i, rule := range spec.Rules {
-		rulePath := fldPath.Child("rules").Index(i)
-		allErrs = append(allErrs, validatePort(rule.PortNumber, rulePath.Child("portNumber"))...)
-		if rule.Path != "" && !strings.HasPrefix(rule.Path, "/") {
-			allErrs = append(allErrs, field.Invalid(rulePath.Child("path"), rule.Path, "must be an absolute path (start with \"/\")"))
-		}
-		if rule.PathType != "" && !sets.New(supportedPathTypes...).Has(rule.PathType) {
-			allErrs = append(allErrs, field.NotSupported(rulePath.Child("pathType"), rule.PathType, supportedPathTypes))
-		}
+	if longerThan(spec.ServiceAccountName, MaxServiceAccountNameLength) {
+		allErrs = append(allErrs, field.TooLongCharacters(fldPath.Child("serviceAccountName"), spec.ServiceAccountName, MaxServiceAccountNameLength))
 	}
-	if spec.LoadBalancer != "" && !sets.New(supportedExportLoadBalancers...).Has(spec.LoadBalancer) {
+	allErrs = append(allErrs, validateExportRules(spec.Rules, fldPath)...)
+	if spec.LoadBalancer != "" && !slices.Contains(supportedExportLoadBalancers, spec.LoadBalancer) {
 		allErrs = append(allErrs, field.NotSupported(fldPath.Child("loadBalancer"), spec.LoadBalancer, supportedExportLoadBalancers))
 	}
-	if spec.PathRewrite != nil && spec.PathRewrite.From == "" {
-		allErrs = append(allErrs, field.Required(fldPath.Child("pathRewrite", "from"), "the path prefix to rewrite"))
+	if r := spec.PathRewrite; r != nil {
+		if r.From == "" {
+			allErrs = append(allErrs, field.Required(fldPath.Child("pathRewrite", "from"), "the path prefix to rewrite"))
+		}
+		if longerThan(r.From, MaxPathLength) {
+			allErrs = append(allErrs, field.TooLongCharacters(fldPath.Child("pathRewrite", "from"), r.From, MaxPathLength))
+		}
+		if longerThan(r.To, MaxPathLength) {
+			allErrs = append(allErrs, field.TooLongCharacters(fldPath.Child("pathRewrite", "to"), r.To, MaxPathLength))
+		}
 	}
-	targetsPath := fldPath.Child("targetClusters")
-	allErrs = append(allErrs, validateClusterKeys(spec.TargetClusters, targetsPath.Index)...)
+	if len(spec.TargetClusters) > 0 {
+		allErrs = append(allErrs, validateTargetClusters(spec.TargetClusters, fldPath.Child("targetClusters"))...)
+	}
 	return allErrs
+}
+
+// validateExportRules checks the rules of the export whose spec is at
+// fldPath. Every rule needs a path: the gateway would serve a rule without
+// one at "/", which is every path of the gateway. A port is exposed at one
+// path only, or a consumer would have two endpoints in one cluster for it
+// and no way to choose; the same port at the same path twice is merely
+// redundant.
+func validateExportRules(rules []flomesh.ServiceExportRule, fldPath *field.Path) field.ErrorList {
+	if len(rules) > MaxExportRules {
+		return field.ErrorList{field.TooMany(fldPath.Child("rules"), len(rules), MaxExportRules)}
+	}
+	var allErrs field.ErrorList
+	at := func(i int, name string) *field.Path { return fldPath.Child("rules").Index(i).Child(name) }
+	// firstRule is, by port number, the first rule that exposes it.
+	firstRule := map[int32]int{}
+	for i := range rules {
+		rule := &rules[i]
+		if msgs := utilvalidation.IsValidPortNum(int(rule.PortNumber)); len(msgs) > 0 {
+			allErrs = append(allErrs, field.Invalid(at(i, "portNumber"), rule.PortNumber, strings.Join(msgs, "; ")))
+		}
+		switch {
+		case rule.Path == "":
+			allErrs = append(allErrs, field.Required(at(i, "path"),
+				"the path at which the cluster's gateway serves the port; without one the rule would take every path"))
+		case longerThan(rule.Path, MaxPathLength):
+			allErrs = append(allErrs, field.TooLongCharacters(at(i, "path"), rule.Path, MaxPathLength))
+		case !strings.HasPrefix(rule.Path, "/"):
+			allErrs = append(allErrs, field.Invalid(at(i, "path"), rule.Path, "must be an absolute path (start with \"/\")"))
+		}
+		if rule.PathType != "" && !slices.Contains(supportedPathTypes, rule.PathType) {
+			allErrs = append(allErrs, field.NotSupported(at(i, "pathType"), rule.PathType, supportedPathTypes))
+		}
+		j, seen := firstRule[rule.PortNumber]
+		switch {
+		case !seen:
+			firstRule[rule.PortNumber] = i
+		case rules[j].Path != rule.Path:
+			allErrs = append(allErrs, field.Invalid(at(i, "path"), rule.Path,
+				fmt.Sprintf("port %d is exposed at another path by rules[%d]; a port is exposed at one path only", rule.PortNumber, j)))
+		}
+	}
+	return allErrs
+}
+
+// validateTargetClusters checks the cluster keys an export is limited to.
+func validateTargetClusters(keys []string, fldPath *field.Path) field.ErrorList {
+	if len(keys) > MaxTargetClusters {
+		return field.ErrorList{field.TooMany(fldPath, len(keys), MaxTargetClusters)}
+	}
+	var allErrs field.ErrorList
+	for i, key := range keys {
+		if longerThan(key, MaxClusterKeyLength) {
+			allErrs = append(allErrs, field.TooLongCharacters(fldPath.Index(i), key, MaxClusterKeyLength))
+		}
+	}
+	if len(allErrs) > 0 {
+		// A key that long is no key: parsing it would only say so again.
+		return allErrs
+	}
+	return validateClusterKeys(keys, fldPath.Index)
 }

@@ -826,7 +826,6 @@ func TestValidateServiceExport(t *testing.T) {
 			e.Spec.PathRewrite = &flomesh.PathRewrite{From: "^/cluster-1/httpbin-mesh", To: "/"}
 			e.Spec.TargetClusters = []string{"default/default/default/cluster-2", "default/default/default/cluster-3"}
 		}},
-		{name: "no path", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "" }},
 
 		{name: "namespace missing", mutate: func(e *flomesh.ServiceExport) { e.Namespace = "" },
 			want: errs(want{field.ErrorTypeRequired, "metadata.namespace"})},
@@ -834,8 +833,17 @@ func TestValidateServiceExport(t *testing.T) {
 			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].portNumber"})},
 		{name: "port too large", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].PortNumber = 70000 },
 			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].portNumber"})},
+		{name: "no path", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "" },
+			want: errs(want{field.ErrorTypeRequired, "spec.rules[0].path"})},
 		{name: "relative path", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "cluster-1/httpbin" },
 			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "one port at two paths", mutate: func(e *flomesh.ServiceExport) {
+			e.Spec.Rules = append(e.Spec.Rules, flomesh.ServiceExportRule{PortNumber: 9090, Path: "/metrics"},
+				flomesh.ServiceExportRule{PortNumber: 8080, Path: "/other"})
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.rules[2].path"})},
+		{name: "one port twice at the same path is redundant", mutate: func(e *flomesh.ServiceExport) {
+			e.Spec.Rules = append(e.Spec.Rules, e.Spec.Rules[0])
+		}},
 		{name: "path type unknown", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].PathType = "Regex" },
 			want: errs(want{field.ErrorTypeNotSupported, "spec.rules[0].pathType"})},
 		{name: "load balancer unknown", mutate: func(e *flomesh.ServiceExport) { e.Spec.LoadBalancer = "Random" },

@@ -23,8 +23,11 @@ package v1alpha1
 //
 // PathRewrite rewrites the request path on its way to the Service.
 type PathRewriteApplyConfiguration struct {
+	// From is the prefix of the request path to rewrite, at most 1024
+	// characters.
 	From *string `json:"from,omitempty"`
-	To   *string `json:"to,omitempty"`
+	// To replaces From, at most 1024 characters.
+	To *string `json:"to,omitempty"`
 }
 
 // PathRewriteApplyConfiguration constructs a declarative configuration of the PathRewrite type for use with

@@ -27,9 +27,13 @@ import (
 //
 // ServiceExportRule exposes one port of the Service at a path.
 type ServiceExportRuleApplyConfiguration struct {
-	PortNumber *int32                    `json:"portNumber,omitempty"`
-	Path       *string                   `json:"path,omitempty"`
-	PathType   *flomeshv1alpha1.PathType `json:"pathType,omitempty"`
+	// PortNumber is the number of the Service's port to expose.
+	PortNumber *int32 `json:"portNumber,omitempty"`
+	// Path is where the cluster's gateway serves the port: an absolute
+	// path of at most 1024 characters. It is required, as the gateway
+	// would serve a rule without one at "/", which takes every path.
+	Path     *string                   `json:"path,omitempty"`
+	PathType *flomeshv1alpha1.PathType `json:"pathType,omitempty"`
 }
 
 // ServiceExportRuleApplyConfiguration constructs a declarative configuration of the ServiceExportRule type for use with

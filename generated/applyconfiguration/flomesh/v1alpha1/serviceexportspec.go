@@ -29,13 +29,17 @@ import (
 type ServiceExportSpecApplyConfiguration struct {
 	// ServiceAccountName allowed to call the service ("*" is any).
 	ServiceAccountName *string `json:"serviceAccountName,omitempty"`
-	// Rules expose ports of the Service at paths of the cluster's gateway.
+	// Rules expose ports of the Service at paths of the cluster's gateway,
+	// at most 64. A port is exposed at one path only: rules that name the
+	// same port must give the same path.
 	Rules []ServiceExportRuleApplyConfiguration `json:"rules,omitempty"`
 	// LoadBalancer is the gateway's algorithm. Defaults to RoundRobinLoadBalancer.
 	LoadBalancer  *flomeshv1alpha1.ExportLoadBalancer `json:"loadBalancer,omitempty"`
 	SessionSticky *bool                               `json:"sessionSticky,omitempty"`
 	PathRewrite   *PathRewriteApplyConfiguration      `json:"pathRewrite,omitempty"`
-	// TargetClusters, when set, limits the export to these cluster keys.
+	// TargetClusters, when set, limits the export to these cluster keys,
+	// at most 100; an export for more clusters leaves it empty, which
+	// means every cluster.
 	TargetClusters []string `json:"targetClusters,omitempty"`
 }
 
