@@ -37,8 +37,17 @@ const (
 
 // Reasons of the Valid condition.
 const (
-	// ReasonValid: the Service exists and every rule names one of its ports.
+	// ReasonValid: the export keeps the rules of the API, the Service
+	// exists and every rule names one of its ports.
 	ReasonValid = "Valid"
+	// ReasonInvalidExport: the export's spec breaks a rule or a limit of
+	// the ServiceExport API (validation.ValidateServiceExportSpec), such as
+	// a rule without a path, a port exposed at two paths, or more than
+	// validation.MaxExportRules rules. The member's CRD refuses such an
+	// export, but a member may run an older CRD or hold an export stored
+	// before it. The message gives the errors, without the values they
+	// quote, as far as they fit.
+	ReasonInvalidExport = "InvalidExport"
 	// ReasonServiceNotFound: the cluster has no Service of the export's
 	// namespace and name.
 	ReasonServiceNotFound = "ServiceNotFound"
@@ -49,10 +58,6 @@ const (
 	ReasonNoRules = "NoRules"
 	// ReasonPortNotFound: a rule names a port number the Service lacks.
 	ReasonPortNotFound = "PortNotFound"
-	// ReasonDuplicatePort: two rules expose the same port number at
-	// different paths, which would give one cluster two endpoints for a
-	// port and leave consumers to guess which one is meant.
-	ReasonDuplicatePort = "DuplicatePort"
 	// ReasonIngressConflict: the syncer could not expose the export at
 	// its cluster's gateway, because an Ingress it does not manage serves
 	// one of the export's paths. The syncer reports it on the member's

@@ -25,11 +25,15 @@ limitations under the License.
 //
 // The rules follow KEP-1645 (Multi-Cluster Services API):
 //
-//   - An export is Valid when the cluster has a Service of the same namespace
-//     and name, the Service is not an ExternalName, every rule of the export
-//     names a port of the Service, and the syncer has not reported that it
-//     cannot expose the export at the cluster's gateway (IngressConflict).
-//     Invalid exports serve nothing.
+//   - An export is Valid when its spec passes
+//     validation.ValidateServiceExportSpec, the rules and limits the
+//     member's CRD enforces (at most validation.MaxExportRules rules, each
+//     with an absolute path, a port exposed at one path only, bounded
+//     strings and lists), else it is InvalidExport; and when the cluster has
+//     a Service of the same namespace and name, the Service is not an
+//     ExternalName, every rule of the export names a port of the Service,
+//     and the syncer has not reported that it cannot expose the export at
+//     the cluster's gateway (IngressConflict). Invalid exports serve nothing.
 //   - Valid exports are merged. Where they disagree on a property — the
 //     definition of a port number, the type (headless or not), the session
 //     affinity, the serviceAccountName — the oldest export (by creation
@@ -37,6 +41,21 @@ limitations under the License.
 //     service is marked Conflict=True until they agree again.
 //   - Each exported port lists one endpoint per valid exporting cluster: the
 //     cluster's gateway and the export rule's path.
+//
+// The inputs are the members', and neither their exports nor their Services
+// are under fedmesh's control, so the cost of a computation is bounded by
+// what fedmesh accepts, not by what a member holds:
+//
+//   - An export is judged on its own first. One over the limits is refused
+//     as InvalidExport without its rules being walked or its Service read,
+//     whatever their size.
+//   - The rest is linear, up to sorting, in the rules of the valid exports
+//     plus the ports of their Services: each Service's ports are read once,
+//     and the ports of all the exports are merged by one sort.
+//   - A message fedmesh writes into a condition lists what fits in about
+//     1 KiB (maxMessageLength) and counts the rest, so that neither an
+//     import nor a member's ServiceExport grows with the number of errors
+//     or of conflicting exports.
 package imports
 
 import (
@@ -47,14 +66,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/apis/flomesh/validation"
 )
 
 // Cluster is what the computation needs of a member cluster.
@@ -104,9 +126,10 @@ type Export struct {
 // its status then carries the Valid=False conditions the syncer writes back
 // onto the exports, and its spec has no ports.
 //
-// The work is proportional to the number of exports (and their rules), not
-// to the size of the federation: the caller indexes exports by service and
-// recomputes only the services that changed.
+// The work is proportional to the number of exports, their rules and their
+// Services' ports (see the package comment), not to the size of the
+// federation: the caller indexes exports by service and recomputes only the
+// services that changed.
 //
 // Metadata is derived from the inputs, so that every replica agrees: the UID
 // is a name-based UUID (see UID), the creation time is that of the oldest
@@ -135,9 +158,15 @@ func Compute(namespace, name string, exports []Export) *flomesh.ServiceImport {
 		return compareAge(a, b)
 	})
 	byKey = slices.CompactFunc(byKey, func(a, b *candidate) bool { return a.cluster.Key == b.cluster.Key })
+	for i, c := range byKey {
+		c.keyOrder = i
+	}
 
 	byAge := slices.Clone(byKey)
 	slices.SortFunc(byAge, compareAge)
+	for i, c := range byAge {
+		c.ageOrder = i
+	}
 
 	r := resolve(byAge)
 
@@ -149,7 +178,7 @@ func Compute(namespace, name string, exports []Export) *flomesh.ServiceImport {
 			CreationTimestamp: byAge[0].export.CreationTimestamp,
 		},
 		Spec: flomesh.ServiceImportSpec{
-			Ports: r.servicePorts(byKey),
+			Ports: r.servicePorts(),
 			Type:  flomesh.ClusterSetIP,
 		},
 	}
@@ -263,6 +292,10 @@ type exportedPort struct {
 type candidate struct {
 	cluster Cluster
 	export  *v1alpha1.ServiceExport
+	// keyOrder and ageOrder are the candidate's places among the exports
+	// sorted by cluster key, the order of the endpoints of a port, and by
+	// age, the order in which conflicts are resolved.
+	keyOrder, ageOrder int
 
 	validReason  string
 	validMessage string
@@ -278,14 +311,6 @@ type candidate struct {
 }
 
 func (c *candidate) valid() bool { return c.validReason == ReasonValid }
-
-func (c *candidate) port(number int32) *exportedPort {
-	i, ok := slices.BinarySearchFunc(c.ports, number, func(p exportedPort, n int32) int { return cmp.Compare(p.number, n) })
-	if !ok {
-		return nil
-	}
-	return &c.ports[i]
-}
 
 // compareAge orders exports oldest first, as KEP-1645 resolves conflicts.
 // Creation times have a resolution of one second, so ties are common and
@@ -304,8 +329,17 @@ func compareAge(a, b *candidate) int {
 // valid, extracts what the merge compares.
 func newCandidate(namespace, name string, e *Export) *candidate {
 	c := &candidate{cluster: e.Cluster, export: e.Export}
+	// The export is judged on its own before anything is read of it or of
+	// its Service, so that one over the limits costs no more than a small
+	// one, and the rest of the work is bounded by the limits.
+	if errs := validateExport(e.Export); len(errs) > 0 {
+		c.validReason = ReasonInvalidExport
+		c.validMessage = invalidExportMessage(errs)
+		return c
+	}
 	svc := e.Service
 	ref := namespace + "/" + name
+	rules := e.Export.Spec.Rules
 	switch {
 	case svc == nil:
 		c.validReason = ReasonServiceNotFound
@@ -315,38 +349,16 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 		c.validReason = ReasonExternalNameService
 		c.validMessage = fmt.Sprintf("Service %s is of type ExternalName, which cannot be exported", ref)
 		return c
-	case len(e.Export.Spec.Rules) == 0:
+	case len(rules) == 0:
 		c.validReason = ReasonNoRules
 		c.validMessage = "the export has no rules, so it exposes no port"
 		return c
 	}
 
-	var missing, duplicate []string
-	ports := make([]exportedPort, 0, len(e.Export.Spec.Rules))
-	for i, rule := range e.Export.Spec.Rules {
-		specs := specsOf(svc, rule.PortNumber)
-		if len(specs) == 0 {
-			missing = append(missing, fmt.Sprintf("rule %d: port %d is not a port of Service %s", i, rule.PortNumber, ref))
-			continue
-		}
-		if j := slices.IndexFunc(ports, func(p exportedPort) bool { return p.number == rule.PortNumber }); j >= 0 {
-			// The same port at the same path twice is redundant, not
-			// ambiguous; only differing paths invalidate the export.
-			if ports[j].path != rule.Path {
-				duplicate = append(duplicate, fmt.Sprintf("rules expose port %d at both %q and %q", rule.PortNumber, ports[j].path, rule.Path))
-			}
-			continue
-		}
-		ports = append(ports, exportedPort{number: rule.PortNumber, path: rule.Path, specs: specs})
-	}
-	switch {
-	case len(missing) > 0:
+	ports, missing := exportedPorts(svc, rules, ref)
+	if missing != "" {
 		c.validReason = ReasonPortNotFound
-		c.validMessage = strings.Join(missing, "; ")
-		return c
-	case len(duplicate) > 0:
-		c.validReason = ReasonDuplicatePort
-		c.validMessage = strings.Join(duplicate, "; ")
+		c.validMessage = missing
 		return c
 	}
 
@@ -356,7 +368,6 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 		return c
 	}
 
-	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
 	c.validReason = ReasonValid
 	c.validMessage = MessageValid
 	c.ports = ports
@@ -378,35 +389,121 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 	return c
 }
 
-// specsOf returns the definitions of the Service's ports numbered number,
-// sorted by protocol then name. An unset protocol is TCP, the API's default.
-func specsOf(svc *corev1.Service, number int32) []portSpec {
-	var specs []portSpec
-	for _, p := range svc.Spec.Ports {
-		if p.Port != number {
+// validateExport judges the spec of a member's export by the rules and
+// limits of the API, which the member's CRD enforces too, unless the member
+// runs an older CRD or holds exports stored before it. The metadata is left
+// to the member's API server; the namespace and name are the caller's.
+func validateExport(e *v1alpha1.ServiceExport) field.ErrorList {
+	var spec flomesh.ServiceExportSpec
+	// The internal and v1alpha1 specs agree field by field, so the
+	// conversion shares the lists rather than copying them, however long
+	// they are.
+	if err := v1alpha1.Convert_v1alpha1_ServiceExportSpec_To_flomesh_ServiceExportSpec(&e.Spec, &spec, nil); err != nil {
+		return field.ErrorList{field.InternalError(specPath, err)}
+	}
+	return validation.ValidateServiceExportSpec(&spec, specPath)
+}
+
+// specPath is the path of an export's spec. A path is never changed, only
+// extended, so one serves every export.
+var specPath = field.NewPath("spec")
+
+// invalidExportMessage says why an export is invalid: its errors as far as
+// they fit in a message, each without the value it quotes, which the
+// export's owner can read on the export and which may be long.
+func invalidExportMessage(errs field.ErrorList) string {
+	m := newMessage("; ")
+	for _, e := range errs {
+		m.addFunc(func() string {
+			msg := e.Field + ": " + e.Type.String()
+			// Counts and port numbers are short and say what is wrong.
+			switch v := e.BadValue.(type) {
+			case int, int32, int64:
+				msg += fmt.Sprintf(": %d", v)
+			}
+			if e.Detail != "" {
+				msg += ": " + e.Detail
+			}
+			return msg
+		})
+	}
+	return m.String()
+}
+
+// exportedPorts returns the ports the rules expose, sorted by number, each
+// with the definitions of the Service's ports of that number; or, when a
+// rule names a number the Service lacks, a message saying which.
+//
+// The Service is a member's and may have any number of ports, so they are
+// read once, each looked up among the numbers the rules name, of which
+// there are at most validation.MaxExportRules. rules must not be empty.
+func exportedPorts(svc *corev1.Service, rules []v1alpha1.ServiceExportRule, ref string) ([]exportedPort, string) {
+	ports := make([]exportedPort, len(rules))
+	for i, rule := range rules {
+		ports[i] = exportedPort{number: rule.PortNumber, path: rule.Path}
+	}
+	// Validation made sure that rules naming the same port give the same
+	// path, so a port named again is merely redundant.
+	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
+	ports = slices.CompactFunc(ports, func(a, b exportedPort) bool { return a.number == b.number })
+	numbers := make([]int32, len(ports))
+	for i := range ports {
+		numbers[i] = ports[i].number
+	}
+	lowest, highest := numbers[0], numbers[len(numbers)-1]
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if p.Port < lowest || p.Port > highest {
+			continue
+		}
+		j, found := slices.BinarySearch(numbers, p.Port)
+		if !found {
 			continue
 		}
 		s := portSpec{name: p.Name, protocol: flomesh.Protocol(p.Protocol)}
 		if s.protocol == "" {
+			// The API's default.
 			s.protocol = flomesh.Protocol(corev1.ProtocolTCP)
 		}
 		if p.AppProtocol != nil {
 			s.appProtocol = *p.AppProtocol
 		}
-		specs = append(specs, s)
+		ports[j].specs = append(ports[j].specs, s)
 	}
-	slices.SortFunc(specs, comparePortSpecs)
-	return specs
+
+	missing := newMessage("; ")
+	for i, rule := range rules {
+		if j, _ := slices.BinarySearch(numbers, rule.PortNumber); len(ports[j].specs) == 0 {
+			missing.addFunc(func() string {
+				return fmt.Sprintf("rule %d: port %d is not a port of Service %s", i, rule.PortNumber, ref)
+			})
+		}
+	}
+	if !missing.empty() {
+		return nil, missing.String()
+	}
+	for j := range ports {
+		slices.SortFunc(ports[j].specs, comparePortSpecs)
+	}
+	return ports, ""
+}
+
+// offer is one port of one valid export, offered to the merge.
+type offer struct {
+	c *candidate
+	p *exportedPort
 }
 
 // resolvedPort is the winning definition of a port number: that of the
-// oldest valid export that exposes the number. Exports that define it
-// otherwise are losers.
+// oldest valid export that exposes the number. The exports that define it
+// so serve it; those that define it otherwise are losers.
 type resolvedPort struct {
 	number int32
 	specs  []portSpec
 	owner  *candidate
-	losers []*candidate
+	// servers are sorted by cluster key, losers oldest first.
+	servers []offer
+	losers  []offer
 }
 
 // resolution is the outcome of merging the valid exports of a service.
@@ -450,78 +547,211 @@ func resolve(byAge []*candidate) *resolution {
 	w := valid[0]
 	r.winner = w
 
+	// Every port of every valid export, grouped by number by one sort,
+	// each group listing its exports oldest first. Merging the ports one by
+	// one into a sorted list would be quadratic in the ports of all the
+	// exports.
+	n := 0
 	for _, c := range valid {
-		for _, p := range c.ports {
-			i, found := slices.BinarySearchFunc(r.ports, p.number, func(rp resolvedPort, n int32) int { return cmp.Compare(rp.number, n) })
-			switch {
-			case !found:
-				r.ports = slices.Insert(r.ports, i, resolvedPort{number: p.number, specs: p.specs, owner: c})
-			case !slices.Equal(r.ports[i].specs, p.specs):
-				r.ports[i].losers = append(r.ports[i].losers, c)
-			}
+		n += len(c.ports)
+	}
+	offers := make([]offer, 0, n)
+	for _, c := range valid {
+		for i := range c.ports {
+			offers = append(offers, offer{c: c, p: &c.ports[i]})
 		}
 	}
+	slices.SortFunc(offers, func(a, b offer) int {
+		if c := cmp.Compare(a.p.number, b.p.number); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.c.ageOrder, b.c.ageOrder)
+	})
+	for start := 0; start < len(offers); {
+		number := offers[start].p.number
+		end := start + 1
+		for end < len(offers) && offers[end].p.number == number {
+			end++
+		}
+		rp := resolvedPort{number: number, specs: offers[start].p.specs, owner: offers[start].c,
+			servers: make([]offer, 0, end-start)}
+		for _, o := range offers[start:end] {
+			if slices.Equal(o.p.specs, rp.specs) {
+				rp.servers = append(rp.servers, o)
+			} else {
+				rp.losers = append(rp.losers, o)
+			}
+		}
+		slices.SortFunc(rp.servers, func(a, b offer) int { return cmp.Compare(a.c.keyOrder, b.c.keyOrder) })
+		r.ports = append(r.ports, rp)
+		start = end
+	}
 
-	conflicts := map[string][]string{}
+	// A conflict is put into words only if the message has room for it:
+	// the message lists as many as fit, in the order of conflictOrder.
+	conflicts := map[string][]func() string{}
 	for _, rp := range r.ports {
 		if len(rp.losers) == 0 {
 			continue
 		}
-		others := make([]string, len(rp.losers))
-		for i, l := range rp.losers {
-			others[i] = fmt.Sprintf("%s (%s)", formatSpecs(rp.number, l.port(rp.number).specs), l.cluster.Key)
-		}
-		conflicts[ReasonPortConflict] = append(conflicts[ReasonPortConflict], conflictMessage(
-			fmt.Sprintf("port %d", rp.number), formatSpecs(rp.number, rp.specs), rp.owner, others))
+		conflicts[ReasonPortConflict] = append(conflicts[ReasonPortConflict], func() string {
+			others := newList(", ")
+			for _, l := range rp.losers {
+				others.addFunc(func() string {
+					return fmt.Sprintf("%s (%s)", formatSpecs(rp.number, l.p.specs), l.c.cluster.Key)
+				})
+			}
+			return conflictMessage(fmt.Sprintf("port %d", rp.number), formatSpecs(rp.number, rp.specs), rp.owner, others)
+		})
 	}
 
-	var kinds, affinities, configs, accounts []string
+	// The lists of the exports that differ from the winner, made only
+	// for the properties on which some export does.
+	var kinds, affinities, configs, accounts *message
 	for _, c := range valid[1:] {
 		if c.headless != w.headless {
-			kinds = append(kinds, fmt.Sprintf("%s (%s)", importType(c), c.cluster.Key))
+			kinds = addToList(kinds, func() string { return fmt.Sprintf("%s (%s)", importType(c), c.cluster.Key) })
 		}
 		if c.affinity != w.affinity {
-			affinities = append(affinities, fmt.Sprintf("%s (%s)", affinityString(c.affinity), c.cluster.Key))
+			affinities = addToList(affinities, func() string { return fmt.Sprintf("%s (%s)", affinityString(c.affinity), c.cluster.Key) })
 		} else if !equality.Semantic.DeepEqual(c.affinityConfig, w.affinityConfig) {
 			// Compared only under the same affinity: a different affinity
 			// is reported once, not again as a different configuration.
-			configs = append(configs, fmt.Sprintf("%s (%s)", affinityConfigString(c.affinityConfig), c.cluster.Key))
+			configs = addToList(configs, func() string { return fmt.Sprintf("%s (%s)", affinityConfigString(c.affinityConfig), c.cluster.Key) })
 		}
 		if c.serviceAccountName != w.serviceAccountName {
-			accounts = append(accounts, fmt.Sprintf("%q (%s)", c.serviceAccountName, c.cluster.Key))
+			accounts = addToList(accounts, func() string { return fmt.Sprintf("%q (%s)", c.serviceAccountName, c.cluster.Key) })
 		}
 	}
-	if len(kinds) > 0 {
-		conflicts[ReasonTypeConflict] = []string{conflictMessage("type", string(importType(w)), w, kinds)}
+	if kinds != nil {
+		conflicts[ReasonTypeConflict] = []func() string{func() string {
+			return conflictMessage("type", string(importType(w)), w, kinds)
+		}}
 	}
-	if len(affinities) > 0 {
-		conflicts[ReasonSessionAffinityConflict] = []string{conflictMessage("sessionAffinity", affinityString(w.affinity), w, affinities)}
+	if affinities != nil {
+		conflicts[ReasonSessionAffinityConflict] = []func() string{func() string {
+			return conflictMessage("sessionAffinity", affinityString(w.affinity), w, affinities)
+		}}
 	}
-	if len(configs) > 0 {
-		conflicts[ReasonSessionAffinityConfigConflict] = []string{conflictMessage("sessionAffinityConfig", affinityConfigString(w.affinityConfig), w, configs)}
+	if configs != nil {
+		conflicts[ReasonSessionAffinityConfigConflict] = []func() string{func() string {
+			return conflictMessage("sessionAffinityConfig", affinityConfigString(w.affinityConfig), w, configs)
+		}}
 	}
-	if len(accounts) > 0 {
-		conflicts[ReasonServiceAccountNameConflict] = []string{conflictMessage("serviceAccountName", strconv.Quote(w.serviceAccountName), w, accounts)}
+	if accounts != nil {
+		conflicts[ReasonServiceAccountNameConflict] = []func() string{func() string {
+			return conflictMessage("serviceAccountName", strconv.Quote(w.serviceAccountName), w, accounts)
+		}}
 	}
 
-	var messages []string
+	messages := newMessage("; ")
 	for _, reason := range conflictOrder {
-		if len(conflicts[reason]) == 0 {
-			continue
+		for _, describe := range conflicts[reason] {
+			if r.conflictReason == "" {
+				r.conflictReason = reason
+			}
+			messages.addFunc(describe)
 		}
-		if r.conflictReason == "" {
-			r.conflictReason = reason
-		}
-		messages = append(messages, conflicts[reason]...)
 	}
-	r.conflictMessage = strings.Join(messages, "; ")
+	r.conflictMessage = messages.String()
 	return r
 }
 
 // conflictMessage says which value of a property is used and which are not.
-func conflictMessage(property, winning string, owner *candidate, others []string) string {
+func conflictMessage(property, winning string, owner *candidate, others *message) string {
 	return fmt.Sprintf("%s conflicts: using %s of the oldest export (%s) over %s",
-		property, winning, owner.cluster.Key, strings.Join(others, ", "))
+		property, winning, owner.cluster.Key, others)
+}
+
+// maxMessageLength bounds, give or take the count of what is left out, the
+// messages Compute writes into conditions. Every export's conditions are in
+// the import, and the Conflict message in every valid export's, so a
+// message that grew with the errors or the exports would grow the import
+// quadratically; and a member's API server refuses a condition message
+// over 32768 bytes.
+const maxMessageLength = 1024
+
+// message is a list of parts, joined by a separator, bounded in length:
+// the parts that fit, in order, then how many are left out. The first part
+// is always given, cut if it is too long on its own. Callers ask whether a
+// part fits before they describe it (addFunc), so that what is left out
+// costs nothing to describe.
+type message struct {
+	sep     string
+	limit   int
+	b       strings.Builder
+	n, more int
+}
+
+// newMessage starts a message of maxMessageLength.
+func newMessage(sep string) *message { return &message{sep: sep, limit: maxMessageLength} }
+
+// newList starts a list that goes within a message, such as the exports
+// that lose a conflict, in half of one, so that the message still says how
+// many of the list it leaves out.
+func newList(sep string) *message { return &message{sep: sep, limit: maxMessageLength / 2} }
+
+// fits reports whether another part may yet fit.
+func (m *message) fits() bool {
+	return m.more == 0 && (m.n == 0 || m.b.Len()+len(m.sep) < m.limit)
+}
+
+// add appends part, or counts it as left out when it does not fit.
+func (m *message) add(part string) {
+	switch {
+	case m.n == 0:
+		m.b.WriteString(truncate(part, m.limit))
+	case m.more == 0 && m.b.Len()+len(m.sep)+len(part) <= m.limit:
+		m.b.WriteString(m.sep)
+		m.b.WriteString(part)
+	default:
+		m.more++
+		return
+	}
+	m.n++
+}
+
+// addFunc appends the part describe returns, calling it only when the
+// part may fit.
+func (m *message) addFunc(describe func() string) {
+	if !m.fits() {
+		m.more++
+		return
+	}
+	m.add(describe())
+}
+
+// empty reports whether nothing was added, fitting or not.
+func (m *message) empty() bool { return m.n == 0 && m.more == 0 }
+
+func (m *message) String() string {
+	if m.more == 0 {
+		return m.b.String()
+	}
+	return fmt.Sprintf("%s%sand %d more", m.b.String(), m.sep, m.more)
+}
+
+// addToList adds the part describe returns to list, which it starts if
+// list is nil, and returns the list.
+func addToList(list *message, describe func() string) *message {
+	if list == nil {
+		list = newList(", ")
+	}
+	list.addFunc(describe)
+	return list
+}
+
+// truncate cuts s to at most n bytes, at a character boundary, marking the
+// cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func importType(c *candidate) flomesh.ServiceImportType {
@@ -552,31 +782,25 @@ func affinityConfigString(cfg *flomesh.SessionAffinityConfig) string {
 // each with the endpoints, sorted by cluster key, of the valid exports that
 // define the port as resolved. The list is never nil: the field is required
 // and serializes as [] when nothing is exported.
-func (r *resolution) servicePorts(byKey []*candidate) []flomesh.ServicePort {
+func (r *resolution) servicePorts() []flomesh.ServicePort {
 	n := 0
 	for _, rp := range r.ports {
 		n += len(rp.specs)
 	}
 	ports := make([]flomesh.ServicePort, 0, n)
 	for _, rp := range r.ports {
-		var endpoints []flomesh.Endpoint
-		for _, c := range byKey {
-			if !c.valid() {
-				continue
-			}
-			p := c.port(rp.number)
-			if p == nil || !slices.Equal(p.specs, rp.specs) {
-				continue
-			}
-			endpoints = append(endpoints, flomesh.Endpoint{
+		endpoints := make([]flomesh.Endpoint, len(rp.servers))
+		for i, s := range rp.servers {
+			c := s.c
+			endpoints[i] = flomesh.Endpoint{
 				ClusterKey: c.cluster.Key,
 				Target: flomesh.Target{
 					Host: c.cluster.GatewayHost,
 					IP:   c.cluster.GatewayIP,
 					Port: c.cluster.GatewayPort,
-					Path: p.path,
+					Path: s.p.path,
 				},
-			})
+			}
 		}
 		for i, s := range rp.specs {
 			sp := flomesh.ServicePort{

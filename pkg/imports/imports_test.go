@@ -24,6 +24,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/install"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/apis/flomesh/validation"
 )
 
 const (
@@ -280,8 +282,35 @@ func TestCompute(t *testing.T) {
 			exports: []Export{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "/a"), rule(8080, "/b")), Service: service()},
 			},
+			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports:  map[string]want{key(1): {valid: ReasonInvalidExport, conflict: ReasonNoConflicts}},
+			wantMessages: []string{"spec.rules[1].path: Invalid value: port 8080 is exposed at another path by rules[0]"},
+		},
+		{
+			name: "a rule without a path is invalid: the gateway would serve it at every path",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "")), Service: service()},
+			},
+			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports:  map[string]want{key(1): {valid: ReasonInvalidExport, conflict: ReasonNoConflicts}},
+			wantMessages: []string{"spec.rules[0].path: Required value"},
+		},
+		{
+			name: "a relative path is invalid",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "cluster-1/httpbin-mesh")), Service: service()},
+			},
+			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports:  map[string]want{key(1): {valid: ReasonInvalidExport, conflict: ReasonNoConflicts}},
+			wantMessages: []string{`spec.rules[0].path: Invalid value: must be an absolute path (start with "/")`},
+		},
+		{
+			name: "an invalid export is refused before its Service is looked at",
+			exports: []Export{
+				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "")), Service: nil},
+			},
 			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
-			wantExports: map[string]want{key(1): {valid: ReasonDuplicatePort, conflict: ReasonNoConflicts}},
+			wantExports: map[string]want{key(1): {valid: ReasonInvalidExport, conflict: ReasonNoConflicts}},
 		},
 		{
 			name: "one port twice at the same path is redundant, not invalid",
@@ -797,6 +826,195 @@ func benchmarkExports(n int) []Export {
 
 func BenchmarkCompute(b *testing.B) {
 	exports := benchmarkExports(8)
+	b.ReportAllocs()
+	for b.Loop() {
+		if Compute(ns, name, exports) == nil {
+			b.Fatal("no import")
+		}
+	}
+}
+
+// manyPorts returns a Service with n TCP ports, numbered 1 to n.
+func manyPorts(n int) *corev1.Service {
+	ports := make([]corev1.ServicePort, n)
+	for i := range ports {
+		ports[i] = tcp(fmt.Sprintf("p%d", i+1), int32(i+1))
+	}
+	return service(ports...)
+}
+
+// manyRules returns n rules exposing ports n down to 1, each at its own
+// path, so that neither the rules nor the Service's ports are in the
+// same order.
+func manyRules(n int) []v1alpha1.ServiceExportRule {
+	return spreadRules(n, 1)
+}
+
+// spreadRules returns n rules exposing every step-th port from n*step
+// down to 1, each at its own path.
+func spreadRules(n, step int) []v1alpha1.ServiceExportRule {
+	rules := make([]v1alpha1.ServiceExportRule, n)
+	for i := range rules {
+		number := int32((n-i-1)*step + 1)
+		rules[i] = rule(number, fmt.Sprintf("/cluster-1/p%d", number))
+	}
+	return rules
+}
+
+// pathologicalExports is one export of 20,000 rules over a Service of
+// 20,000 ports, which once cost seconds per recompute and a 7 MiB import.
+func pathologicalExports() []Export {
+	return []Export{{Cluster: cluster(1), Export: export(0, "*", manyRules(20000)...), Service: manyPorts(20000)}}
+}
+
+// largestValidExports is the largest export the limits allow, of
+// validation.MaxExportRules rules spread over the ports of a Service of
+// 20,000 ports, so that every port of the Service is looked up.
+func largestValidExports() []Export {
+	const ports = 20000
+	rules := spreadRules(validation.MaxExportRules, ports/validation.MaxExportRules)
+	return []Export{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: manyPorts(ports)}}
+}
+
+// TestPathologicalExport checks that an export over the limits is refused
+// as InvalidExport, with a short message, serves nothing, and does not stop
+// the valid export of another cluster.
+func TestPathologicalExport(t *testing.T) {
+	exports := append(pathologicalExports(),
+		Export{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()})
+	imp := Compute(ns, name, exports)
+	require.NotNil(t, imp)
+	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
+	assertCondition(t, imp, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
+	msg := findCondition(ExportConditions(imp, key(1), metav1.Time{}), ConditionValid).Message
+	assert.Equal(t, "spec.rules: Too many: 20000: must have at most 64 items", msg)
+
+	assert.Equal(t, []flomesh.ServicePort{{Port: 8080, Protocol: "TCP", Endpoints: []flomesh.Endpoint{endpoint(2, path(2))}}},
+		imp.Spec.Ports, "cluster-1 serves no endpoint")
+	assert.Equal(t, []flomesh.SourceStatus{{Cluster: key(2), Addresses: []string{"192.168.1.110:82"}}}, imp.Status.Clusters)
+
+	alone := Compute(ns, name, pathologicalExports())
+	assert.Empty(t, alone.Spec.Ports)
+	assert.Empty(t, alone.Status.Clusters)
+}
+
+// TestLargestValidExport checks that the largest export the limits allow,
+// over a Service of 20,000 ports, is served whole.
+func TestLargestValidExport(t *testing.T) {
+	imp := Compute(ns, name, largestValidExports())
+	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
+	require.Len(t, imp.Spec.Ports, validation.MaxExportRules)
+	step := 20000 / validation.MaxExportRules
+	for i, p := range imp.Spec.Ports {
+		number := int32(i*step + 1)
+		assert.Equal(t, flomesh.ServicePort{Name: fmt.Sprintf("p%d", number), Port: number, Protocol: "TCP",
+			Endpoints: []flomesh.Endpoint{endpoint(1, fmt.Sprintf("/cluster-1/p%d", number))}}, p)
+	}
+	assert.Greater(t, imp.Spec.Ports[validation.MaxExportRules-1].Port, int32(19000), "the rules span the Service's ports")
+
+	// One rule more and the export is refused.
+	exports := largestValidExports()
+	exports[0].Export.Spec.Rules = spreadRules(validation.MaxExportRules+1, step)
+	assertCondition(t, Compute(ns, name, exports), key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
+}
+
+// TestMessagesAreBounded checks that the messages Compute writes stay short
+// however many errors or conflicting exports there are, and say how many
+// they leave out.
+func TestMessagesAreBounded(t *testing.T) {
+	const bound = maxMessageLength + len("; and 1000000 more")
+	message := func(imp *flomesh.ServiceImport, k, condType string) string {
+		t.Helper()
+		c := findCondition(ExportConditions(imp, k, metav1.Time{}), condType)
+		require.NotNil(t, c)
+		assert.LessOrEqual(t, len(c.Message), bound, "%s %s", k, condType)
+		return c.Message
+	}
+
+	t.Run("InvalidExport", func(t *testing.T) {
+		rules := manyRules(validation.MaxExportRules)
+		for i := range rules {
+			rules[i].Path = strings.Repeat("x", validation.MaxPathLength) // relative, and long
+		}
+		imp := Compute(ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: service()}})
+		msg := message(imp, key(1), ConditionValid)
+		assert.True(t, strings.HasPrefix(msg, `spec.rules[0].path: Invalid value: must be an absolute path (start with "/")`), msg)
+		assert.NotContains(t, msg, "xxxx", "the value is not quoted")
+		assert.Regexp(t, `; and \d+ more$`, msg)
+	})
+
+	t.Run("PortNotFound", func(t *testing.T) {
+		imp := Compute(ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", manyRules(validation.MaxExportRules)...), Service: service()}})
+		assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonPortNotFound)
+		msg := message(imp, key(1), ConditionValid)
+		assert.True(t, strings.HasPrefix(msg, "rule 0: port 64 is not a port of Service httpbin/httpbin; rule 1: port 63"), msg)
+		assert.Regexp(t, `; and \d+ more$`, msg)
+	})
+
+	t.Run("Conflict", func(t *testing.T) {
+		exports := conflictingExports(200)
+		imp := Compute(ns, name, exports)
+		for _, e := range exports {
+			assertCondition(t, imp, e.Cluster.Key, ConditionConflict, metav1.ConditionTrue, ReasonPortConflict)
+			msg := message(imp, e.Cluster.Key, ConditionConflict)
+			assert.True(t, strings.HasPrefix(msg, "port 1 conflicts: using 1/TCP name=p1 of the oldest export ("+key(1)+") over 1/UDP name=p1 ("+key(2)+")"), msg)
+			assert.Regexp(t, ` and \d+ more$`, msg)
+		}
+	})
+}
+
+// conflictingExports returns n clusters exporting validation.MaxExportRules
+// ports each, every other cluster over UDP rather than TCP, so that every
+// port of every export is in conflict.
+func conflictingExports(n int) []Export {
+	exports := make([]Export, n)
+	for i := range exports {
+		c := i + 1
+		ports := make([]corev1.ServicePort, validation.MaxExportRules)
+		rules := make([]v1alpha1.ServiceExportRule, validation.MaxExportRules)
+		for j := range ports {
+			proto := corev1.ProtocolTCP
+			if i%2 == 1 {
+				proto = corev1.ProtocolUDP
+			}
+			ports[j] = port(fmt.Sprintf("p%d", j+1), int32(j+1), proto)
+			rules[j] = rule(int32(j+1), fmt.Sprintf("/cluster-%d/p%d", c, j+1))
+		}
+		exports[i] = Export{Cluster: cluster(c), Export: export(i, "*", rules...), Service: service(ports...)}
+	}
+	return exports
+}
+
+// BenchmarkComputePathological measures the recompute of one export of
+// 20,000 rules over a Service of 20,000 ports: refused as InvalidExport
+// before its rules or Service are read.
+func BenchmarkComputePathological(b *testing.B) {
+	exports := pathologicalExports()
+	b.ReportAllocs()
+	for b.Loop() {
+		if imp := Compute(ns, name, exports); imp == nil || len(imp.Spec.Ports) != 0 {
+			b.Fatal("the pathological export is served")
+		}
+	}
+}
+
+// BenchmarkComputeLargestValid measures the recompute of the largest valid
+// export, of validation.MaxExportRules rules, over a Service of 20,000
+// ports: each port of the Service is read once.
+func BenchmarkComputeLargestValid(b *testing.B) {
+	exports := largestValidExports()
+	b.ReportAllocs()
+	for b.Loop() {
+		if imp := Compute(ns, name, exports); imp == nil || len(imp.Spec.Ports) != validation.MaxExportRules {
+			b.Fatal("the largest valid export is not served whole")
+		}
+	}
+}
+
+// BenchmarkComputeConflicts measures the merge of 200 exports of
+// validation.MaxExportRules ports each, all in conflict.
+func BenchmarkComputeConflicts(b *testing.B) {
+	exports := conflictingExports(200)
 	b.ReportAllocs()
 	for b.Loop() {
 		if Compute(ns, name, exports) == nil {
