@@ -287,6 +287,8 @@ func unreachable(err error) string {
 		invalidErr x509.CertificateInvalidError
 	)
 	switch {
+	case errors.Is(err, members.ErrResponseTooLarge):
+		return "the member's answer exceeds fedmesh's size limit (--member-max-response-bytes)"
 	case errors.As(err, &netErr) && netErr.Timeout():
 		return "no answer within " + probeTimeout.String()
 	case errors.As(err, &dnsErr):

@@ -25,6 +25,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/fedmesh/fedmesh/pkg/members"
 )
 
 // What a member answers is never repeated in status: only fedmesh's own
@@ -46,6 +48,7 @@ func TestFailureRepeatsNothingTheMemberSaid(t *testing.T) {
 		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("%s: %w", secret, syscall.ECONNREFUSED)},
 			ReasonUnreachable, "connection refused"},
 		{"dns", &net.DNSError{Err: "no such host", Name: secret}, ReasonUnreachable, "does not resolve"},
+		{"too large", fmt.Errorf("reading %s: %w", secret, members.ErrResponseTooLarge), ReasonUnreachable, "exceeds fedmesh's size limit"},
 		{"anything else", fmt.Errorf("%s", secret), ReasonUnreachable, "no usable answer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,6 +28,8 @@ limitations under the License.
 //   - A Cluster may instead name a Secret of the namespace of member
 //     credentials (credentialsSecretRef), which only fedmesh reads, holding
 //     the member's server, CA and token; the same rules apply to its data.
+//   - Every response read from a member is bounded in size (Limits), since
+//     a member may answer anything.
 //   - One rule, Target.Same, decides when a changed Cluster or Secret needs
 //     a new connection, and one function, Key, gives a Cluster's key.
 package members
@@ -77,11 +79,14 @@ type Options struct {
 	Policy
 	// SecretsNamespace is where the Secrets of credentialsSecretRef are.
 	SecretsNamespace string
+	// Limits bound the responses read from members.
+	Limits Limits
 }
 
 // DefaultOptions refuse every unsafe feature.
 func DefaultOptions() Options {
-	return Options{SecretsNamespace: DefaultSecretsNamespace}
+	return Options{SecretsNamespace: DefaultSecretsNamespace,
+		Limits: Limits{MaxResponseBytes: DefaultMaxResponseBytes, MaxEventBytes: DefaultMaxEventBytes}}
 }
 
 // AddFlags adds the options to fs.
@@ -97,6 +102,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"UNSAFE: accept member kubeconfigs with a proxy-url, so that a Cluster's author chooses where fedmesh connects."+same)
 	fs.BoolVar(&o.AllowServerPath, "allow-member-server-path", o.AllowServerPath,
 		"Accept member server URLs with a path prefix."+same)
+	fs.Int64Var(&o.Limits.MaxResponseBytes, "member-max-response-bytes", o.Limits.MaxResponseBytes,
+		"Largest body of a member's response (a list, above all) that fedmesh reads; a larger one fails the request.")
+	fs.Int64Var(&o.Limits.MaxEventBytes, "member-max-watch-event-bytes", o.Limits.MaxEventBytes,
+		"Largest event of a member's watch that fedmesh reads; a larger one ends the watch, which the client starts again.")
 }
 
 // kubeconfigPath is where errors about a Cluster's kubeconfig point.
@@ -124,13 +133,14 @@ type Target struct {
 
 	creds       *validation.MemberCredentials
 	fingerprint string
+	limits      Limits
 }
 
 // Resolve reads the credentials of the member that c registers, from its
 // kubeconfig or from the Secret it names in secrets (nil where fedmesh
 // runs without a control plane), and keeps of them data only.
 func Resolve(c *v1alpha1.Cluster, secrets Secrets, o Options) Target {
-	t := Target{Key: Key(c.Name, &c.Spec)}
+	t := Target{Key: Key(c.Name, &c.Spec), limits: o.Limits}
 	var creds *validation.MemberCredentials
 	if ref := c.Spec.CredentialsSecretRef; ref != nil {
 		creds, t.Err = fromSecret(ref.Name, secrets, o)
@@ -200,8 +210,9 @@ func (t Target) Same(o Target) bool {
 }
 
 // RESTConfig returns the client configuration of the target, built from
-// data only, bounding every call by timeout and identifying fedmesh by
-// userAgent; or the target's error.
+// data only, bounding every call by timeout and every response by the
+// options' Limits, and identifying fedmesh by userAgent; or the target's
+// error.
 func (t Target) RESTConfig(userAgent string, timeout time.Duration) (*rest.Config, error) {
 	if t.Err != nil {
 		return nil, t.Err
@@ -227,6 +238,7 @@ func (t Target) RESTConfig(userAgent string, timeout time.Duration) (*rest.Confi
 		}
 		cfg.Proxy = http.ProxyURL(u)
 	}
+	LimitResponses(cfg, t.limits)
 	return cfg, nil
 }
 

@@ -68,6 +68,7 @@ func TestRESTConfigIsBuiltFromDataOnly(t *testing.T) {
 	assert.Empty(t, cfg.Impersonate.UserName)
 	assert.False(t, cfg.Insecure)
 	assert.Nil(t, cfg.Proxy, "no proxy unless the policy allows one")
+	assert.NotNil(t, cfg.WrapTransport, "responses are bounded")
 }
 
 func TestRESTConfigRefuses(t *testing.T) {
@@ -227,11 +228,14 @@ func TestFlagsOffByDefault(t *testing.T) {
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	o.AddFlags(fs)
 	require.NoError(t, fs.Parse(nil))
-	assert.Equal(t, Options{SecretsNamespace: "fedmesh-members"}, o)
+	defaultLimits := Limits{MaxResponseBytes: 256 << 20, MaxEventBytes: 4 << 20}
+	assert.Equal(t, Options{SecretsNamespace: "fedmesh-members", Limits: defaultLimits}, o)
 	require.NoError(t, fs.Parse([]string{"--allow-plain-http-members", "--allow-insecure-member-tls", "--allow-member-proxy",
 		"--allow-member-server-path", "--member-secrets-namespace=creds"}))
-	assert.Equal(t, Options{SecretsNamespace: "creds",
+	assert.Equal(t, Options{SecretsNamespace: "creds", Limits: defaultLimits,
 		Policy: Policy{AllowPlainHTTP: true, AllowInsecureTLS: true, AllowProxy: true, AllowServerPath: true}}, o)
+	require.NoError(t, fs.Parse([]string{"--member-max-response-bytes=1000", "--member-max-watch-event-bytes=100"}))
+	assert.Equal(t, Limits{MaxResponseBytes: 1000, MaxEventBytes: 100}, o.Limits)
 }
 
 func TestClustersUsing(t *testing.T) {
