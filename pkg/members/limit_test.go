@@ -70,11 +70,13 @@ func member(t *testing.T) (srv *httptest.Server, watched chan string) {
 	srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		large := strings.Contains(r.URL.Path, "/namespaces/large/")
 		if r.URL.Query().Get("watch") == "true" {
-			watched <- watchOf(t, w, r, large)
+			watched <- watchOf(w, r, large)
 			return
 		}
 		body, err := json.Marshal(services(10, map[bool]int{false: 100, true: 10 << 10}[large]))
-		require.NoError(t, err)
+		if err != nil {
+			panic(err)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if r.URL.Query().Get("chunked") == "" {
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -93,8 +95,9 @@ func member(t *testing.T) (srv *httptest.Server, watched chan string) {
 }
 
 // watchOf answers a watch with a small event, then one of 10 KiB when
-// large, then holds the stream open, and returns the content type.
-func watchOf(t *testing.T, w http.ResponseWriter, r *http.Request, large bool) string {
+// large, then holds the stream open, and returns the content type. The
+// client may hang up at any time: write errors end the stream.
+func watchOf(w http.ResponseWriter, r *http.Request, large bool) string {
 	events := []*corev1.Service{service("small", 100)}
 	if large {
 		events = append(events, service("large", 10<<10))
@@ -104,16 +107,19 @@ func watchOf(t *testing.T, w http.ResponseWriter, r *http.Request, large bool) s
 	if protobuf {
 		mediaType = "application/vnd.kubernetes.protobuf"
 	}
-	info, ok := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), mediaType)
-	require.True(t, ok)
+	info, _ := runtime.SerializerInfoForMediaType(scheme.Codecs.SupportedMediaTypes(), mediaType)
 	w.Header().Set("Content-Type", mediaType+map[bool]string{false: "", true: ";stream=watch"}[protobuf])
 	w.WriteHeader(http.StatusOK)
 	enc := streaming.NewEncoder(info.StreamSerializer.Framer.NewFrameWriter(w), info.StreamSerializer.Serializer)
 	objEnc := scheme.Codecs.EncoderForVersion(info.Serializer, corev1.SchemeGroupVersion)
 	for _, svc := range events {
 		raw, err := runtime.Encode(objEnc, svc)
-		require.NoError(t, err)
-		require.NoError(t, enc.Encode(&metav1.WatchEvent{Type: string(watch.Added), Object: runtime.RawExtension{Raw: raw}}))
+		if err != nil {
+			panic(err)
+		}
+		if err := enc.Encode(&metav1.WatchEvent{Type: string(watch.Added), Object: runtime.RawExtension{Raw: raw}}); err != nil {
+			return mediaType
+		}
 		w.(http.Flusher).Flush()
 	}
 	<-r.Context().Done()
@@ -173,6 +179,19 @@ func TestResponsesAreLimited(t *testing.T) {
 	}
 }
 
+// within receives from ch, failing the test after 10 s.
+func within[T any](t *testing.T, ch <-chan T) (T, bool) {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		return v, ok
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing received within 10s")
+		var zero T
+		return zero, false
+	}
+}
+
 func TestWatchEventsAreLimited(t *testing.T) {
 	srv, watched := member(t)
 	for _, protobuf := range []bool{false, true} {
@@ -184,7 +203,7 @@ func TestWatchEventsAreLimited(t *testing.T) {
 				w, err := kube.CoreV1().Services(namespace).Watch(ctx, metav1.ListOptions{})
 				require.NoError(t, err)
 				defer w.Stop()
-				ev := <-w.ResultChan()
+				ev, _ := within(t, w.ResultChan())
 				require.Equal(t, watch.Added, ev.Type, "%v", ev.Object)
 				assert.Equal(t, "small", ev.Object.(*corev1.Service).Name)
 				if namespace == "small" {
@@ -194,18 +213,20 @@ func TestWatchEventsAreLimited(t *testing.T) {
 					case <-time.After(100 * time.Millisecond):
 					}
 					w.Stop()
-					assert.Equal(t, protobuf, <-watched == "application/vnd.kubernetes.protobuf", "the format of the watch")
+					served, _ := within(t, watched)
+					assert.Equal(t, protobuf, served == "application/vnd.kubernetes.protobuf", "the format of the watch")
 					return
 				}
-				ev = <-w.ResultChan()
+				ev, _ = within(t, w.ResultChan())
 				require.Equal(t, watch.Error, ev.Type, "the large event is refused, not decoded")
 				status, ok := ev.Object.(*metav1.Status)
 				require.True(t, ok)
 				assert.Contains(t, status.Message, "an event over the limit of 8192 bytes")
-				_, open := <-w.ResultChan()
+				_, open := within(t, w.ResultChan())
 				assert.False(t, open, "the watch ends")
 				cancel()
-				assert.Equal(t, protobuf, <-watched == "application/vnd.kubernetes.protobuf", "the format of the watch")
+				served, _ := within(t, watched)
+				assert.Equal(t, protobuf, served == "application/vnd.kubernetes.protobuf", "the format of the watch")
 			})
 		}
 	}
