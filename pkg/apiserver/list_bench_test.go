@@ -44,7 +44,7 @@ func BenchmarkListServiceImports(b *testing.B) {
 			Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Name: "http", Port: 8080, Protocol: "TCP", TargetPort: intstr.FromInt32(8080)}}}}
 		exp := &v1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: created},
 			Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: "*", Rules: []v1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/" + name, PathType: "Prefix"}}}}
-		imp := imports.Compute(ns, name, []imports.Export{{
+		imp := imports.Compute(imports.Namespaces{}, ns, name, []imports.Export{{
 			Cluster: imports.Cluster{Name: "member-1", Key: "default/default/default/member-1", GatewayHost: "127.0.0.1", GatewayIP: "127.0.0.1", GatewayPort: 81},
 			Export:  exp, Service: svc,
 		}})

@@ -140,6 +140,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Clusterset.UnavailableGrace, "member-unavailable-grace", o.Clusterset.UnavailableGrace,
 		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports.")
 	o.Clusterset.Members.AddFlags(fs)
+	o.Clusterset.Namespaces.AddFlags(fs)
 	fs.BoolVar(&o.Standalone, "standalone", o.Standalone,
 		"Serve without a control-plane cluster, for development and tests: clients authenticate only by "+
 			"certificates of --client-ca-file, only the system:masters group is authorized, and admission "+

@@ -65,6 +65,8 @@ type Options struct {
 	// Members says how members are reached: where their credentials
 	// Secrets are, and which unsafe kubeconfig features to accept.
 	Members members.Options
+	// Namespaces says which namespaces federate.
+	Namespaces imports.Namespaces
 }
 
 // DefaultOptions are the options of a production server.
@@ -287,7 +289,7 @@ func (c *Controller) recompute(namespace, name string) {
 		}
 	}
 	c.mu.RUnlock()
-	if imp := imports.Compute(namespace, name, exports); imp != nil {
+	if imp := imports.Compute(c.opts.Namespaces, namespace, name, exports); imp != nil {
 		c.sink.Set(imp, imports.Equal)
 	} else {
 		c.sink.Delete(namespace, name)

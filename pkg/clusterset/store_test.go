@@ -405,8 +405,8 @@ func TestSlimRoundTrip(t *testing.T) {
 					Service: slimService(s).service(s.Namespace, s.Name),
 				})
 			}
-			want := imports.Compute("ns", "db", original)
-			got := imports.Compute("ns", "db", rebuilt)
+			want := imports.Compute(imports.Namespaces{}, "ns", "db", original)
+			got := imports.Compute(imports.Namespaces{}, "ns", "db", rebuilt)
 			if !imports.Equal(got, want) {
 				t.Errorf("import from the cache differs:\n got %+v\nwant %+v", got, want)
 			}

@@ -25,6 +25,11 @@ limitations under the License.
 //
 // The rules follow KEP-1645 (Multi-Cluster Services API):
 //
+//   - Only the namespaces that federate export (Namespaces): never the
+//     cluster's system namespaces or fedmesh's own, and, when the
+//     administrator lists some, only those. An export elsewhere is
+//     Valid=False, reason NamespaceNotFederated, whatever its content, so no
+//     member can make fedmesh write into another member's kube-system.
 //   - An export is Valid when its spec passes
 //     validation.ValidateServiceExportSpec, the rules and limits the
 //     member's CRD enforces (at most validation.MaxExportRules rules, each
@@ -114,7 +119,7 @@ type Export struct {
 }
 
 // Compute returns the ServiceImport of namespace/name given every cluster's
-// export of it, in any order. It returns nil when exports holds no export.
+// export of it, in any order, and the namespaces that federate. It returns nil when exports holds no export.
 //
 // The caller pairs each export with its cluster and Service; Compute trusts
 // that the exports are of namespace/name and that each cluster appears once.
@@ -138,10 +143,16 @@ type Export struct {
 // The import shares no memory with the exports, so the caller may hand it
 // out while its caches change, except Cluster.Addresses, which it shares
 // and the caller must not change.
-func Compute(namespace, name string, exports []Export) *flomesh.ServiceImport {
+func Compute(namespaces Namespaces, namespace, name string, exports []Export) *flomesh.ServiceImport {
+	federates, why := namespaces.Federates(namespace)
 	byKey := make([]*candidate, 0, len(exports))
 	for i := range exports {
 		if exports[i].Export == nil {
+			continue
+		}
+		if !federates {
+			byKey = append(byKey, &candidate{cluster: exports[i].Cluster, export: exports[i].Export,
+				validReason: ReasonNamespaceNotFederated, validMessage: why})
 			continue
 		}
 		byKey = append(byKey, newCandidate(namespace, name, &exports[i]))

@@ -166,7 +166,7 @@ func kubectlJSON(t testing.TB, v any) []byte {
 // TestSeed checks that the walkthrough yields exactly the ServiceImport spec
 // the walkthrough shows, once served as v1alpha1.
 func TestSeed(t *testing.T) {
-	imp := Compute(ns, name, walkthrough())
+	imp := Compute(Namespaces{}, ns, name, walkthrough())
 	require.NotNil(t, imp)
 
 	var out v1alpha1.ServiceImport
@@ -193,9 +193,9 @@ func TestSeed(t *testing.T) {
 }
 
 func TestNoExports(t *testing.T) {
-	assert.Nil(t, Compute(ns, name, nil))
-	assert.Nil(t, Compute(ns, name, []Export{}))
-	assert.Nil(t, Compute(ns, name, []Export{{Cluster: cluster(1), Service: service()}}), "an entry without an export is no export")
+	assert.Nil(t, Compute(Namespaces{}, ns, name, nil))
+	assert.Nil(t, Compute(Namespaces{}, ns, name, []Export{}))
+	assert.Nil(t, Compute(Namespaces{}, ns, name, []Export{{Cluster: cluster(1), Service: service()}}), "an entry without an export is no export")
 }
 
 // want is the expected state of one export in the import's status.
@@ -556,7 +556,7 @@ func TestCompute(t *testing.T) {
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			imp := Compute(ns, name, tc.exports)
+			imp := Compute(Namespaces{}, ns, name, tc.exports)
 			require.NotNil(t, imp)
 			assert.Equal(t, tc.wantSpec, imp.Spec)
 			assertStatus(t, imp, tc.exports, tc.wantExports, tc.wantMessages)
@@ -664,7 +664,7 @@ func TestConflictClears(t *testing.T) {
 		{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
 		{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service(port("", 8080, corev1.ProtocolUDP))},
 	}
-	imp := Compute(ns, name, exports)
+	imp := Compute(Namespaces{}, ns, name, exports)
 	for _, k := range []string{key(1), key(2)} {
 		assertCondition(t, imp, k, ConditionConflict, metav1.ConditionTrue, ReasonPortConflict)
 	}
@@ -672,7 +672,7 @@ func TestConflictClears(t *testing.T) {
 
 	// The owner of cluster-2 fixes the Service.
 	exports[1].Service = service()
-	fixed := Compute(ns, name, exports)
+	fixed := Compute(Namespaces{}, ns, name, exports)
 	for _, k := range []string{key(1), key(2)} {
 		assertCondition(t, fixed, k, ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
 	}
@@ -681,7 +681,7 @@ func TestConflictClears(t *testing.T) {
 
 	// The conflict also ends when the conflicting export goes away.
 	exports[1].Service = service(port("", 8080, corev1.ProtocolUDP))
-	alone := Compute(ns, name, exports[:1])
+	alone := Compute(Namespaces{}, ns, name, exports[:1])
 	assertCondition(t, alone, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
 }
 
@@ -698,7 +698,7 @@ func TestIngressConflict(t *testing.T) {
 		return exports
 	}
 	current := reported(1)
-	imp := Compute(ns, name, current)
+	imp := Compute(Namespaces{}, ns, name, current)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonIngressConflict)
 	assert.Equal(t, msg, findCondition(ExportConditions(imp, key(1), metav1.Time{}), ConditionValid).Message)
 	assertCondition(t, imp, key(3), ConditionValid, metav1.ConditionTrue, ReasonValid)
@@ -706,7 +706,7 @@ func TestIngressConflict(t *testing.T) {
 	assert.Equal(t, []flomesh.Endpoint{endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints, "nothing serves cluster-1's path")
 
 	stale := reported(0)
-	imp = Compute(ns, name, stale)
+	imp = Compute(Namespaces{}, ns, name, stale)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
 	assert.Equal(t, []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints)
 }
@@ -714,7 +714,7 @@ func TestIngressConflict(t *testing.T) {
 // TestDuplicateClusterKey checks that a cluster listed twice yields one
 // status entry, from its older export.
 func TestDuplicateClusterKey(t *testing.T) {
-	imp := Compute(ns, name, []Export{
+	imp := Compute(Namespaces{}, ns, name, []Export{
 		{Cluster: cluster(1), Export: export(1, "new", rule(8080, "/new")), Service: service()},
 		{Cluster: cluster(1), Export: export(0, "old", rule(8080, "/old")), Service: service()},
 	})
@@ -732,7 +732,7 @@ func TestDeterministic(t *testing.T) {
 	exports[6].Service = nil
 	exports[7].Export.CreationTimestamp = exports[2].Export.CreationTimestamp
 
-	want := Compute(ns, name, exports)
+	want := Compute(Namespaces{}, ns, name, exports)
 	wantJSON, err := json.Marshal(want)
 	require.NoError(t, err)
 
@@ -740,7 +740,7 @@ func TestDeterministic(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		shuffled := slices.Clone(exports)
 		rnd.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		got := Compute(ns, name, shuffled)
+		got := Compute(Namespaces{}, ns, name, shuffled)
 		require.True(t, reflect.DeepEqual(want, got), "order %d differs", i)
 		gotJSON, err := json.Marshal(got)
 		require.NoError(t, err)
@@ -755,7 +755,7 @@ func TestComputeDoesNotAlias(t *testing.T) {
 	exports := walkthrough()
 	svc := clientIP(service(), 300)
 	exports[0].Service, exports[1].Service = svc, clientIP(service(), 300)
-	imp := Compute(ns, name, exports)
+	imp := Compute(Namespaces{}, ns, name, exports)
 	before := imp.DeepCopy()
 
 	*svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = 1
@@ -765,7 +765,7 @@ func TestComputeDoesNotAlias(t *testing.T) {
 }
 
 func TestEqual(t *testing.T) {
-	a := Compute(ns, name, walkthrough())
+	a := Compute(Namespaces{}, ns, name, walkthrough())
 	b := a.DeepCopy()
 	b.ResourceVersion = "42"
 	assert.True(t, Equal(a, b), "resourceVersion is ignored")
@@ -805,7 +805,7 @@ func TestGatewayAddresses(t *testing.T) {
 	shared := []string{"192.168.1.110:81"}
 	c := cluster(1)
 	c.Addresses = shared
-	imp := Compute(ns, name, []Export{{Cluster: c, Export: export(0, "*", rule(8080, path(1))), Service: service()}})
+	imp := Compute(Namespaces{}, ns, name, []Export{{Cluster: c, Export: export(0, "*", rule(8080, path(1))), Service: service()}})
 	require.Len(t, imp.Status.Clusters, 1)
 	assert.Same(t, &shared[0], &imp.Status.Clusters[0].Addresses[0])
 }
@@ -828,7 +828,7 @@ func BenchmarkCompute(b *testing.B) {
 	exports := benchmarkExports(8)
 	b.ReportAllocs()
 	for b.Loop() {
-		if Compute(ns, name, exports) == nil {
+		if Compute(Namespaces{}, ns, name, exports) == nil {
 			b.Fatal("no import")
 		}
 	}
@@ -882,7 +882,7 @@ func largestValidExports() []Export {
 func TestPathologicalExport(t *testing.T) {
 	exports := append(pathologicalExports(),
 		Export{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()})
-	imp := Compute(ns, name, exports)
+	imp := Compute(Namespaces{}, ns, name, exports)
 	require.NotNil(t, imp)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
 	assertCondition(t, imp, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
@@ -893,7 +893,7 @@ func TestPathologicalExport(t *testing.T) {
 		imp.Spec.Ports, "cluster-1 serves no endpoint")
 	assert.Equal(t, []flomesh.SourceStatus{{Cluster: key(2), Addresses: []string{"192.168.1.110:82"}}}, imp.Status.Clusters)
 
-	alone := Compute(ns, name, pathologicalExports())
+	alone := Compute(Namespaces{}, ns, name, pathologicalExports())
 	assert.Empty(t, alone.Spec.Ports)
 	assert.Empty(t, alone.Status.Clusters)
 }
@@ -901,7 +901,7 @@ func TestPathologicalExport(t *testing.T) {
 // TestLargestValidExport checks that the largest export the limits allow,
 // over a Service of 20,000 ports, is served whole.
 func TestLargestValidExport(t *testing.T) {
-	imp := Compute(ns, name, largestValidExports())
+	imp := Compute(Namespaces{}, ns, name, largestValidExports())
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
 	require.Len(t, imp.Spec.Ports, validation.MaxExportRules)
 	step := 20000 / validation.MaxExportRules
@@ -915,7 +915,7 @@ func TestLargestValidExport(t *testing.T) {
 	// One rule more and the export is refused.
 	exports := largestValidExports()
 	exports[0].Export.Spec.Rules = spreadRules(validation.MaxExportRules+1, step)
-	assertCondition(t, Compute(ns, name, exports), key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
+	assertCondition(t, Compute(Namespaces{}, ns, name, exports), key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
 }
 
 // TestMessagesAreBounded checks that the messages Compute writes stay short
@@ -936,7 +936,7 @@ func TestMessagesAreBounded(t *testing.T) {
 		for i := range rules {
 			rules[i].Path = strings.Repeat("x", validation.MaxPathLength) // relative, and long
 		}
-		imp := Compute(ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: service()}})
+		imp := Compute(Namespaces{}, ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: service()}})
 		msg := message(imp, key(1), ConditionValid)
 		assert.True(t, strings.HasPrefix(msg, `spec.rules[0].path: Invalid value: must be an absolute path (start with "/")`), msg)
 		assert.NotContains(t, msg, "xxxx", "the value is not quoted")
@@ -944,7 +944,7 @@ func TestMessagesAreBounded(t *testing.T) {
 	})
 
 	t.Run("PortNotFound", func(t *testing.T) {
-		imp := Compute(ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", manyRules(validation.MaxExportRules)...), Service: service()}})
+		imp := Compute(Namespaces{}, ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", manyRules(validation.MaxExportRules)...), Service: service()}})
 		assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonPortNotFound)
 		msg := message(imp, key(1), ConditionValid)
 		assert.True(t, strings.HasPrefix(msg, "rule 0: port 64 is not a port of Service httpbin/httpbin; rule 1: port 63"), msg)
@@ -953,7 +953,7 @@ func TestMessagesAreBounded(t *testing.T) {
 
 	t.Run("Conflict", func(t *testing.T) {
 		exports := conflictingExports(200)
-		imp := Compute(ns, name, exports)
+		imp := Compute(Namespaces{}, ns, name, exports)
 		for _, e := range exports {
 			assertCondition(t, imp, e.Cluster.Key, ConditionConflict, metav1.ConditionTrue, ReasonPortConflict)
 			msg := message(imp, e.Cluster.Key, ConditionConflict)
@@ -992,7 +992,7 @@ func BenchmarkComputePathological(b *testing.B) {
 	exports := pathologicalExports()
 	b.ReportAllocs()
 	for b.Loop() {
-		if imp := Compute(ns, name, exports); imp == nil || len(imp.Spec.Ports) != 0 {
+		if imp := Compute(Namespaces{}, ns, name, exports); imp == nil || len(imp.Spec.Ports) != 0 {
 			b.Fatal("the pathological export is served")
 		}
 	}
@@ -1005,7 +1005,7 @@ func BenchmarkComputeLargestValid(b *testing.B) {
 	exports := largestValidExports()
 	b.ReportAllocs()
 	for b.Loop() {
-		if imp := Compute(ns, name, exports); imp == nil || len(imp.Spec.Ports) != validation.MaxExportRules {
+		if imp := Compute(Namespaces{}, ns, name, exports); imp == nil || len(imp.Spec.Ports) != validation.MaxExportRules {
 			b.Fatal("the largest valid export is not served whole")
 		}
 	}
@@ -1017,7 +1017,7 @@ func BenchmarkComputeConflicts(b *testing.B) {
 	exports := conflictingExports(200)
 	b.ReportAllocs()
 	for b.Loop() {
-		if Compute(ns, name, exports) == nil {
+		if Compute(Namespaces{}, ns, name, exports) == nil {
 			b.Fatal("no import")
 		}
 	}

@@ -19,6 +19,9 @@ package imports
 import (
 	"fmt"
 	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
 )
 
 // ReservedNamespaces never federate, whatever the configuration: those of
@@ -54,4 +57,12 @@ func (n Namespaces) Federates(namespace string) (bool, string) {
 		return false, fmt.Sprintf("namespace %s is not one of the namespaces the federation allows (fedmesh-apiserver --federated-namespaces)", namespace)
 	}
 	return true, ""
+}
+
+// AddFlags adds the flag that narrows the namespaces that federate, which
+// fedmesh-apiserver and fedmesh-syncer must be given alike.
+func (n *Namespaces) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&n.Allowed, "federated-namespaces", n.Allowed,
+		"The only namespaces whose services federate (comma-separated); empty for every namespace but "+
+			strings.Join(ReservedNamespaces, ", ")+", which never federate. Give fedmesh-apiserver and fedmesh-syncer the same list.")
 }

@@ -82,12 +82,23 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	if err != nil {
 		liveImport = nil
 	}
-	wantImport := DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
-	wantPolicy := DesiredPolicy(gtp, wantImport != nil, hosts)
 	cpConditions := exportConditions(cpImport, m.key, export)
-	wantIngress, conflict := DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses(), s.pathRivals(m, export))
-	if conflict != "" {
-		m.reportConflict(export, export.UID, imports.ReasonIngressConflict, conflict)
+	var (
+		wantImport  *v1alpha1.ServiceImport
+		wantPolicy  *v1alpha1.GlobalTrafficPolicy
+		wantIngress *networkingv1.Ingress
+		conflict    string
+	)
+	// Nothing of the federation is written into a namespace that does not
+	// federate, and what was written there before (when it did) goes. The
+	// export's conditions, which say why, are still written.
+	if federates, _ := s.opts.Namespaces.Federates(k.Namespace); federates {
+		wantImport = DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
+		wantPolicy = DesiredPolicy(gtp, wantImport != nil, hosts)
+		wantIngress, conflict = DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses(), s.pathRivals(m, export))
+		if conflict != "" {
+			m.reportConflict(export, export.UID, imports.ReasonIngressConflict, conflict)
+		}
 	}
 
 	errs := []error{

@@ -52,6 +52,7 @@ import (
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/pkg/imports"
 	"github.com/fedmesh/fedmesh/pkg/membercrds"
 	"github.com/fedmesh/fedmesh/pkg/members"
 )
@@ -77,6 +78,9 @@ type Options struct {
 	// CleanupTimeout is how long the syncer tries to remove what it wrote
 	// into a member removed from the federation.
 	CleanupTimeout time.Duration
+	// Namespaces says which namespaces federate, as fedmesh-apiserver is
+	// told: the syncer writes nothing into the others.
+	Namespaces imports.Namespaces
 	// Members says how members are reached, as fedmesh-apiserver is told.
 	Members members.Options
 }

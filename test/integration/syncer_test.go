@@ -527,6 +527,38 @@ func TestSyncer(t *testing.T) {
 		require.NoError(t, c3.Fedmesh().FlomeshV1alpha1().ServiceExports("team-b").Delete(ctx, "web", metav1.DeleteOptions{}))
 	})
 
+	t.Run("an export in kube-system is invalid and reaches no member", func(t *testing.T) {
+		_, err := c1.Kube().CoreV1().Services("kube-system").Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "sneaky"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(80)}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = c1.Fedmesh().FlomeshV1alpha1().ServiceExports("kube-system").Create(ctx, &v1alpha1.ServiceExport{
+			ObjectMeta: metav1.ObjectMeta{Name: "sneaky"},
+			Spec:       v1alpha1.ServiceExportSpec{Rules: []v1alpha1.ServiceExportRule{{PortNumber: 80, Path: "/sneaky"}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			e, err := c1.Fedmesh().FlomeshV1alpha1().ServiceExports("kube-system").Get(ctx, "sneaky", metav1.GetOptions{})
+			if !assert.NoError(c, err) {
+				return
+			}
+			if v := meta.FindStatusCondition(e.Status.Conditions, "Valid"); assert.NotNil(c, v) {
+				assert.Equal(c, metav1.ConditionFalse, v.Status)
+				assert.Equal(c, "NamespaceNotFederated", v.Reason)
+			}
+		}, 5*time.Second, 50*time.Millisecond)
+		for _, m := range []*framework.Cluster{c1, c2, c3} {
+			imps, err := m.Fedmesh().FlomeshV1alpha1().ServiceImports("kube-system").List(ctx, metav1.ListOptions{})
+			require.NoError(t, err)
+			assert.Empty(t, imps.Items, "no import in %s's kube-system", m.Name)
+			ings, err := m.Kube().NetworkingV1().Ingresses("kube-system").List(ctx, metav1.ListOptions{})
+			require.NoError(t, err)
+			assert.Empty(t, ings.Items, "no Ingress in %s's kube-system", m.Name)
+		}
+		require.NoError(t, c1.Fedmesh().FlomeshV1alpha1().ServiceExports("kube-system").Delete(ctx, "sneaky", metav1.DeleteOptions{}))
+	})
+
 	t.Run("a member registered later receives every import", func(t *testing.T) {
 		start := time.Now()
 		register(t, ctx, f, "cluster-4", 84)
