@@ -60,7 +60,8 @@ const (
 	ReasonPortNotFound = "PortNotFound"
 	// ReasonIngressConflict: the syncer could not expose the export at
 	// its cluster's gateway, because an Ingress it does not manage serves
-	// one of the export's paths. The syncer reports it on the member's
+	// one of the export's paths, or an older export of the cluster holds
+	// one. The syncer reports it on the member's
 	// ServiceExport (see IngressConflict); the import then withdraws the
 	// cluster's endpoints, which nothing would serve.
 	ReasonIngressConflict = "IngressConflict"
@@ -70,12 +71,17 @@ const (
 // reported on the export for its current generation, if it did. A report
 // of an earlier generation is ignored: the export changed since, and the
 // syncer judges it again.
+//
+// The status is the member's to write, so the message is cut to
+// maxMessageLength: a member could otherwise make every import of the
+// service, and every other member's copy, as large as a condition message
+// may be (32 KiB).
 func IngressConflict(e *v1alpha1.ServiceExport) (string, bool) {
 	for i := range e.Status.Conditions {
 		c := &e.Status.Conditions[i]
 		if c.Type == ConditionValid && c.Status == metav1.ConditionFalse &&
 			c.Reason == ReasonIngressConflict && c.ObservedGeneration == e.Generation {
-			return c.Message, true
+			return truncate(c.Message, maxMessageLength), true
 		}
 	}
 	return "", false

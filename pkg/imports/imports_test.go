@@ -709,6 +709,14 @@ func TestIngressConflict(t *testing.T) {
 	imp = Compute(Namespaces{}, ns, name, stale)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
 	assert.Equal(t, []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints)
+
+	// The member writes the status: a huge message is cut.
+	huge := reported(1)
+	huge[0].Export.Status.Conditions[0].Message = strings.Repeat("x", 32768)
+	imp = Compute(Namespaces{}, ns, name, huge)
+	got := findCondition(ExportConditions(imp, key(1), metav1.Time{}), ConditionValid).Message
+	assert.LessOrEqual(t, len(got), maxMessageLength)
+	assert.True(t, strings.HasSuffix(got, "..."), "the cut is marked")
 }
 
 // TestDuplicateClusterKey checks that a cluster listed twice yields one

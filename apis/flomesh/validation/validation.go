@@ -561,6 +561,10 @@ func validateExportRules(rules []flomesh.ServiceExportRule, fldPath *field.Path)
 			allErrs = append(allErrs, field.TooLongCharacters(at(i, "path"), rule.Path, MaxPathLength))
 		case !strings.HasPrefix(rule.Path, "/"):
 			allErrs = append(allErrs, field.Invalid(at(i, "path"), rule.Path, "must be an absolute path (start with \"/\")"))
+		default:
+			if msg := ingressPathProblem(rule.Path); msg != "" {
+				allErrs = append(allErrs, field.Invalid(at(i, "path"), rule.Path, msg))
+			}
 		}
 		if rule.PathType != "" && !slices.Contains(supportedPathTypes, rule.PathType) {
 			allErrs = append(allErrs, field.NotSupported(at(i, "pathType"), rule.PathType, supportedPathTypes))
@@ -575,6 +579,31 @@ func validateExportRules(rules []flomesh.ServiceExportRule, fldPath *field.Path)
 		}
 	}
 	return allErrs
+}
+
+// Sequences and suffixes that Kubernetes refuses in the path of an Ingress
+// of pathType Exact or Prefix (k8s.io/kubernetes networking validation):
+// they would let a request's path escape the prefix it matched.
+var (
+	invalidPathSequences = []string{"//", "/./", "/../", "%2f", "%2F"}
+	invalidPathSuffixes  = []string{"/..", "/."}
+)
+
+// ingressPathProblem says why the syncer's Ingress could not carry path,
+// or returns "": an export the gateway cannot serve is refused up front
+// rather than failing in the member at every sync.
+func ingressPathProblem(path string) string {
+	for _, seq := range invalidPathSequences {
+		if strings.Contains(path, seq) {
+			return fmt.Sprintf("must not contain %q", seq)
+		}
+	}
+	for _, suffix := range invalidPathSuffixes {
+		if strings.HasSuffix(path, suffix) {
+			return fmt.Sprintf("must not end with %q", suffix)
+		}
+	}
+	return ""
 }
 
 // validateTargetClusters checks the cluster keys an export is limited to.

@@ -837,6 +837,15 @@ func TestValidateServiceExport(t *testing.T) {
 			want: errs(want{field.ErrorTypeRequired, "spec.rules[0].path"})},
 		{name: "relative path", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "cluster-1/httpbin" },
 			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "a path an Ingress refuses: //", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "/a//b" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "a path an Ingress refuses: /../", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "/a/../kube" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "a path an Ingress refuses: %2F", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "/a%2Fb" },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "a path an Ingress refuses: trailing /.", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "/a/." },
+			want: errs(want{field.ErrorTypeInvalid, "spec.rules[0].path"})},
+		{name: "a dot inside a segment is a path like any", mutate: func(e *flomesh.ServiceExport) { e.Spec.Rules[0].Path = "/v1.2/a.b" }},
 		{name: "one port at two paths", mutate: func(e *flomesh.ServiceExport) {
 			e.Spec.Rules = append(e.Spec.Rules, flomesh.ServiceExportRule{PortNumber: 9090, Path: "/metrics"},
 				flomesh.ServiceExportRule{PortNumber: 8080, Path: "/other"})
