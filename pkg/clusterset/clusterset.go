@@ -96,7 +96,8 @@ type Controller struct {
 	mu      sync.RWMutex
 	members map[string]*member
 	// written remembers the status last written per Cluster, so unchanged
-	// status is rewritten only at the heartbeat interval.
+	// status is rewritten only at the heartbeat interval. A Cluster's
+	// entry goes with its member.
 	written map[string]time.Time
 	ctx     context.Context
 }
@@ -370,7 +371,11 @@ func (c *Controller) writeStatus(m *member) {
 		return
 	}
 	c.mu.Lock()
-	c.written[m.name] = time.Now()
+	// The Cluster may have gone while its status was written: its entry
+	// went with it, and must not come back.
+	if c.members[m.name] == m {
+		c.written[m.name] = time.Now()
+	}
 	c.mu.Unlock()
 }
 

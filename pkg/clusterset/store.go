@@ -64,8 +64,12 @@ type store[O metav1.Object, T any] struct {
 	equal    func(a, b *T) bool
 	onChange func(namespace, name string)
 
-	mu     sync.RWMutex
-	items  map[objectKey]*T
+	mu    sync.RWMutex
+	items map[objectKey]*T
+	// peak is the most items held since items was made: a Go map keeps
+	// the room of its largest size, so once it holds a quarter of that,
+	// it is made anew (shrink).
+	peak   int
 	synced atomic.Bool
 }
 
@@ -96,6 +100,7 @@ func (s *store[O, T]) Add(obj interface{}) error {
 	}
 	s.mu.Lock()
 	s.items[k] = v
+	s.peak = max(s.peak, len(s.items))
 	s.mu.Unlock()
 	s.onChange(k.namespace, k.name)
 	return nil
@@ -112,6 +117,7 @@ func (s *store[O, T]) Update(obj interface{}) error {
 	changed := !found || !s.equal(old, v)
 	if changed {
 		s.items[k] = v
+		s.peak = max(s.peak, len(s.items))
 	}
 	s.mu.Unlock()
 	if changed {
@@ -137,9 +143,29 @@ func (s *store[O, T]) Delete(obj interface{}) error {
 	}
 	s.mu.Lock()
 	delete(s.items, k)
+	s.shrink()
 	s.mu.Unlock()
 	s.onChange(k.namespace, k.name)
 	return nil
+}
+
+// minShrink is the fewest items whose room a store gives back: below, a
+// map costs little, and making it anew would cost more.
+const minShrink = 1024
+
+// shrink makes items anew when it holds a quarter of its peak, so that a
+// member whose exports or Services went away costs what it holds now.
+// Each item is copied once for every three deleted, which keeps deletion
+// constant in the long run. Called with s.mu held for writing.
+func (s *store[O, T]) shrink() {
+	if s.peak < minShrink || len(s.items) > s.peak/4 {
+		return
+	}
+	items := make(map[objectKey]*T, len(s.items))
+	for k, v := range s.items {
+		items[k] = v
+	}
+	s.items, s.peak = items, len(items)
 }
 
 // Replace makes list the store's content, reports every object that
@@ -173,7 +199,8 @@ func (s *store[O, T]) Replace(list []interface{}, _ string) error {
 			changed = append(changed, k)
 		}
 	}
-	s.items = items
+	// A map made for the list: the room of the former one goes with it.
+	s.items, s.peak = items, len(items)
 	s.mu.Unlock()
 	s.synced.Store(true)
 	for _, k := range changed {

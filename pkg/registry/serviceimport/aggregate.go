@@ -63,6 +63,10 @@ const DefaultHistory = 10000
 // and relists, as with kube-apiserver's watch cache.
 const DefaultHistoryBytes = 64 << 20
 
+// minShrink is the fewest imports whose room the aggregate gives back:
+// below, a map costs little, and making it anew would cost more.
+const minShrink = 1024
+
 // watcherBuffer is how many changes a slow watcher may lag before it is
 // ended; its client resumes from its last version.
 const watcherBuffer = 1024
@@ -100,6 +104,10 @@ type Aggregate struct {
 	mu      sync.RWMutex
 	counter uint64
 	items   map[key]*flomesh.ServiceImport
+	// peak is the most items held since items was made: a Go map keeps
+	// the room of its largest size, so once it holds a quarter of that,
+	// it is made anew.
+	peak int
 	// events is a ring buffer of the last changes, at most history of
 	// them and of HistoryBytes in all: n events from head on, taking
 	// bytes. It grows as changes come, up to history entries.
@@ -165,6 +173,7 @@ func (a *Aggregate) Set(obj *flomesh.ServiceImport, equal func(a, b *flomesh.Ser
 	a.counter++
 	obj.ResourceVersion = a.version(a.counter)
 	a.items[k] = obj
+	a.peak = max(a.peak, len(a.items))
 	typ := watch.Added
 	if exists {
 		typ = watch.Modified
@@ -184,6 +193,16 @@ func (a *Aggregate) Delete(namespace, name string) bool {
 	}
 	a.counter++
 	delete(a.items, k)
+	if a.peak >= minShrink && len(a.items) <= a.peak/4 {
+		// The imports of a departed member, or of a namespace that no
+		// longer federates, are gone: so goes their room. Each import is
+		// copied once for every three deleted.
+		items := make(map[key]*flomesh.ServiceImport, len(a.items))
+		for k, v := range a.items {
+			items[k] = v
+		}
+		a.items, a.peak = items, len(items)
+	}
 	gone := old.DeepCopy()
 	gone.ResourceVersion = a.version(a.counter)
 	a.record(event{typ: watch.Deleted, rv: a.counter, obj: gone})

@@ -403,3 +403,31 @@ func TestHistoryBoundedByCount(t *testing.T) {
 	}
 	assert.Len(t, keptInHistory(t, a), 5)
 }
+
+// The aggregate forgets deleted imports, and gives back the room of a map
+// that held many more.
+func TestDeletedImportsAreForgotten(t *testing.T) {
+	const n = 3 * minShrink
+	a := NewAggregate(10)
+	for i := range n {
+		a.Set(imp("ns", "i"+strconv.Itoa(i), 80), equalSpec)
+	}
+	assert.Equal(t, n, a.peak)
+	for i := range n - n/4 {
+		assert.True(t, a.Delete("ns", "i"+strconv.Itoa(i)))
+	}
+	assert.Equal(t, n/4, a.Len())
+	assert.Equal(t, n/4, a.peak, "the map was made anew")
+	items, _, err := a.List("", everything)
+	require.NoError(t, err)
+	assert.Len(t, items, n/4)
+	for i := n - n/4; i < n; i++ {
+		_, ok := a.Get("ns", "i"+strconv.Itoa(i))
+		assert.True(t, ok)
+		assert.True(t, a.Delete("ns", "i"+strconv.Itoa(i)))
+	}
+	assert.Zero(t, a.Len())
+	assert.Empty(t, a.items)
+	assert.Less(t, a.peak, minShrink)
+	assert.Len(t, keptInHistory(t, a), 10, "the history is bounded as ever")
+}
