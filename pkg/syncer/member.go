@@ -107,10 +107,12 @@ type member struct {
 
 	broadcaster record.EventBroadcaster
 	recorder    record.EventRecorder
-	// reported holds the conflicts already reported by an event, so that
-	// a conflict that lasts is reported once, not at every resync.
+	// reported holds, by the UID of the object it is about, the conflict
+	// last reported by an event, so that a conflict that lasts is
+	// reported once, not at every resync. An object's entry goes with the
+	// object.
 	reportedMu sync.Mutex
-	reported   map[string]bool
+	reported   map[types.UID]string
 }
 
 var (
@@ -133,8 +135,9 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 		done:   make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[serviceKey](50*time.Millisecond, opts.MaxRetryDelay),
-			workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: "member_" + c.Name}),
-		reported: map[string]bool{},
+			// The member's own metrics, deleted once it is gone.
+			workqueue.TypedRateLimitingQueueConfig[serviceKey]{Name: memberQueuePrefix + c.Name, MetricsProvider: memberQueueMetrics{}}),
+		reported: map[types.UID]string{},
 	}
 	m.ready.Store(meta.IsStatusConditionTrue(c.Status.Conditions, "Ready"))
 	// Every call is bounded, so that a member that stopped answering
@@ -207,6 +210,7 @@ func (m *member) addHandlers(s *Syncer) {
 	_, _ = fl.ServiceExports().Informer().AddEventHandler(handler(func(obj metav1.Object) {
 		s.enqueueEverywhere(serviceKey{obj.GetNamespace(), obj.GetName()})
 	}))
+	m.forgetReportedOnDelete()
 	ingressChanged := func(obj interface{}) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
@@ -361,19 +365,69 @@ func (m *member) exporter(namespace, name string) Exporter {
 	return Exporter{Known: true, TargetClusters: e.Spec.TargetClusters}
 }
 
-// reportConflict records a Warning event in the member about obj, once per
-// object and message: a conflict that lasts is reported when it starts,
-// not again at every resync.
+// reportConflict records a Warning event in the member about obj, unless
+// it is the conflict last reported about obj: a conflict that lasts is
+// reported when it starts, not again at every resync.
 func (m *member) reportConflict(obj runtime.Object, uid types.UID, reason, message string) {
-	k := string(uid) + "/" + reason + "/" + message
+	k := reason + "/" + message
 	m.reportedMu.Lock()
-	seen := m.reported[k]
-	m.reported[k] = true
+	seen := m.reported[uid] == k
+	// An object deleted meanwhile is not remembered: its deletion, which
+	// forgets it, has been handled or is about to be. Looked at under the
+	// lock, as the cache drops an object before its deletion is handled.
+	if m.cached(obj, uid) {
+		m.reported[uid] = k
+	}
 	m.reportedMu.Unlock()
 	if seen {
 		return
 	}
 	m.recorder.Event(obj, corev1.EventTypeWarning, reason, message)
+}
+
+// cached reports whether the member's caches hold obj, of that uid.
+func (m *member) cached(obj runtime.Object, uid types.UID) bool {
+	a, err := meta.Accessor(obj)
+	if err != nil {
+		return false
+	}
+	var current metav1.Object
+	switch obj.(type) {
+	case *v1alpha1.ServiceExport:
+		current, err = m.exports.ServiceExports(a.GetNamespace()).Get(a.GetName())
+	case *v1alpha1.ServiceImport:
+		current, err = m.imports.ServiceImports(a.GetNamespace()).Get(a.GetName())
+	case *v1alpha1.GlobalTrafficPolicy:
+		current, err = m.policies.GlobalTrafficPolicies(a.GetNamespace()).Get(a.GetName())
+	default:
+		// No deletion would forget it.
+		return false
+	}
+	return err == nil && current.GetUID() == uid
+}
+
+// forgetReportedOnDelete makes the deletion of an object conflicts are
+// reported about (reconcile) forget what was reported of it.
+func (m *member) forgetReportedOnDelete() {
+	fl := m.fedFactory.Flomesh().V1alpha1()
+	forget := cache.ResourceEventHandlerFuncs{DeleteFunc: m.forgetReported}
+	_, _ = fl.ServiceExports().Informer().AddEventHandler(forget)
+	_, _ = fl.ServiceImports().Informer().AddEventHandler(forget)
+	_, _ = fl.GlobalTrafficPolicies().Informer().AddEventHandler(forget)
+}
+
+// forgetReported forgets the conflict reported about obj, deleted.
+func (m *member) forgetReported(obj interface{}) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	a, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	m.reportedMu.Lock()
+	delete(m.reported, a.GetUID())
+	m.reportedMu.Unlock()
 }
 
 // allIngresses returns every Ingress of the member.

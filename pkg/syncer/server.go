@@ -194,7 +194,7 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 
 	if !o.LeaderElect {
 		leading.Set(1)
-		s.Run(ctx)
+		runSyncer(ctx, s)
 		return nil
 	}
 
@@ -242,7 +242,7 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 				defer cancel()
 				stop := context.AfterFunc(ctx, cancel)
 				defer stop()
-				s.Run(runCtx)
+				runSyncer(runCtx, s)
 			},
 			OnStoppedLeading: func() {
 				leading.Set(0)
@@ -263,6 +263,15 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 		},
 	})
 	return nil
+}
+
+// runSyncer runs s until ctx is done, deleting meanwhile the metric series
+// of the members that leave.
+func runSyncer(ctx context.Context, s *Syncer) {
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go s.forgetDepartedMembers(sweepCtx, memberSeriesSweep)
+	s.Run(ctx)
 }
 
 func (o *ServerOptions) restConfig() (*rest.Config, error) {
