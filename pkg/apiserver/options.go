@@ -42,6 +42,7 @@ import (
 	fedmeshadmission "github.com/fedmesh/fedmesh/pkg/admission"
 	admissioninitializer "github.com/fedmesh/fedmesh/pkg/admission/initializer"
 	"github.com/fedmesh/fedmesh/pkg/clusterset"
+	"github.com/fedmesh/fedmesh/pkg/registry/serviceimport"
 )
 
 // DefaultEtcdPathPrefix is where fedmesh keeps its objects in etcd.
@@ -59,6 +60,10 @@ type Options struct {
 
 	// Clusterset tunes the connections to the member clusters.
 	Clusterset clusterset.Options
+
+	// ServiceImportHistoryBytes bounds the estimated size of the changes
+	// of ServiceImports kept for watches that resume.
+	ServiceImportHistoryBytes int64
 
 	// DataDir is where the embedded etcd keeps its data when no
 	// --etcd-servers are given.
@@ -83,11 +88,12 @@ func NewOptions(out, errOut io.Writer) *Options {
 			DefaultEtcdPathPrefix,
 			Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
 		),
-		ComponentGlobalsRegistry: compatibility.DefaultComponentGlobalsRegistry,
-		DataDir:                  "fedmesh-data",
-		Clusterset:               clusterset.DefaultOptions(),
-		StdOut:                   out,
-		StdErr:                   errOut,
+		ComponentGlobalsRegistry:  compatibility.DefaultComponentGlobalsRegistry,
+		DataDir:                   "fedmesh-data",
+		Clusterset:                clusterset.DefaultOptions(),
+		ServiceImportHistoryBytes: serviceimport.DefaultHistoryBytes,
+		StdOut:                    out,
+		StdErr:                    errOut,
 	}
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
@@ -140,6 +146,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Clusterset.UnavailableGrace, "member-unavailable-grace", o.Clusterset.UnavailableGrace,
 		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports.")
 	o.Clusterset.Members.AddFlags(fs)
+	fs.Int64Var(&o.ServiceImportHistoryBytes, "serviceimport-history-bytes", o.ServiceImportHistoryBytes,
+		"Estimated size of the ServiceImport changes kept, 10,000 at most, for watches that resume from an older "+
+			"version; a watch resuming from a change no longer kept is answered 410 Gone and relists.")
 	o.Clusterset.Namespaces.AddFlags(fs)
 	fs.BoolVar(&o.Standalone, "standalone", o.Standalone,
 		"Serve without a control-plane cluster, for development and tests: clients authenticate only by "+
@@ -180,6 +189,9 @@ func (o *Options) Validate() error {
 		etcd := *ro.Etcd
 		etcd.StorageConfig.Transport.ServerList = []string{"http://127.0.0.1"}
 		ro.Etcd = &etcd
+	}
+	if o.ServiceImportHistoryBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--serviceimport-history-bytes must be positive"))
 	}
 	errs = append(errs, ro.Validate()...)
 	errs = append(errs, o.ComponentGlobalsRegistry.Validate()...)
@@ -246,5 +258,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Set before the server starts, and so before the first change.
+	server.Imports.HistoryBytes = o.ServiceImportHistoryBytes
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }

@@ -40,6 +40,14 @@ func TestCompleteAndValidateStartNothing(t *testing.T) {
 			set:  func(o *Options, dir string) { o.DataDir = dir },
 		},
 		{
+			name: "no ServiceImport history",
+			set: func(o *Options, dir string) {
+				o.DataDir = dir
+				o.ServiceImportHistoryBytes = 0
+			},
+			wantErr: "--serviceimport-history-bytes must be positive",
+		},
+		{
 			name:    "embedded etcd without a data dir",
 			set:     func(o *Options, dir string) { o.DataDir = "" },
 			wantErr: "--data-dir is required",
