@@ -13,7 +13,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
-// Package pki makes the certificates a test federation needs: one CA, the
+// Package pki makes the certificates a loopback federation needs: one CA, the
 // serving certificates of the servers, and client certificates for users.
 package pki
 
@@ -154,6 +154,21 @@ func (ca *CA) WriteSigningKey(dir, name string) (string, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	f := filepath.Join(dir, name+".key")
+	return f, os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// WriteKey writes the CA's private key to <dir>/<name>.key and returns its
+// path, for whoever signs more certificates with it.
+func (ca *CA) WriteKey(dir, name string) (string, error) {
+	key, ok := ca.Key.(*ecdsa.PrivateKey)
+	if !ok {
+		return "", fmt.Errorf("the CA's key is a %T, not an ECDSA key", ca.Key)
 	}
 	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {

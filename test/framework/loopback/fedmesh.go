@@ -13,7 +13,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
-package framework
+package loopback
 
 import (
 	"bytes"
@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -51,9 +50,11 @@ const (
 	fedmeshNamespace      = "fedmesh"
 	fedmeshServiceAccount = "fedmesh-apiserver"
 	fedmeshService        = "fedmesh-apiserver"
-	apiServiceName        = "v1alpha1.flomesh.io"
-	// FieldManager is the field manager of what the framework applies.
-	FieldManager = "fedmesh-test-framework"
+	// APIServiceName is the APIService of artifacts/deploy that registers
+	// fedmesh-apiserver.
+	APIServiceName = "v1alpha1.flomesh.io"
+	// FieldManager is the field manager of what the federation applies.
+	FieldManager = "fedmesh-loopback"
 )
 
 var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
@@ -61,48 +62,85 @@ var apiServiceGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io",
 // startFedmesh registers fedmesh-apiserver on the control plane with the
 // manifests of artifacts/deploy, runs it as its ServiceAccount, and waits
 // until the aggregator reports the APIService Available.
+//
+// It runs with the identity the Deployment's pods would have: a token from
+// the TokenRequest API, valid for 24 hours, in a kubeconfig that it uses
+// for its own client, for delegated authentication (TokenReview, the
+// requestheader configuration) and for delegated authorization
+// (SubjectAccessReview). So the RBAC rules shipped in artifacts/deploy are
+// exercised with the server's real identity.
 func (f *Federation) startFedmesh(ctx context.Context, extraArgs []string) error {
-	bins, err := fedmeshBinaries()
+	bin, err := f.fedmeshBinary("fedmesh-apiserver")
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
+	port := f.opts.Ports.Fedmesh
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return err
+		}
 	}
 	if err := f.applyDeployManifests(ctx, port); err != nil {
 		return fmt.Errorf("applying artifacts/deploy: %w", err)
 	}
+	f.say("applied artifacts/deploy to control-plane (Service %s/%s -> ExternalName 127.0.0.1, APIService %s -> port %d)",
+		fedmeshNamespace, fedmeshService, APIServiceName, port)
 	kubeconfig, err := f.serviceAccountKubeconfig(ctx, fedmeshServiceAccount)
 	if err != nil {
 		return err
 	}
-	p := &process{
-		name: "fedmesh-apiserver", binary: filepath.Join(bins, "fedmesh-apiserver"), gentle: true,
-		logPath: filepath.Join(f.dir, "logs", "fedmesh-apiserver.log"),
-		args: append([]string{
-			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
-			"--etcd-servers=" + f.etcdURL, "--etcd-prefix=/fedmesh",
-			"--kubeconfig=" + kubeconfig,
-			"--authentication-kubeconfig=" + kubeconfig,
-			"--authorization-kubeconfig=" + kubeconfig,
-			"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
-		}, extraArgs...),
-	}
+	p := f.newProcess("fedmesh-apiserver", bin, true, append([]string{
+		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+		"--etcd-servers=" + f.etcdURL, "--etcd-prefix=/fedmesh",
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
+	}, extraArgs...)...)
 	if err := p.start(); err != nil {
 		return err
 	}
-	f.track(p)
 	f.fedmesh, f.fedmeshPort = p, port
-	return waitFor(ctx, 90*time.Second, p, f.apiServiceAvailable)
+	f.say("started fedmesh-apiserver on https://%s as system:serviceaccount:%s:%s", hostPort(port), fedmeshNamespace, fedmeshServiceAccount)
+	if err := f.waitFor(ctx, p, "APIService "+APIServiceName, f.apiServiceAvailable); err != nil {
+		return err
+	}
+	f.say("APIService %s is Available", APIServiceName)
+	return nil
+}
+
+// fedmeshBinary is the path of one of fedmesh's own commands, in
+// Options.FedmeshBinDir.
+func (f *Federation) fedmeshBinary(name string) (string, error) {
+	if f.opts.FedmeshBinDir == "" {
+		return "", fmt.Errorf("no Options.FedmeshBinDir to run %s from", name)
+	}
+	p := filepath.Join(f.opts.FedmeshBinDir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", err
+	}
+	return p, nil
 }
 
 // FedmeshLog is the path of fedmesh-apiserver's log.
 func (f *Federation) FedmeshLog() string { return f.fedmesh.logPath }
 
-// applyDeployManifests applies every file of artifacts/deploy, patched
-// only where loopback demands: the Service points at 127.0.0.1 and the
-// APIService carries the test CA and fedmesh-apiserver's port.
+// applyDeployManifests applies every file of artifacts/deploy, changed
+// only where loopback demands:
+//
+//   - The Service selects the Deployment's pods, which never run here. It
+//     becomes an ExternalName Service for 127.0.0.1: the aggregator
+//     resolves one to https://<externalName>:<APIService port>, and
+//     Endpoints and EndpointSlices reject loopback addresses, so a Service
+//     with manual endpoints is no option.
+//   - The APIService ships with an empty caBundle and the in-cluster port.
+//     It gets the federation's CA, which signed the serving certificate
+//     (valid for fedmesh-apiserver.fedmesh.svc), and the port
+//     fedmesh-apiserver listens on.
+//
+// The Deployments are applied too, as shipped: with a
+// kube-controller-manager they get ReplicaSets and Pods, which stay
+// Pending, as there is no kubelet or scheduler.
 func (f *Federation) applyDeployManifests(ctx context.Context, port int) error {
 	root, err := RepoRoot()
 	if err != nil {
@@ -124,10 +162,8 @@ func (f *Federation) applyDeployManifests(ctx context.Context, port int) error {
 	for _, o := range objs {
 		switch {
 		case o.GetKind() == "Service" && o.GetName() == fedmeshService:
-			// Endpoints and EndpointSlices reject loopback addresses; an
-			// ExternalName Service is how the aggregator reaches 127.0.0.1.
 			o.Object["spec"] = map[string]interface{}{"type": "ExternalName", "externalName": "127.0.0.1"}
-		case o.GetKind() == "APIService" && o.GetName() == apiServiceName:
+		case o.GetKind() == "APIService" && o.GetName() == APIServiceName:
 			if err := unstructured.SetNestedField(o.Object, base64.StdEncoding.EncodeToString(f.certs.ca.CertPEM), "spec", "caBundle"); err != nil {
 				return err
 			}
@@ -193,10 +229,11 @@ func readObjects(file string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// serviceAccountKubeconfig writes a kubeconfig holding a token of a
-// ServiceAccount of the fedmesh namespace (fedmesh-apiserver's or
-// fedmesh-syncer's), so the process runs with the identity and permissions
-// the deploy manifests give it, not as an admin.
+// serviceAccountKubeconfig writes <dir>/<serviceAccount>.kubeconfig, a
+// kubeconfig of the control plane holding a token, valid for 24 hours, of
+// a ServiceAccount of the fedmesh namespace (fedmesh-apiserver's or
+// fedmesh-syncer's), so the process runs with the identity and
+// permissions the deploy manifests give it, not as an admin.
 func (f *Federation) serviceAccountKubeconfig(ctx context.Context, serviceAccount string) (string, error) {
 	tr, err := f.ControlPlane.Kube().CoreV1().ServiceAccounts(fedmeshNamespace).CreateToken(ctx, serviceAccount,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)}},
@@ -207,8 +244,8 @@ func (f *Federation) serviceAccountKubeconfig(ctx context.Context, serviceAccoun
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["control-plane"] = &clientcmdapi.Cluster{Server: f.ControlPlane.Server(), CertificateAuthorityData: f.certs.ca.CertPEM}
 	cfg.AuthInfos[serviceAccount] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["fedmesh"] = &clientcmdapi.Context{Cluster: "control-plane", AuthInfo: serviceAccount}
-	cfg.CurrentContext = "fedmesh"
+	cfg.Contexts[serviceAccount] = &clientcmdapi.Context{Cluster: "control-plane", AuthInfo: serviceAccount}
+	cfg.CurrentContext = serviceAccount
 	path := filepath.Join(f.dir, serviceAccount+".kubeconfig")
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
@@ -220,7 +257,7 @@ func (f *Federation) apiServiceAvailable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	u, err := dyn.Resource(apiServiceGVR).Get(ctx, apiServiceName, metav1.GetOptions{})
+	u, err := dyn.Resource(apiServiceGVR).Get(ctx, APIServiceName, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -231,10 +268,10 @@ func (f *Federation) apiServiceAvailable(ctx context.Context) error {
 			if m["status"] == "True" {
 				return nil
 			}
-			return fmt.Errorf("APIService %s not Available: %v: %v", apiServiceName, m["reason"], m["message"])
+			return fmt.Errorf("APIService %s not Available: %v: %v", APIServiceName, m["reason"], m["message"])
 		}
 	}
-	return fmt.Errorf("APIService %s has no Available condition yet", apiServiceName)
+	return fmt.Errorf("APIService %s has no Available condition yet", APIServiceName)
 }
 
 func withCodecs(cfg *rest.Config) *rest.Config {

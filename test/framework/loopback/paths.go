@@ -13,18 +13,17 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
-package framework
+package loopback
 
 import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 )
 
-// RepoRoot returns the root of the fedmesh module the tests run in.
+// RepoRoot returns the root of the fedmesh module that holds the working
+// directory: the federation reads artifacts/deploy and _output/bin there.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -53,46 +52,7 @@ func Binary(name string) (string, error) {
 	}
 	p := filepath.Join(root, "_output", "bin", name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s is missing: run hack/install-test-binaries.sh (make test does)", p)
+		return "", fmt.Errorf("%s is missing: run hack/install-test-binaries.sh (make test and make local-up do)", p)
 	}
 	return p, nil
-}
-
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// Main is the TestMain of a package whose tests start federations: it runs
-// the tests and removes what the framework built for them.
-func Main(m interface{ Run() int }) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// fedmeshBinaries builds fedmesh's own commands once per test process, from
-// the working tree, so a test never runs a stale binary.
-func fedmeshBinaries() (string, error) {
-	buildOnce.Do(func() {
-		root, err := RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildDir, err = os.MkdirTemp("", "fedmesh-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/...")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building fedmesh: %v\n%s", err, out)
-		}
-	})
-	return buildDir, buildErr
 }

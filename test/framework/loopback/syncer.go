@@ -13,7 +13,7 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
-package framework
+package loopback
 
 import (
 	"bufio"
@@ -22,10 +22,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -48,12 +46,14 @@ type Syncer struct {
 }
 
 // startSyncers runs n fedmesh-syncer processes as the fedmesh-syncer
-// ServiceAccount of artifacts/deploy, with leases short enough for tests
-// to watch a hand-over. Each serves its endpoints over HTTPS with the
-// federation's serving certificate, and delegates authentication and
-// authorization to the control plane as that ServiceAccount.
+// ServiceAccount of artifacts/deploy, with the flags of its Deployment
+// there and then Options.SyncerArgs. Each serves /healthz, /readyz and
+// /metrics over HTTPS with the federation's serving certificate, and
+// delegates authentication and authorization to the control plane as that
+// ServiceAccount: /metrics is for whom the control plane authorizes, such
+// as its admin.
 func (f *Federation) startSyncers(ctx context.Context, n int, extraArgs []string) error {
-	bins, err := fedmeshBinaries()
+	bin, err := f.fedmeshBinary("fedmesh-syncer")
 	if err != nil {
 		return err
 	}
@@ -62,36 +62,30 @@ func (f *Federation) startSyncers(ctx context.Context, n int, extraArgs []string
 		return err
 	}
 	for i := range n {
-		port, err := freePort()
-		if err != nil {
-			return err
+		port := 0
+		if i == 0 {
+			port = f.opts.Ports.Syncer
+		}
+		if port == 0 {
+			if port, err = freePort(); err != nil {
+				return err
+			}
 		}
 		name := fmt.Sprintf("fedmesh-syncer-%d", i)
 		s := &Syncer{Name: name, f: f, port: port}
-		s.proc = &process{
-			name: name, binary: filepath.Join(bins, "fedmesh-syncer"), gentle: true,
-			logPath: filepath.Join(f.dir, "logs", name+".log"),
-			args: append([]string{
-				"--kubeconfig=" + kubeconfig,
-				"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
-				"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
-				"--leader-elect-namespace=" + fedmeshNamespace,
-				"--leader-elect-identity=" + name,
-				"--leader-elect-lease-duration=3s",
-				"--leader-elect-renew-deadline=2s",
-				"--leader-elect-retry-period=500ms",
-				"--max-retry-delay=2s",
-				"--member-timeout=5s",
-				"--cleanup-timeout=30s",
-				"--ingress-class=pipy",
-				"-v=2",
-			}, extraArgs...),
-		}
-		f.track(s.proc)
+		s.proc = f.newProcess(name, bin, true, append([]string{
+			"--kubeconfig=" + kubeconfig,
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+			"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
+			"--leader-elect-namespace=" + fedmeshNamespace,
+			"--leader-elect-identity=" + name,
+			"--ingress-class=pipy",
+		}, extraArgs...)...)
 		f.syncers = append(f.syncers, s)
 		if err := s.Start(ctx); err != nil {
 			return err
 		}
+		f.say("started %s on %s as system:serviceaccount:%s:%s", name, s.URL(""), fedmeshNamespace, syncerServiceAccount)
 	}
 	return nil
 }
@@ -109,7 +103,7 @@ func (s *Syncer) Start(ctx context.Context) error {
 	if err := s.proc.start(); err != nil {
 		return err
 	}
-	return waitFor(ctx, 30*time.Second, s.proc, func(ctx context.Context) error {
+	return s.f.waitFor(ctx, s.proc, s.Name, func(ctx context.Context) error {
 		code, body, err := s.Get(ctx, s.f.AnonymousConfig(), "/readyz")
 		if err == nil && code != http.StatusOK {
 			err = fmt.Errorf("/readyz: %d %s", code, body)

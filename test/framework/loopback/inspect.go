@@ -13,10 +13,9 @@ WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 See the License for the specific language governing permissions and
 limitations under the License.
 */
-package framework
+package loopback
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -37,13 +36,11 @@ func (f *Federation) FedmeshConfig() *rest.Config {
 
 // FedmeshRSS is the resident set size of fedmesh-apiserver, in bytes.
 func (f *Federation) FedmeshRSS() (int64, error) {
-	f.fedmesh.mu.Lock()
-	cmd := f.fedmesh.cmd
-	f.fedmesh.mu.Unlock()
-	if cmd == nil {
+	pid := f.fedmesh.pid()
+	if pid == 0 {
 		return 0, fmt.Errorf("fedmesh-apiserver is not running")
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, err
 	}
@@ -59,9 +56,3 @@ func (f *Federation) FedmeshRSS() (int64, error) {
 // EtcdURL is the client URL of the federation's etcd, for tests that read
 // what servers stored.
 func (f *Federation) EtcdURL() string { return f.etcdURL }
-
-// InstallMemberCRDs installs the member CRDs into every member, as New does
-// when no syncer runs: for a test that starts its syncer late.
-func (f *Federation) InstallMemberCRDs(ctx context.Context) error {
-	return f.installMemberCRDs(ctx)
-}
