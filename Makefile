@@ -51,8 +51,12 @@ run: build
 	hack/run-standalone.sh
 
 ## local-up: etcd, a control plane and cluster-1..3 on loopback, with fedmesh-apiserver registered
+# A development tool, not one of fedmesh's commands: it is built beside
+# _output/bin, and run directly rather than by "go run", so that a signal
+# sent to it (SIGTERM as well as Ctrl-C's SIGINT) stops what it started.
 local-up: build test-binaries
-	hack/local-up.sh
+	go build -o _output/tools/local-up ./hack/local-up
+	_output/tools/local-up
 
 ## bench: measure fedmesh next to kube-apiserver on a real federation (N=8 members, M=10000 exports)
 BENCH_MEMBERS ?= 8

@@ -9,7 +9,7 @@ PORT="${PORT:-8443}"
 mkdir -p "${W}"
 cd "${W}"
 
-(cd "${ROOT}" && go run ./hack/gencerts --dir "${W}/pki")
+(cd "${ROOT}" && go run ./hack/local-up -write-certs "${W}/pki")
 kubectl config --kubeconfig=kubeconfig set-cluster fedmesh --server="https://127.0.0.1:${PORT}" \
   --certificate-authority=pki/ca.crt --embed-certs=true >/dev/null
 kubectl config --kubeconfig=kubeconfig set-credentials admin --client-certificate=pki/admin.crt \
