@@ -433,6 +433,25 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ExportStatus(ref common.ReferenceCallb
 							Format:      "int64",
 						},
 					},
+					"targetClusters": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "TargetClusters is the export's audience, its spec.targetClusters: the keys of the clusters it is exported to; empty for every cluster. fedmesh-syncer writes the cluster's endpoints only into these.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{

@@ -380,9 +380,10 @@ type cachedExport struct {
 	created            metav1.Time
 	serviceAccountName string
 	rules              []cachedExportRule
+	targetClusters     []string
 	generation         int64
-	// ingressConflict is the message of the syncer's IngressConflict for
-	// the current generation, nil when there is none.
+	// ingressConflict is the message of the syncer's PathsAvailable=False
+	// for the current generation, nil when there is none.
 	ingressConflict *string
 }
 
@@ -397,6 +398,7 @@ func slimExport(e *v1alpha1.ServiceExport) *cachedExport {
 		uid:                e.UID,
 		created:            e.CreationTimestamp,
 		serviceAccountName: e.Spec.ServiceAccountName,
+		targetClusters:     e.Spec.TargetClusters,
 		generation:         e.Generation,
 	}
 	if msg, found := imports.IngressConflict(e); found {
@@ -413,7 +415,7 @@ func slimExport(e *v1alpha1.ServiceExport) *cachedExport {
 
 func equalExports(a, b *cachedExport) bool {
 	return a.uid == b.uid && a.created.Equal(&b.created) && a.serviceAccountName == b.serviceAccountName &&
-		a.generation == b.generation && slices.Equal(a.rules, b.rules) &&
+		a.generation == b.generation && slices.Equal(a.rules, b.rules) && slices.Equal(a.targetClusters, b.targetClusters) &&
 		(a.ingressConflict == nil) == (b.ingressConflict == nil) &&
 		(a.ingressConflict == nil || *a.ingressConflict == *b.ingressConflict)
 }
@@ -427,10 +429,10 @@ func (c *cachedExport) export(namespace, name string) *v1alpha1.ServiceExport {
 			Namespace: namespace, Name: name, UID: c.uid, Generation: c.generation,
 			CreationTimestamp: c.created,
 		},
-		Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: c.serviceAccountName},
+		Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: c.serviceAccountName, TargetClusters: c.targetClusters},
 	}
 	if c.ingressConflict != nil {
-		e.Status.Conditions = []metav1.Condition{{Type: imports.ConditionValid, Status: metav1.ConditionFalse,
+		e.Status.Conditions = []metav1.Condition{{Type: imports.ConditionPathsAvailable, Status: metav1.ConditionFalse,
 			Reason: imports.ReasonIngressConflict, Message: *c.ingressConflict, ObservedGeneration: c.generation}}
 	}
 	if len(c.rules) > 0 {

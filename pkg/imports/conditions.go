@@ -27,6 +27,9 @@ import (
 // returns both for every export, in this order, so that a condition written
 // back onto a member's ServiceExport is always replaced rather than left
 // stale.
+//
+// fedmesh-apiserver computes them, and only it: fedmesh-syncer copies them
+// verbatim onto the member's ServiceExport.
 const (
 	// ConditionValid tells whether the export can be served at all.
 	ConditionValid = "Valid"
@@ -34,6 +37,20 @@ const (
 	// on a property, in which case the oldest export's value is used.
 	ConditionConflict = "Conflict"
 )
+
+// ConditionPathsAvailable is the judgement of fedmesh-syncer, its only
+// writer, on a member's ServiceExport: whether the export's paths are free
+// at the cluster's gateway, that is, no Ingress of the gateway's class that
+// fedmesh did not write, and no older export of the cluster, serves one of
+// them. It is judged whatever the export's validity, so it depends on
+// nothing Compute says of the export, and Compute reads it as an input: a
+// False of the export's current generation, reason IngressConflict, makes
+// the export Valid=False with that reason and message, and withdraws its
+// endpoints, which nothing would serve.
+const ConditionPathsAvailable = "PathsAvailable"
+
+// ReasonPathsAvailable is the reason of PathsAvailable=True.
+const ReasonPathsAvailable = "PathsAvailable"
 
 // Reasons of the Valid condition.
 const (
@@ -58,19 +75,18 @@ const (
 	ReasonNoRules = "NoRules"
 	// ReasonPortNotFound: a rule names a port number the Service lacks.
 	ReasonPortNotFound = "PortNotFound"
-	// ReasonIngressConflict: the syncer could not expose the export at
-	// its cluster's gateway, because an Ingress it does not manage serves
-	// one of the export's paths, or an older export of the cluster holds
-	// one. The syncer reports it on the member's
-	// ServiceExport (see IngressConflict); the import then withdraws the
-	// cluster's endpoints, which nothing would serve.
+	// ReasonIngressConflict: the export's paths are not free at its
+	// cluster's gateway: an Ingress fedmesh does not manage serves one of
+	// them, or an older export of the cluster holds one. It is the reason
+	// of PathsAvailable=False, which the syncer writes (see
+	// IngressConflict), and then of Valid=False.
 	ReasonIngressConflict = "IngressConflict"
 )
 
-// IngressConflict returns the message of the IngressConflict the syncer
-// reported on the export for its current generation, if it did. A report
-// of an earlier generation is ignored: the export changed since, and the
-// syncer judges it again.
+// IngressConflict returns the message of the PathsAvailable=False the
+// syncer reported on the export for its current generation, if it did. A
+// report of an earlier generation is ignored: the export changed since, and
+// the syncer judges it again.
 //
 // The status is the member's to write, so the message is cut to
 // maxMessageLength: a member could otherwise make every import of the
@@ -79,8 +95,7 @@ const (
 func IngressConflict(e *v1alpha1.ServiceExport) (string, bool) {
 	for i := range e.Status.Conditions {
 		c := &e.Status.Conditions[i]
-		if c.Type == ConditionValid && c.Status == metav1.ConditionFalse &&
-			c.Reason == ReasonIngressConflict && c.ObservedGeneration == e.Generation {
+		if c.Type == ConditionPathsAvailable && c.Status == metav1.ConditionFalse && c.ObservedGeneration == e.Generation {
 			return truncate(c.Message, maxMessageLength), true
 		}
 	}

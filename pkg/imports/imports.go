@@ -37,15 +37,18 @@ limitations under the License.
 //     strings and lists), else it is InvalidExport; and when the cluster has
 //     a Service of the same namespace and name, the Service is not an
 //     ExternalName, every rule of the export names a port of the Service,
-//     and the syncer has not reported that it cannot expose the export at
-//     the cluster's gateway (IngressConflict). Invalid exports serve nothing.
+//     and the syncer has not reported that the export's paths are taken at
+//     the cluster's gateway (PathsAvailable=False, reason IngressConflict).
+//     Invalid exports serve nothing.
 //   - Valid exports are merged. Where they disagree on a property — the
 //     definition of a port number, the type (headless or not), the session
 //     affinity, the serviceAccountName — the oldest export (by creation
 //     time, ties broken by cluster key) wins, and every export of the
 //     service is marked Conflict=True until they agree again.
 //   - Each exported port lists one endpoint per valid exporting cluster: the
-//     cluster's gateway and the export rule's path.
+//     cluster's gateway and the export rule's path. The status lists each
+//     export's audience (its targetClusters), so that the syncer writes the
+//     endpoints only where they are exported to, from the import alone.
 //
 // The inputs are the members', and neither their exports nor their Services
 // are under fedmesh's control, so the cost of a computation is bounded by
@@ -842,7 +845,8 @@ func (r *resolution) status(byKey []*candidate) flomesh.ServiceImportStatus {
 	var st flomesh.ServiceImportStatus
 	st.Exports = make([]flomesh.ExportStatus, 0, len(byKey))
 	for _, c := range byKey {
-		es := flomesh.ExportStatus{Cluster: c.cluster.Key, ObservedGeneration: c.export.Generation}
+		es := flomesh.ExportStatus{Cluster: c.cluster.Key, ObservedGeneration: c.export.Generation,
+			TargetClusters: slices.Clone(c.export.Spec.TargetClusters)}
 		switch {
 		case !c.valid():
 			// Conflicts are among valid exports only. The condition is

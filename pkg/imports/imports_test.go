@@ -693,7 +693,7 @@ func TestIngressConflict(t *testing.T) {
 	reported := func(observed int64) []Export {
 		exports := walkthrough()
 		e := exports[0].Export
-		e.Status.Conditions = []metav1.Condition{{Type: ConditionValid, Status: metav1.ConditionFalse,
+		e.Status.Conditions = []metav1.Condition{{Type: ConditionPathsAvailable, Status: metav1.ConditionFalse,
 			Reason: ReasonIngressConflict, Message: msg, ObservedGeneration: observed}}
 		return exports
 	}
@@ -763,13 +763,30 @@ func TestComputeDoesNotAlias(t *testing.T) {
 	exports := walkthrough()
 	svc := clientIP(service(), 300)
 	exports[0].Service, exports[1].Service = svc, clientIP(service(), 300)
+	exports[0].Export.Spec.TargetClusters = []string{key(2)}
 	imp := Compute(Namespaces{}, ns, name, exports)
 	before := imp.DeepCopy()
 
 	*svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = 1
+	exports[0].Export.Spec.TargetClusters[0] = key(4)
 	exports[0].Export.Spec.Rules[0].Path = "/changed"
 	exports[0].Export.CreationTimestamp = metav1.NewTime(t0.Add(time.Hour))
 	assert.True(t, Equal(before, imp))
+}
+
+// TestAudience checks that the import says to whom each export goes, so
+// that the syncer needs nothing else to place the endpoints.
+func TestAudience(t *testing.T) {
+	exports := walkthrough()
+	exports[0].Export.Spec.TargetClusters = []string{key(2)}
+	imp := Compute(Namespaces{}, ns, name, exports)
+	require.Len(t, imp.Status.Exports, 2)
+	assert.Equal(t, []string{key(2)}, exportStatus(imp, key(1)).TargetClusters)
+	assert.Empty(t, exportStatus(imp, key(3)).TargetClusters, "every cluster")
+
+	// An audience change is a change of the import: it reaches the syncer.
+	again := walkthrough()
+	assert.False(t, Equal(imp, Compute(Namespaces{}, ns, name, again)))
 }
 
 func TestEqual(t *testing.T) {

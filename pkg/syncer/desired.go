@@ -73,32 +73,23 @@ func ownedLabels() map[string]string {
 	return map[string]string{ManagedByLabel: ManagedByValue}
 }
 
-// Exporter is what the syncer knows of one exporting cluster's
-// ServiceExport of a service, which the control-plane import does not
-// carry: whom it is exported to.
-type Exporter struct {
-	// Known is false while the syncer has not listed that cluster's
-	// ServiceExports (as right after it started, or when it could never
-	// reach the cluster), or its cache does not have the export yet.
-	Known bool
-	// TargetClusters of the export; empty means every cluster.
-	TargetClusters []string
-}
-
 // DesiredImport returns the ServiceImport the member of key memberKey
 // should hold for the control-plane import imp: imp with only the
-// endpoints of the other clusters whose exports reach the member. Ports
-// left without endpoints are dropped, and so is the import when no port
-// remains, as when the member is the only exporter.
+// endpoints of the other clusters whose exports reach the member, as the
+// import's status says each export's audience (targetClusters, empty for
+// every cluster). Ports left without endpoints are dropped, and so is the
+// import when no port remains, as when the member is the only exporter.
 //
-// exporters is keyed by cluster key. The endpoint of a cluster whose
-// export is not Known stays as the member's live import has it: present if
-// it was there, absent if not. So a syncer that starts, or a member cache
-// that lags, neither withdraws an endpoint the export's targetClusters
-// allowed nor hands one to a cluster they may exclude.
-func DesiredImport(memberKey string, imp *v1alpha1.ServiceImport, exporters map[string]Exporter, live *v1alpha1.ServiceImport) *v1alpha1.ServiceImport {
+// The control-plane import is all it reads: what a member exports, and to
+// whom, reaches the syncer through fedmesh-apiserver, never from the
+// exporting member's own objects.
+func DesiredImport(memberKey string, imp *v1alpha1.ServiceImport) *v1alpha1.ServiceImport {
 	if imp == nil {
 		return nil
+	}
+	audience := make(map[string][]string, len(imp.Status.Exports))
+	for _, es := range imp.Status.Exports {
+		audience[es.Cluster] = es.TargetClusters
 	}
 	var ports []v1alpha1.ServicePort
 	for _, p := range imp.Spec.Ports {
@@ -107,11 +98,7 @@ func DesiredImport(memberKey string, imp *v1alpha1.ServiceImport, exporters map[
 			if e.ClusterKey == memberKey {
 				continue
 			}
-			x, ok := exporters[e.ClusterKey]
-			switch {
-			case ok && x.Known && len(x.TargetClusters) > 0 && !slices.Contains(x.TargetClusters, memberKey):
-				continue
-			case (!ok || !x.Known) && !hasEndpoint(live, p, e.ClusterKey):
+			if to := audience[e.ClusterKey]; len(to) > 0 && !slices.Contains(to, memberKey) {
 				continue
 			}
 			endpoints = append(endpoints, e)
@@ -132,25 +119,6 @@ func DesiredImport(memberKey string, imp *v1alpha1.ServiceImport, exporters map[
 		ObjectMeta: metav1.ObjectMeta{Namespace: imp.Namespace, Name: imp.Name, Labels: ownedLabels()},
 		Spec:       spec,
 	}
-}
-
-// hasEndpoint reports whether an import the syncer wrote has an endpoint
-// of clusterKey for port p.
-func hasEndpoint(live *v1alpha1.ServiceImport, p v1alpha1.ServicePort, clusterKey string) bool {
-	if live == nil || !Owned(live) {
-		return false
-	}
-	for _, lp := range live.Spec.Ports {
-		if lp.Port != p.Port || lp.Protocol != p.Protocol {
-			continue
-		}
-		for _, e := range lp.Endpoints {
-			if e.ClusterKey == clusterKey {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // DesiredPolicy returns the GlobalTrafficPolicy a member should hold given
@@ -192,28 +160,92 @@ func ingressAnnotations(export *v1alpha1.ServiceExport) map[string]string {
 // IngressName is the name of the Ingress that exposes the export name.
 func IngressName(export string) string { return IngressPrefix + export }
 
-// DesiredIngress returns the Ingress that exposes a valid export at its
-// rules' paths on the member's gateway, of ingress class class (none when
-// class is empty). others are the member's Ingresses; those the syncer
-// did not create are the paths already taken. rivals are the member's
-// other exports that claim a path of this one and may be exposed (the
-// control plane found them valid); of two fedmesh exports, the older one
-// (by creation time, then namespace and name) holds the path, as KEP-1645
-// resolves conflicts. When a path is taken or held, the export is not
-// exposed: DesiredIngress returns nil and a message naming what holds it,
-// which becomes the export's Valid=False condition, reason
-// IngressConflict.
+
+// PathsConflict is the syncer's judgement of whether an export's paths are
+// free at the member's gateway, whatever the export's validity: it returns
+// "" when they are, else a message naming what holds them, which becomes
+// the export's PathsAvailable=False, reason IngressConflict (and, through
+// the control plane, its Valid=False).
+//
+// others are the member's Ingresses; those the syncer did not create, of
+// the class the syncer writes (class; "" for none) or of none, hold the
+// paths they serve for every host, and the name of the export's Ingress.
+// rivals are the member's other exports that claim a path of this one and
+// that the control plane found valid; of two fedmesh exports, the older
+// one (by creation time, then namespace and name) holds the path, as
+// KEP-1645 resolves conflicts. Age is a strict order, so the judgement of
+// an export depends only on older exports and never on itself.
+func PathsConflict(export *v1alpha1.ServiceExport, class string, others []*networkingv1.Ingress, rivals []*v1alpha1.ServiceExport) string {
+	if export == nil {
+		return ""
+	}
+	paths := exportPaths(export)
+	name := IngressName(export.Name)
+	var ingClass *string
+	if class != "" {
+		ingClass = &class
+	}
+	var conflicts []string
+	for _, r := range rivals {
+		if r.UID == export.UID || !older(r, export) {
+			continue
+		}
+		for _, p := range paths {
+			if claims(r, p) {
+				conflicts = append(conflicts, fmt.Sprintf("path %s is held by the older ServiceExport %s/%s", p, r.Namespace, r.Name))
+			}
+		}
+	}
+	for _, o := range others {
+		if Owned(o) {
+			continue
+		}
+		ref := o.Namespace + "/" + o.Name
+		if o.Namespace == export.Namespace && o.Name == name {
+			conflicts = append(conflicts, fmt.Sprintf("Ingress %s exists and is not managed by fedmesh", ref))
+			continue
+		}
+		if !sameClass(o.Spec.IngressClassName, ingClass) {
+			continue
+		}
+		for _, p := range paths {
+			if servesPath(o, p) {
+				conflicts = append(conflicts, fmt.Sprintf("path %s is already used by Ingress %s", p, ref))
+			}
+		}
+	}
+	sort.Strings(conflicts)
+	return strings.Join(conflicts, "; ")
+}
+
+// exportPaths returns the distinct paths of an export's rules.
+func exportPaths(export *v1alpha1.ServiceExport) []string {
+	var paths []string
+	for _, r := range export.Spec.Rules {
+		if r.Path != "" && !slices.Contains(paths, r.Path) {
+			paths = append(paths, r.Path)
+		}
+	}
+	return paths
+}
+
+// DesiredIngress returns the Ingress that exposes an export at its rules'
+// paths on the member's gateway, of ingress class class (none when class
+// is empty), or nil when the export must not be exposed: when there is
+// none, when the control plane did not find it valid, or when its paths
+// are not free (pathsConflict, from PathsConflict, is not empty; the
+// syncer's judgement may be fresher than the control plane's).
 //
 // A rule without a path is invalid (the control plane says so): it would
 // make the export a catch-all of the gateway, so no such export is ever
 // exposed.
-func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, others []*networkingv1.Ingress, rivals []*v1alpha1.ServiceExport) (*networkingv1.Ingress, string) {
-	if export == nil || !valid || len(export.Spec.Rules) == 0 {
-		return nil, ""
+func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, pathsConflict string, class string) *networkingv1.Ingress {
+	if export == nil || !valid || pathsConflict != "" || len(export.Spec.Rules) == 0 {
+		return nil
 	}
 	for _, r := range export.Spec.Rules {
 		if r.Path == "" {
-			return nil, ""
+			return nil
 		}
 	}
 	ing := &networkingv1.Ingress{
@@ -233,12 +265,11 @@ func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, ot
 		if pathType == "" {
 			pathType = networkingv1.PathTypePrefix
 		}
-		path := r.Path
-		if slices.ContainsFunc(paths, func(p networkingv1.HTTPIngressPath) bool { return p.Path == path && *p.PathType == pathType }) {
+		if slices.ContainsFunc(paths, func(p networkingv1.HTTPIngressPath) bool { return p.Path == r.Path && *p.PathType == pathType }) {
 			continue
 		}
 		paths = append(paths, networkingv1.HTTPIngressPath{
-			Path:     path,
+			Path:     r.Path,
 			PathType: &pathType,
 			Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
 				Name: export.Name,
@@ -247,41 +278,7 @@ func DesiredIngress(export *v1alpha1.ServiceExport, valid bool, class string, ot
 		})
 	}
 	ing.Spec.Rules = []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: paths}}}}
-
-	var conflicts []string
-	for _, r := range rivals {
-		if r.UID == export.UID || !older(r, export) {
-			continue
-		}
-		for _, p := range paths {
-			if claims(r, p.Path) {
-				conflicts = append(conflicts, fmt.Sprintf("path %s is held by the older ServiceExport %s/%s", p.Path, r.Namespace, r.Name))
-			}
-		}
-	}
-	for _, o := range others {
-		if Owned(o) {
-			continue
-		}
-		ref := o.Namespace + "/" + o.Name
-		if o.Namespace == ing.Namespace && o.Name == ing.Name {
-			conflicts = append(conflicts, fmt.Sprintf("Ingress %s exists and is not managed by fedmesh", ref))
-			continue
-		}
-		if !sameClass(o.Spec.IngressClassName, ing.Spec.IngressClassName) {
-			continue
-		}
-		for _, p := range paths {
-			if servesPath(o, p.Path) {
-				conflicts = append(conflicts, fmt.Sprintf("path %s is already used by Ingress %s", p.Path, ref))
-			}
-		}
-	}
-	if len(conflicts) > 0 {
-		sort.Strings(conflicts)
-		return nil, strings.Join(conflicts, "; ")
-	}
-	return ing, ""
+	return ing
 }
 
 // older reports whether export a precedes b: created first, ties broken by
@@ -329,42 +326,38 @@ func servesPath(ing *networkingv1.Ingress, path string) bool {
 	return false
 }
 
-// Exposable reports whether the control plane found the export valid,
-// all but for the IngressConflict the syncer reported, which the syncer
-// judges again itself: an export invalid only for that is exposed as soon
-// as the path is free.
-func Exposable(cp []metav1.Condition) bool {
-	c := meta.FindStatusCondition(cp, imports.ConditionValid)
-	return c != nil && (c.Status == metav1.ConditionTrue || c.Reason == imports.ReasonIngressConflict)
+// Valid reports whether the control plane found the export valid, in the
+// conditions it computed for it.
+func Valid(cp []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(cp, imports.ConditionValid)
 }
 
-// DesiredExportConditions returns the Valid and Conflict conditions of a
-// member's export: those the control plane computed (cp, from the
-// import's status.exports), with Valid as the syncer found it for an
-// exposable export: False when it could not expose the export because of
-// ingressConflict, True when the IngressConflict the control plane
-// relayed is over. It returns nil while the control plane has none, so
-// that a new export is not marked before it has been judged.
-func DesiredExportConditions(cp []metav1.Condition, ingressConflict string) []metav1.Condition {
-	if len(cp) == 0 {
+// DesiredExportConditions returns the conditions the syncer writes onto a
+// member's export: the Valid and Conflict conditions the control plane
+// computed (cp, from the import's status.exports), as they are, and the
+// syncer's own PathsAvailable, from pathsConflict (PathsConflict's
+// judgement), of the export's generation, created at created. Valid and
+// Conflict are left out while the control plane has not judged the
+// export, so that a new export is not marked before it has been; nothing
+// is returned then unless the paths are taken, which the control plane
+// must learn: an export whose paths are free needs no write to say so.
+func DesiredExportConditions(cp []metav1.Condition, pathsConflict string, generation int64, created metav1.Time) []metav1.Condition {
+	conds := make([]metav1.Condition, 0, 3)
+	for _, c := range cp {
+		if c.Type == imports.ConditionValid || c.Type == imports.ConditionConflict {
+			conds = append(conds, c)
+		}
+	}
+	if len(conds) == 0 && pathsConflict == "" {
 		return nil
 	}
-	exposable := Exposable(cp)
-	conds := make([]metav1.Condition, 0, len(cp))
-	for _, c := range cp {
-		if c.Type != imports.ConditionValid && c.Type != imports.ConditionConflict {
-			continue
-		}
-		switch {
-		case c.Type != imports.ConditionValid || !exposable:
-		case ingressConflict != "":
-			c.Status, c.Reason, c.Message = metav1.ConditionFalse, imports.ReasonIngressConflict, ingressConflict
-		case c.Reason == imports.ReasonIngressConflict:
-			c.Status, c.Reason, c.Message = metav1.ConditionTrue, imports.ReasonValid, imports.MessageValid
-		}
-		conds = append(conds, c)
+	paths := metav1.Condition{Type: imports.ConditionPathsAvailable, Status: metav1.ConditionTrue,
+		Reason: imports.ReasonPathsAvailable, Message: "the export's paths are free at the cluster's gateway",
+		ObservedGeneration: generation, LastTransitionTime: created}
+	if pathsConflict != "" {
+		paths.Status, paths.Reason, paths.Message = metav1.ConditionFalse, imports.ReasonIngressConflict, pathsConflict
 	}
-	return conds
+	return append(conds, paths)
 }
 
 // MergeConditions returns the conditions to write given the live ones and

@@ -69,64 +69,59 @@ func port(number int32, endpoints ...v1alpha1.Endpoint) v1alpha1.ServicePort {
 	return v1alpha1.ServicePort{Name: "pipy", Protocol: "TCP", Port: number, Endpoints: endpoints}
 }
 
-var everyone = map[string]Exporter{k1: {Known: true}, k2: {Known: true}, k3: {Known: true}}
+// withAudience sets, in the import's status, whom each cluster's export
+// goes to: audiences maps a cluster key to its export's targetClusters.
+func withAudience(imp *v1alpha1.ServiceImport, audiences map[string][]string) *v1alpha1.ServiceImport {
+	for _, key := range []string{k1, k3} {
+		imp.Status.Exports = append(imp.Status.Exports, v1alpha1.ExportStatus{Cluster: key, TargetClusters: audiences[key]})
+	}
+	return imp
+}
 
 func TestDesiredImport(t *testing.T) {
 	tests := []struct {
-		name      string
-		member    string
-		imp       *v1alpha1.ServiceImport
-		exporters map[string]Exporter
-		live      *v1alpha1.ServiceImport
-		want      *v1alpha1.ServiceImport
+		name   string
+		member string
+		imp    *v1alpha1.ServiceImport
+		want   *v1alpha1.ServiceImport
 	}{{
-		name: "no import on the control plane", member: k2, exporters: everyone,
+		name: "no import on the control plane", member: k2,
 	}, {
-		name: "an importer gets every exporter's endpoint", member: k2, imp: seedImport(), exporters: everyone,
+		name: "an importer gets every exporter's endpoint", member: k2, imp: seedImport(),
 		want: memberImport(port(8080, e1, e3)),
 	}, {
-		name: "an exporter never imports its own endpoint", member: k1, imp: seedImport(), exporters: everyone,
+		name: "an exporter never imports its own endpoint", member: k1, imp: seedImport(),
 		want: memberImport(port(8080, e3)),
 	}, {
-		name: "the only exporter imports nothing", member: k1, exporters: everyone,
+		name: "the only exporter imports nothing", member: k1,
 		imp: seedImport(port(8080, e1)),
 	}, {
-		name: "a port served only by the member itself is dropped", member: k1, exporters: everyone,
+		name: "a port served only by the member itself is dropped", member: k1,
 		imp:  seedImport(port(8080, e1, e3), port(9090, endpoint(k1, 81, "/metrics"))),
 		want: memberImport(port(8080, e3)),
 	}, {
-		name: "targetClusters that name the member", member: k2, imp: seedImport(),
-		exporters: map[string]Exporter{k1: {Known: true, TargetClusters: []string{k2}}, k3: {Known: true, TargetClusters: []string{k1}}},
-		want:      memberImport(port(8080, e1)),
+		name: "targetClusters that name the member", member: k2,
+		imp:  withAudience(seedImport(), map[string][]string{k1: {k2}, k3: {k1}}),
+		want: memberImport(port(8080, e1)),
 	}, {
-		name: "targetClusters that exclude the member from every export", member: k2, imp: seedImport(),
-		exporters: map[string]Exporter{k1: {Known: true, TargetClusters: []string{k3}}, k3: {Known: true, TargetClusters: []string{k1}}},
+		name: "targetClusters that exclude the member from every export", member: k2,
+		imp: withAudience(seedImport(), map[string][]string{k1: {k3}, k3: {k1}}),
 	}, {
-		name: "an unknown export's endpoint is not added", member: k2, imp: seedImport(),
-		exporters: map[string]Exporter{k1: {Known: true}},
-		want:      memberImport(port(8080, e1)),
-	}, {
-		name: "an unknown export's endpoint is kept where the member has it", member: k2, imp: seedImport(),
-		exporters: map[string]Exporter{k1: {Known: true}, k3: {}},
-		live:      memberImport(port(8080, e3)),
-		want:      memberImport(port(8080, e1, e3)),
-	}, {
-		name: "an endpoint in an import the syncer did not write is no evidence", member: k2, imp: seedImport(),
-		exporters: map[string]Exporter{k1: {Known: true}, k3: {}},
-		live:      &v1alpha1.ServiceImport{Spec: v1alpha1.ServiceImportSpec{Ports: []v1alpha1.ServicePort{port(8080, e3)}}},
-		want:      memberImport(port(8080, e1)),
+		name: "empty targetClusters are every cluster", member: k2,
+		imp:  withAudience(seedImport(), map[string][]string{k1: {k2}}),
+		want: memberImport(port(8080, e1, e3)),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := DesiredImport(tt.member, tt.imp, tt.exporters, tt.live)
+			got := DesiredImport(tt.member, tt.imp)
 			assert.Equal(t, tt.want, got)
 		})
 	}
 
 	t.Run("the control plane's import is not changed", func(t *testing.T) {
-		imp := seedImport()
-		DesiredImport(k1, imp, everyone, nil)
-		assert.Equal(t, seedImport(), imp)
+		imp := withAudience(seedImport(), map[string][]string{k3: {k2}})
+		DesiredImport(k1, imp)
+		assert.Equal(t, withAudience(seedImport(), map[string][]string{k3: {k2}}), imp)
 	})
 }
 
@@ -228,6 +223,12 @@ func TestDesiredIngress(t *testing.T) {
 	}, {
 		name: "an invalid export is not exposed", export: seedExport(), invalid: true, class: "pipy",
 	}, {
+		// The judgement of the paths depends on nothing the control plane
+		// says of the export, so that each condition has one source.
+		name: "the paths of an invalid export are judged too", export: seedExport(), invalid: true, class: "pipy",
+		others:       []*networkingv1.Ingress{ingress("default", "mine", ptr.To("pipy"), "", nil, "/cluster-1/httpbin-mesh")},
+		wantConflict: "path /cluster-1/httpbin-mesh is already used by Ingress default/mine",
+	}, {
 		name: "the seed's export", export: seedExport(), class: "pipy", want: seedIngress,
 	}, {
 		name: "no class", export: seedExport(),
@@ -295,7 +296,8 @@ func TestDesiredIngress(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, conflict := DesiredIngress(tt.export, !tt.invalid, tt.class, tt.others, tt.rivals)
+			conflict := PathsConflict(tt.export, tt.class, tt.others, tt.rivals)
+			got := DesiredIngress(tt.export, !tt.invalid, conflict, tt.class)
 			assert.Equal(t, tt.want, got)
 			assert.Equal(t, tt.wantConflict, conflict)
 		})
@@ -312,32 +314,31 @@ func TestDesiredExportConditions(t *testing.T) {
 	invalid := condition("Valid", metav1.ConditionFalse, "ServiceNotFound", "Service httpbin/httpbin does not exist", created)
 	agree := condition("Conflict", metav1.ConditionFalse, "NoConflicts", "they agree", created)
 	relayed := condition("Valid", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/b", created)
+	other := condition("Exported", metav1.ConditionTrue, "Other", "another writer's", created)
+	free := condition("PathsAvailable", metav1.ConditionTrue, "PathsAvailable", "the export's paths are free at the cluster's gateway", created)
+	taken := condition("PathsAvailable", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/c", created)
 	tests := []struct {
 		name     string
 		cp       []metav1.Condition
 		conflict string
 		want     []metav1.Condition
 	}{
-		{name: "not judged yet"},
-		{name: "as the control plane says", cp: []metav1.Condition{valid, agree}, want: []metav1.Condition{valid, agree}},
+		{name: "not judged yet, paths free: nothing to write"},
+		{name: "not judged yet, paths taken: the control plane must learn it", conflict: "path / is already used by Ingress a/c", want: []metav1.Condition{taken}},
+		{name: "as the control plane says", cp: []metav1.Condition{valid, agree}, want: []metav1.Condition{valid, agree, free}},
+		{name: "only Valid and Conflict are the control plane's", cp: []metav1.Condition{valid, other, agree}, want: []metav1.Condition{valid, agree, free}},
 		{
-			name: "a path conflict invalidates a valid export", cp: []metav1.Condition{valid, agree}, conflict: "path / is already used by Ingress a/b",
-			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/b", created), agree},
+			// Valid is the control plane's, verbatim, even when the
+			// syncer's judgement is fresher: the next computation follows.
+			name: "a path conflict leaves Valid to the control plane", cp: []metav1.Condition{valid, agree}, conflict: "path / is already used by Ingress a/c",
+			want: []metav1.Condition{valid, agree, taken},
 		},
-		{name: "an invalid export stays as it is", cp: []metav1.Condition{invalid, agree}, conflict: "x", want: []metav1.Condition{invalid, agree}},
-		{
-			// The control plane relays the conflict the syncer reported.
-			name: "a path conflict that lasts", cp: []metav1.Condition{relayed, agree}, conflict: "path / is already used by Ingress a/c",
-			want: []metav1.Condition{condition("Valid", metav1.ConditionFalse, imports.ReasonIngressConflict, "path / is already used by Ingress a/c", created), agree},
-		},
-		{
-			name: "a path conflict that is over", cp: []metav1.Condition{relayed, agree},
-			want: []metav1.Condition{condition("Valid", metav1.ConditionTrue, "Valid", imports.MessageValid, created), agree},
-		},
+		{name: "an invalid export", cp: []metav1.Condition{invalid, agree}, conflict: "path / is already used by Ingress a/c", want: []metav1.Condition{invalid, agree, taken}},
+		{name: "a conflict the control plane relays, and that is over", cp: []metav1.Condition{relayed, agree}, want: []metav1.Condition{relayed, agree, free}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, DesiredExportConditions(tt.cp, tt.conflict))
+			assert.Equal(t, tt.want, DesiredExportConditions(tt.cp, tt.conflict, 1, metav1.NewTime(created)))
 		})
 	}
 }

@@ -18,7 +18,6 @@ package syncer
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +78,11 @@ type member struct {
 	dyn  dynamic.Interface
 	// err is why the member has no clients (an unusable kubeconfig).
 	err error
+	// lastUsable, for a member with err, is the connection it replaced
+	// that had clients (or that one's lastUsable). It is kept for cleanup
+	// alone: "kubectl fedmesh unjoin" deletes a Cluster and then its
+	// credentials Secret, and the syncer may see the Secret go first.
+	lastUsable *member
 
 	queue  workqueue.TypedRateLimitingInterface[serviceKey]
 	ctx    context.Context
@@ -172,7 +176,7 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 	m.imports = fl.ServiceImports().Lister()
 	m.policies = fl.GlobalTrafficPolicies().Lister()
 	m.exports = fl.ServiceExports().Lister()
-	_ = fl.ServiceExports().Informer().AddIndexers(cache.Indexers{exportPathIndex: exportPaths})
+	_ = fl.ServiceExports().Informer().AddIndexers(cache.Indexers{exportPathIndex: indexExportPaths})
 	m.exportsByPath = fl.ServiceExports().Informer().GetIndexer()
 	m.ingresses = m.kubeFactory.Networking().V1().Ingresses().Lister()
 	svc := m.mdFactory.ForResource(servicesGVR)
@@ -194,11 +198,12 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 	return m
 }
 
-// addHandlers routes the member's changes to the queues: a change of an
+// addHandlers routes the member's changes to its own queue: a change of an
 // object the syncer writes is checked against what it wants; a change of
-// an export matters to every member (its targetClusters decide who
-// imports it); a change of an Ingress of someone else may free or take a
-// path of any export of the member; one of the syncer's own Ingresses
+// an export, to its Ingress and conditions (what it means to the other
+// members reaches them through the control plane's import); a change of an
+// Ingress of someone else may free or take a path of any export of the
+// member; one of the syncer's own Ingresses
 // coming, going or moving may free or take a path of the member's other
 // exports that claim the same paths.
 func (m *member) addHandlers(s *Syncer) {
@@ -207,9 +212,7 @@ func (m *member) addHandlers(s *Syncer) {
 	_, _ = fl.ServiceImports().Informer().AddEventHandler(local)
 	_, _ = fl.GlobalTrafficPolicies().Informer().AddEventHandler(local)
 	_, _ = m.mdFactory.ForResource(servicesGVR).Informer().AddEventHandler(local)
-	_, _ = fl.ServiceExports().Informer().AddEventHandler(handler(func(obj metav1.Object) {
-		s.enqueueEverywhere(serviceKey{obj.GetNamespace(), obj.GetName()})
-	}))
+	_, _ = fl.ServiceExports().Informer().AddEventHandler(local)
 	m.forgetReportedOnDelete()
 	ingressChanged := func(obj interface{}) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -305,21 +308,24 @@ func (m *member) enqueueExports() {
 	}
 }
 
+// usable returns the member if it has clients, else the last connection
+// it replaced that had, or nil.
+func (m *member) usable() *member {
+	if m == nil || m.err == nil {
+		return m
+	}
+	return m.lastUsable
+}
+
 // exportPathIndex indexes exports by the paths of their rules.
 const exportPathIndex = "path"
 
-func exportPaths(obj interface{}) ([]string, error) {
+func indexExportPaths(obj interface{}) ([]string, error) {
 	e, ok := obj.(*v1alpha1.ServiceExport)
 	if !ok {
 		return nil, nil
 	}
-	paths := make([]string, 0, len(e.Spec.Rules))
-	for _, r := range e.Spec.Rules {
-		if !slices.Contains(paths, r.Path) {
-			paths = append(paths, r.Path)
-		}
-	}
-	return paths, nil
+	return exportPaths(e), nil
 }
 
 // exportsClaiming returns the member's exports with a rule of path.
@@ -350,19 +356,6 @@ func (m *member) enqueuePathClaimants(ing *networkingv1.Ingress) {
 			}
 		}
 	}
-}
-
-// exporter returns what the member's export of namespace/name says of its
-// audience.
-func (m *member) exporter(namespace, name string) Exporter {
-	if !m.synced.Load() {
-		return Exporter{}
-	}
-	e, err := m.exports.ServiceExports(namespace).Get(name)
-	if err != nil {
-		return Exporter{}
-	}
-	return Exporter{Known: true, TargetClusters: e.Spec.TargetClusters}
 }
 
 // reportConflict records a Warning event in the member about obj, unless

@@ -84,20 +84,21 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	}
 	cpConditions := exportConditions(cpImport, m.key, export)
 	var (
-		wantImport  *v1alpha1.ServiceImport
-		wantPolicy  *v1alpha1.GlobalTrafficPolicy
-		wantIngress *networkingv1.Ingress
-		conflict    string
+		wantImport    *v1alpha1.ServiceImport
+		wantPolicy    *v1alpha1.GlobalTrafficPolicy
+		wantIngress   *networkingv1.Ingress
+		pathsConflict string
 	)
 	// Nothing of the federation is written into a namespace that does not
 	// federate, and what was written there before (when it did) goes. The
 	// export's conditions, which say why, are still written.
 	if federates, _ := s.opts.Namespaces.Federates(k.Namespace); federates {
-		wantImport = DesiredImport(m.key, cpImport, s.exporters(k.Namespace, k.Name), liveImport)
+		wantImport = DesiredImport(m.key, cpImport)
 		wantPolicy = DesiredPolicy(gtp, wantImport != nil, hosts)
-		wantIngress, conflict = DesiredIngress(export, Exposable(cpConditions), s.opts.IngressClass, m.allIngresses(), s.pathRivals(m, export))
-		if conflict != "" {
-			m.reportConflict(export, export.UID, imports.ReasonIngressConflict, conflict)
+		pathsConflict = PathsConflict(export, s.opts.IngressClass, m.allIngresses(), s.pathRivals(m, export))
+		wantIngress = DesiredIngress(export, Valid(cpConditions), pathsConflict, s.opts.IngressClass)
+		if pathsConflict != "" {
+			m.reportConflict(export, export.UID, imports.ReasonIngressConflict, pathsConflict)
 		}
 	}
 
@@ -109,15 +110,33 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 		s.syncIngress(ctx, m, k, wantIngress),
 	}
 	if export != nil {
-		errs = append(errs, s.syncExportStatus(ctx, m, export, DesiredExportConditions(cpConditions, conflict)))
+		cp := cpConditions
+		if len(cp) == 0 {
+			// The control plane has no judgement now (its import lags, or
+			// the member is out of its grace): the last one stays, rather
+			// than be dropped by an apply that leaves it out.
+			cp = judged(export.Status.Conditions)
+		}
+		errs = append(errs, s.syncExportStatus(ctx, m, export,
+			DesiredExportConditions(cp, pathsConflict, export.Generation, export.CreationTimestamp)))
 	}
 	return errors.Join(errs...)
 }
 
+// judged returns the Valid and Conflict conditions of conds.
+func judged(conds []metav1.Condition) []metav1.Condition {
+	var out []metav1.Condition
+	for _, c := range conds {
+		if c.Type == imports.ConditionValid || c.Type == imports.ConditionConflict {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // pathRivals returns the member's other exports that claim a path of
-// export and that the control plane found valid (but for an
-// IngressConflict, which the syncer judges itself): those that may hold
-// the path.
+// export and that the control plane found valid: those that may hold the
+// path.
 func (s *Syncer) pathRivals(m *member, export *v1alpha1.ServiceExport) []*v1alpha1.ServiceExport {
 	if export == nil {
 		return nil
@@ -132,7 +151,7 @@ func (s *Syncer) pathRivals(m *member, export *v1alpha1.ServiceExport) []*v1alph
 			if err != nil {
 				continue
 			}
-			if Exposable(exportConditions(imp, m.key, e)) {
+			if Valid(exportConditions(imp, m.key, e)) {
 				out = append(out, e)
 			}
 		}
@@ -223,7 +242,7 @@ func (s *Syncer) syncIngress(ctx context.Context, m *member, k serviceKey, want 
 	}
 	switch {
 	case live != nil && !Owned(live):
-		// DesiredIngress reported it as the export's conflict.
+		// PathsConflict reported it as the export's conflict.
 		return nil
 	case want == nil:
 		if live != nil {

@@ -242,6 +242,9 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 		delete(s.members, name)
 	case old == nil || !old.target.Same(target):
 		fresh = newMember(ctx, cluster, target, s.opts)
+		if fresh.err != nil {
+			fresh.lastUsable = old.usable()
+		}
 		s.members[name] = fresh
 	}
 	s.mu.Unlock()
@@ -252,9 +255,14 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 		if gone {
 			klog.InfoS("Cluster left the federation; removing what was written into it", "cluster", name)
 			s.cleanups.Add(1)
+			// A Cluster whose credentials went just before it (unjoin
+			// deletes both) is cleaned with those it last connected with.
+			departed := old.usable()
 			go func() {
 				defer s.cleanups.Done()
-				s.cleanup(old)
+				if departed != nil {
+					s.cleanup(departed)
+				}
 			}()
 		}
 	}
@@ -317,11 +325,6 @@ func (s *Syncer) runMember(m *member) {
 	memberSynced.WithLabelValues(m.name).Set(1)
 	klog.InfoS("Member caches synced", "cluster", m.name)
 	s.enqueueAll(m)
-	// Until now the member's exports were unknown, and the others held
-	// back their endpoints.
-	for _, k := range m.exportKeys() {
-		s.enqueueEverywhere(k)
-	}
 
 	var wg sync.WaitGroup
 	for range max(s.opts.Workers, 1) {
@@ -451,18 +454,6 @@ func (m *member) exportKeys() []serviceKey {
 		keys = append(keys, serviceKey{e.Namespace, e.Name})
 	}
 	return keys
-}
-
-// exporters returns, by cluster key, what each member's export of
-// namespace/name says of its audience.
-func (s *Syncer) exporters(namespace, name string) map[string]Exporter {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make(map[string]Exporter, len(s.members))
-	for _, m := range s.members {
-		out[m.key] = m.exporter(namespace, name)
-	}
-	return out
 }
 
 // Members returns the names of the members the syncer is connected to.

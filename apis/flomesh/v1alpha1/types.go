@@ -334,6 +334,13 @@ type ExportStatus struct {
 	// judged.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// TargetClusters is the export's audience, its spec.targetClusters:
+	// the keys of the clusters it is exported to; empty for every
+	// cluster. fedmesh-syncer writes the cluster's endpoints only into
+	// these.
+	// +optional
+	// +listType=atomic
+	TargetClusters []string `json:"targetClusters,omitempty"`
 	// Conditions are the Valid and Conflict conditions of KEP-1645, listed
 	// only when the export is not valid or is in conflict. An export without
 	// conditions is Valid=True and Conflict=False: spelling that out for

@@ -32,6 +32,11 @@ type ExportStatusApplyConfiguration struct {
 	// ObservedGeneration is the generation of the ServiceExport that was
 	// judged.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
+	// TargetClusters is the export's audience, its spec.targetClusters:
+	// the keys of the clusters it is exported to; empty for every
+	// cluster. fedmesh-syncer writes the cluster's endpoints only into
+	// these.
+	TargetClusters []string `json:"targetClusters,omitempty"`
 	// Conditions are the Valid and Conflict conditions of KEP-1645, listed
 	// only when the export is not valid or is in conflict. An export without
 	// conditions is Valid=True and Conflict=False: spelling that out for
@@ -59,6 +64,16 @@ func (b *ExportStatusApplyConfiguration) WithCluster(value string) *ExportStatus
 // If called multiple times, the ObservedGeneration field is set to the value of the last call.
 func (b *ExportStatusApplyConfiguration) WithObservedGeneration(value int64) *ExportStatusApplyConfiguration {
 	b.ObservedGeneration = &value
+	return b
+}
+
+// WithTargetClusters adds the given value to the TargetClusters field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the TargetClusters field.
+func (b *ExportStatusApplyConfiguration) WithTargetClusters(values ...string) *ExportStatusApplyConfiguration {
+	for i := range values {
+		b.TargetClusters = append(b.TargetClusters, values[i])
+	}
 	return b
 }
 
