@@ -33,7 +33,11 @@ import (
 // REST is the storage of the globaltrafficpolicies resource.
 type REST struct {
 	*genericregistry.Store
+	writes *Writes
 }
+
+// Writes tells which cluster keys the policy writes in progress name.
+func (r *REST) Writes() *Writes { return r.writes }
 
 var _ rest.ShortNamesProvider = &REST{}
 
@@ -60,7 +64,9 @@ func NewREST(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*RES
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, nil, err
 	}
-	return &REST{store}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
+	// Status writes go around REST, and so around Writes: they never
+	// change the targets.
+	return &REST{Store: store, writes: NewWrites()}, registry.NewStatusREST(store, NewStatusStrategy(strategy)), nil
 }
 
 // maxTargetsShown bounds the Targets cell; -o yaml has the rest.
