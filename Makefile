@@ -29,7 +29,7 @@ unit:
 	go test -short -count=1 $(GO_PACKAGES)
 
 # The packages whose code runs concurrently: watches, queues, informers.
-RACE_PACKAGES := ./pkg/registry/... ./pkg/clusterset/... ./pkg/syncer/... ./pkg/admission/...
+RACE_PACKAGES := ./pkg/registry/... ./pkg/clusterset/... ./pkg/syncer/... ./pkg/admission/... ./pkg/protection/...
 
 ## race: the unit tests of the concurrent packages under the race detector
 race:

@@ -27,9 +27,10 @@ import (
 
 // PluginNames are the names of fedmesh's plugins, in the order they run.
 // They are enabled by default; the server appends them to the recommended
-// order, after the webhooks and policies, so that a write they admit is
-// rarely refused afterwards (ClusterKeyResolution records references for the
-// writes it admits).
+// order, after the webhooks and policies: the finalizer ClusterInUseProtection
+// puts on a new Cluster is added after any webhook has changed it, and
+// writes that others refuse are refused before fedmesh's plugins read
+// storage.
 var PluginNames = []string{
 	clusterkeys.PluginName,
 	clusterinuse.PluginName,

@@ -40,10 +40,15 @@ import (
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	"github.com/fedmesh/fedmesh/pkg/clusterset"
+	"github.com/fedmesh/fedmesh/pkg/protection"
 	clusterstorage "github.com/fedmesh/fedmesh/pkg/registry/cluster"
 	gtpstorage "github.com/fedmesh/fedmesh/pkg/registry/globaltrafficpolicy"
 	"github.com/fedmesh/fedmesh/pkg/registry/serviceimport"
 )
+
+// protectionWorkers is how many workers the cluster-protection controller
+// runs for each of its queues.
+const protectionWorkers = 2
 
 var (
 	// Scheme knows every type fedmesh-apiserver serves.
@@ -75,11 +80,16 @@ type ExtraConfig struct {
 	// DisableClusterset serves the API without connecting to members, for
 	// tests that feed the imports themselves.
 	DisableClusterset bool
+	// DisableClusterProtection serves the API without the controller that
+	// keeps Clusters while policies target them and writes the status of
+	// policies, for tests that write those objects as they please.
+	DisableClusterProtection bool
 
 	// Client reaches the server's own API over loopback.
 	Client versioned.Interface
 	// Informers is the one informer factory of the server's own API, shared
-	// by admission and the clusterset controller; the server starts it.
+	// by admission, the clusterset controller and the cluster-protection
+	// controller; the server starts it.
 	Informers fedinformers.SharedInformerFactory
 	// ControlPlane reaches the core API of the control plane, where the
 	// members' credentials Secrets are; nil when standalone.
@@ -169,6 +179,15 @@ func (c completedConfig) New() (*Server, error) {
 		// with them.
 		controller = clusterset.New(c.ExtraConfig.Client, informers, secretInformer, s.Imports, c.ExtraConfig.Clusterset)
 	}
+	var protector *protection.Controller
+	if !c.ExtraConfig.DisableClusterProtection {
+		// The policy storage tells the controller which policy writes are
+		// on their way: it releases no Cluster they name.
+		protector, err = protection.NewController(c.ExtraConfig.Client, informers, s.Imports, policies.Writes())
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.GenericAPIServer.AddPostStartHookOrDie("start-fedmesh-informers", func(hc genericapiserver.PostStartHookContext) error {
 		informers.Start(hc.Done())
 		if secrets != nil {
@@ -176,6 +195,9 @@ func (c completedConfig) New() (*Server, error) {
 		}
 		if controller != nil {
 			go controller.Run(hc)
+		}
+		if protector != nil {
+			go protector.Run(hc, protectionWorkers)
 		}
 		return nil
 	})

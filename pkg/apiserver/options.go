@@ -75,8 +75,9 @@ type Options struct {
 	// embeddedEtcd is set by Config when it started one.
 	embeddedEtcd *EmbeddedEtcd
 	// client and informers reach the server's own API over loopback. One
-	// factory feeds both admission and the clusterset controller, so every
-	// Cluster, kubeconfig included, is cached once. Config makes them.
+	// factory feeds admission and the clusterset and cluster-protection
+	// controllers, so every Cluster, kubeconfig included, is cached once.
+	// Config makes them.
 	client    versioned.Interface
 	informers fedinformers.SharedInformerFactory
 }

@@ -16,7 +16,8 @@ limitations under the License.
 
 // Package clusterinuse holds the ClusterInUseProtection admission plugin: a
 // Cluster that GlobalTrafficPolicies target can be neither deleted nor
-// re-keyed until they stop naming it.
+// re-keyed until they stop naming it, and every new Cluster carries the
+// protection finalizer.
 package clusterinuse
 
 import (
@@ -25,22 +26,18 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/sets"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
-	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	"github.com/fedmesh/fedmesh/pkg/admission/initializer"
-	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
+	"github.com/fedmesh/fedmesh/pkg/protection"
 )
 
 // PluginName is the name of the plugin in --enable-admission-plugins and
@@ -56,16 +53,17 @@ func Register(plugins *admission.Plugins) {
 
 // Plugin refuses to delete a Cluster, or to change its key (region, zone or
 // group), while a GlobalTrafficPolicy targets the key. It looks the key up
-// in an informer cache indexed by target, and confirms what the cache
-// shows with fresh reads of those policies (the cache may still show a
-// policy as it was before the user removed the key). When the cache shows
-// none, a fresh list from storage and the pending references recorded on the
-// Cluster by ClusterKeyResolution decide: together they close the race with
-// a policy written at the same moment (see package clusterrefs).
+// in an informer cache indexed by target, confirms what the cache shows
+// with fresh reads of those policies (the cache may still show a policy as
+// it was before the user removed the key), and, when the cache shows none,
+// lists the policies fresh from storage (the cache may not have a policy
+// just stored yet).
 //
-// It also keeps those pending references out of users' hands: on every
-// write of a Cluster but fedmesh's own, the annotation that holds them is
-// kept as stored (and dropped from a new Cluster).
+// That is the early, friendly answer, not the guarantee: a policy write may
+// still be on its way to storage when the delete is judged. The guarantee
+// is the finalizer protection.Finalizer, which the plugin puts on every new
+// Cluster, and which the cluster-protection controller removes from a
+// Cluster being deleted only once no policy targets it.
 type Plugin struct {
 	*admission.Handler
 	// ready holds requests until the informer has synced.
@@ -74,11 +72,6 @@ type Plugin struct {
 	policyIndex cache.Indexer
 	client      versioned.Interface
 	initErr     error
-
-	now func() time.Time
-	// wait paces the fresh re-reads that give a policy write admitted a
-	// moment ago the time to be stored, before answering Conflict.
-	wait wait.Backoff
 }
 
 var (
@@ -92,8 +85,6 @@ var (
 func New() *Plugin {
 	return &Plugin{
 		Handler: admission.NewHandler(admission.Create, admission.Update, admission.Delete),
-		now:     time.Now,
-		wait:    wait.Backoff{Steps: 6, Duration: 20 * time.Millisecond, Factor: 2},
 	}
 }
 
@@ -101,7 +92,7 @@ func New() *Plugin {
 // by target key.
 func (p *Plugin) SetFedmeshInformerFactory(f informers.SharedInformerFactory) {
 	informer := f.Flomesh().V1alpha1().GlobalTrafficPolicies().Informer()
-	if err := clusterrefs.AddIndexers(informer, clusterrefs.PolicyIndexers()); err != nil {
+	if err := protection.AddIndexers(informer, protection.PolicyIndexers()); err != nil {
 		p.initErr = fmt.Errorf("indexing GlobalTrafficPolicies by target: %w", err)
 	}
 	p.policyIndex = informer.GetIndexer()
@@ -130,36 +121,23 @@ func isCluster(a admission.Attributes) bool {
 	return a.GetResource().GroupResource() == flomesh.Resource("clusters") && a.GetSubresource() == ""
 }
 
-// Admit keeps the pending references of a Cluster as stored, whatever a
-// user writes: a user who replaced a Cluster without them would reopen the
-// race they close.
+// Admit puts the protection finalizer on a new Cluster, so that it is
+// protected from its first moment; the controller adds it to Clusters
+// created without it.
 func (p *Plugin) Admit(_ context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
-	if !isCluster(a) || a.GetUserInfo() != nil && a.GetUserInfo().GetName() == user.APIServerUser {
-		// fedmesh's own writes, through its loopback connection, are the
-		// ones that record and settle references.
+	if !isCluster(a) || a.GetOperation() != admission.Create {
 		return nil
 	}
 	c, ok := a.GetObject().(*flomesh.Cluster)
 	if !ok {
 		return nil
 	}
-	switch a.GetOperation() {
-	case admission.Create:
-		delete(c.Annotations, clusterrefs.PendingAnnotation)
-	case admission.Update:
-		old, ok := a.GetOldObject().(*flomesh.Cluster)
-		if !ok {
+	for _, f := range c.Finalizers {
+		if f == protection.Finalizer {
 			return nil
 		}
-		if v, ok := old.Annotations[clusterrefs.PendingAnnotation]; ok {
-			if c.Annotations == nil {
-				c.Annotations = map[string]string{}
-			}
-			c.Annotations[clusterrefs.PendingAnnotation] = v
-		} else {
-			delete(c.Annotations, clusterrefs.PendingAnnotation)
-		}
 	}
+	c.Finalizers = append(c.Finalizers, protection.Finalizer)
 	return nil
 }
 
@@ -189,12 +167,12 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 }
 
 // checkUnused returns nil if no policy targets key, the key of c as stored:
-// none in the cache, none in a fresh list, and none pending on c.
+// none in the cache that a fresh read confirms, and none in a fresh list.
 func (p *Plugin) checkUnused(ctx context.Context, a admission.Attributes, c *flomesh.Cluster, key, action string) error {
 	if !p.ready.Wait(ctx) {
 		return admission.NewForbidden(a, fmt.Errorf("not yet ready to handle request"))
 	}
-	cached, err := clusterrefs.PoliciesTargeting(p.policyIndex, key)
+	cached, err := protection.PoliciesTargeting(p.policyIndex, key)
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
@@ -207,41 +185,15 @@ func (p *Plugin) checkUnused(ctx context.Context, a admission.Attributes, c *flo
 			return inUse(c.Name, key, action, names)
 		}
 	}
-
-	// The cache may lag behind a policy just stored; and a policy admitted
-	// a moment ago may not be stored yet, which its pending reference on c
-	// tells. c is the version the storage will delete or update only if it
-	// is still current, so every reference recorded before is in view here,
-	// and a reference recorded after makes the storage judge again.
-	pending := clusterrefs.Decode(c.Annotations)
-	wait := p.wait
-	for {
-		names, stored, err := p.listFresh(ctx, key)
-		if err != nil {
-			return apierrors.NewInternalError(fmt.Errorf("listing GlobalTrafficPolicies: %w", err))
-		}
-		if len(names) > 0 {
-			return inUse(c.Name, key, action, names)
-		}
-		now := p.now()
-		var unsettled []clusterrefs.Pending
-		for _, q := range pending {
-			if q.Unsettled(now, stored) {
-				unsettled = append(unsettled, q)
-			}
-		}
-		if len(unsettled) == 0 {
-			return nil
-		}
-		if wait.Steps <= 0 {
-			return inFlight(c.Name, key, action, unsettled)
-		}
-		// Such a write is normally stored within milliseconds: give it
-		// the time, and answer with the policy that names the key.
-		if err := sleep(ctx, wait.Step()); err != nil {
-			return inFlight(c.Name, key, action, unsettled)
-		}
+	// The cache may lag behind a policy just stored.
+	names, err := p.listFresh(ctx, key)
+	if err != nil {
+		return apierrors.NewInternalError(fmt.Errorf("listing GlobalTrafficPolicies: %w", err))
 	}
+	if len(names) > 0 {
+		return inUse(c.Name, key, action, names)
+	}
+	return nil
 }
 
 // confirm reads fresh from storage the policies the cache says target key
@@ -250,7 +202,7 @@ func (p *Plugin) checkUnused(ctx context.Context, a admission.Attributes, c *flo
 // ago may still target key in the cache: without this, a user who removes
 // the key from a policy and then deletes the Cluster could be refused.
 func (p *Plugin) confirm(ctx context.Context, key string, cached []string) ([]string, error) {
-	checked := min(len(cached), clusterrefs.MaxListed)
+	checked := min(len(cached), protection.MaxListed)
 	var names []string
 	for _, name := range cached[:checked] {
 		namespace, policyName, _ := strings.Cut(name, "/")
@@ -259,7 +211,7 @@ func (p *Plugin) confirm(ctx context.Context, key string, cached []string) ([]st
 		case apierrors.IsNotFound(err):
 		case err != nil:
 			return nil, err
-		case clusterrefs.Targets(policy, key):
+		case protection.Targets(policy, key):
 			names = append(names, name)
 		}
 	}
@@ -270,22 +222,18 @@ func (p *Plugin) confirm(ctx context.Context, key string, cached []string) ([]st
 }
 
 // listFresh lists every policy from storage, not the cache, and returns
-// those that target key, namespace/name and sorted, and the state of all.
-func (p *Plugin) listFresh(ctx context.Context, key string) ([]string, map[string]clusterrefs.PolicyState, error) {
+// those that target key, namespace/name and sorted.
+func (p *Plugin) listFresh(ctx context.Context, key string) ([]string, error) {
 	var names []string
-	stored := map[string]clusterrefs.PolicyState{}
 	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := p.client.FlomeshV1alpha1().GlobalTrafficPolicies(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for i := range list.Items {
-			policy := &list.Items[i]
-			name := policy.Namespace + "/" + policy.Name
-			stored[name] = clusterrefs.PolicyState{UID: policy.UID, ResourceVersion: policy.ResourceVersion}
-			if clusterrefs.Targets(policy, key) {
-				names = append(names, name)
+			if policy := &list.Items[i]; protection.Targets(policy, key) {
+				names = append(names, policy.Namespace+"/"+policy.Name)
 			}
 		}
 		if list.Continue == "" {
@@ -294,38 +242,11 @@ func (p *Plugin) listFresh(ctx context.Context, key string) ([]string, map[strin
 		opts.Continue = list.Continue
 	}
 	sort.Strings(names)
-	return names, stored, nil
+	return names, nil
 }
 
 func inUse(name, key, action string, policies []string) error {
 	return apierrors.NewForbidden(flomesh.Resource("clusters"), name,
 		fmt.Errorf("%s: its key %q is a target of %s (%s); remove the key from their spec.targets first",
-			action, key, clusterrefs.Policies(len(policies)), clusterrefs.ListNames(policies)))
-}
-
-func inFlight(name, key, action string, pending []clusterrefs.Pending) error {
-	policies := sets.New[string]()
-	var clears time.Time
-	for _, q := range pending {
-		policies.Insert(q.Policy)
-		if q.Expires.After(clears) {
-			clears = q.Expires.Time
-		}
-	}
-	return apierrors.NewConflict(flomesh.Resource("clusters"), name,
-		fmt.Errorf("%s: its key %q was just added to the targets of %s (%s), whose write may not be stored yet; "+
-			"try again (if that write failed, this clears at %s)",
-			action, key, clusterrefs.Policies(policies.Len()), clusterrefs.ListNames(sets.List(policies)),
-			clears.UTC().Format(time.RFC3339)))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+			action, key, protection.Policies(len(policies)), protection.ListNames(policies)))
 }

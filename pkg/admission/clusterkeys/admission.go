@@ -35,19 +35,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
 	genericinitializer "k8s.io/apiserver/pkg/admission/initializer"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
@@ -56,17 +51,13 @@ import (
 	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	listers "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/admission/initializer"
-	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
+	"github.com/fedmesh/fedmesh/pkg/protection"
 )
 
 // PluginName is the name of the plugin in --enable-admission-plugins and
 // --disable-admission-plugins.
 const PluginName = "ClusterKeyResolution"
-
-// FieldManager is the field manager of the pending references the plugin
-// records on Clusters.
-const FieldManager = "fedmesh-admission"
 
 // Register registers the plugin.
 func Register(plugins *admission.Plugins) {
@@ -77,10 +68,9 @@ func Register(plugins *admission.Plugins) {
 
 // Plugin checks, on create and update of a GlobalTrafficPolicy, that every
 // target it adds is the key of a registered Cluster that is not being
-// deleted, and records the reference on that Cluster before the policy is
-// stored, so that ClusterInUseProtection cannot let the Cluster go in the
-// meantime (see package clusterrefs for the race this closes). On delete of
-// a policy it settles the references it recorded.
+// deleted. It writes nothing: a Cluster whose deletion begins while the
+// policy is on its way to storage is kept by its finalizer until the policy
+// lets it go (package protection).
 //
 // Targets the stored policy already names are not judged again on update:
 // they were judged when added, and a policy whose Cluster went away anyway
@@ -90,16 +80,9 @@ type Plugin struct {
 	// ready holds requests until the informer has synced.
 	ready readiness.Gate
 
-	clusters     listers.ClusterLister
-	clusterIndex cache.Indexer
-	client       versioned.Interface
-	authz        authorizer.Authorizer
-	initErr      error
-
-	now func() time.Time
-	// retry paces the attempts to record a reference when other writes
-	// of the Cluster conflict with it: ten, over about five seconds.
-	retry wait.Backoff
+	clusters listers.ClusterLister
+	client   versioned.Interface
+	authz    authorizer.Authorizer
 }
 
 var (
@@ -116,24 +99,19 @@ const TargetVerb = "target"
 // New returns the plugin, to be initialized.
 func New() *Plugin {
 	return &Plugin{
-		Handler: admission.NewHandler(admission.Create, admission.Update, admission.Delete),
-		now:     time.Now,
-		retry:   wait.Backoff{Steps: 10, Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5},
+		Handler: admission.NewHandler(admission.Create, admission.Update),
 	}
 }
 
-// SetFedmeshInformerFactory takes the Cluster informer, indexed by key.
+// SetFedmeshInformerFactory takes the Cluster informer, whose cache gives
+// the hints.
 func (p *Plugin) SetFedmeshInformerFactory(f informers.SharedInformerFactory) {
 	informer := f.Flomesh().V1alpha1().Clusters()
-	if err := clusterrefs.AddIndexers(informer.Informer(), clusterrefs.ClusterIndexers()); err != nil {
-		p.initErr = fmt.Errorf("indexing Clusters by key: %w", err)
-	}
 	p.clusters = informer.Lister()
-	p.clusterIndex = informer.Informer().GetIndexer()
 	p.ready = readiness.New(informer.Informer().HasSynced)
 }
 
-// SetFedmeshClientset takes the client of fresh reads and of references.
+// SetFedmeshClientset takes the client of fresh reads.
 func (p *Plugin) SetFedmeshClientset(c versioned.Interface) {
 	p.client = c
 }
@@ -147,11 +125,9 @@ func (p *Plugin) SetAuthorizer(a authorizer.Authorizer) {
 // ValidateInitialization checks that the plugin has what it needs.
 func (p *Plugin) ValidateInitialization() error {
 	switch {
-	case p.initErr != nil:
-		return p.initErr
 	case p.authz == nil:
 		return fmt.Errorf("%s: missing authorizer", PluginName)
-	case p.clusters == nil || p.clusterIndex == nil:
+	case p.clusters == nil:
 		return fmt.Errorf("%s: missing Cluster informer", PluginName)
 	case p.client == nil:
 		return fmt.Errorf("%s: missing clientset", PluginName)
@@ -167,8 +143,6 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 	switch a.GetOperation() {
 	case admission.Create, admission.Update:
 		return p.validateWrite(ctx, a)
-	case admission.Delete:
-		p.settle(ctx, a)
 	}
 	return nil
 }
@@ -177,14 +151,6 @@ func (p *Plugin) Validate(ctx context.Context, a admission.Attributes, _ admissi
 type target struct {
 	key  string
 	path *field.Path
-}
-
-// resolved is a target and the Cluster it names.
-type resolved struct {
-	target
-	cluster *v1alpha1.Cluster
-	// hints is whether errors about it may name registered keys.
-	hints bool
 }
 
 func (p *Plugin) validateWrite(ctx context.Context, a admission.Attributes) error {
@@ -207,30 +173,24 @@ func (p *Plugin) validateWrite(ctx context.Context, a admission.Attributes) erro
 	}
 
 	var errs field.ErrorList
-	var found []resolved
 	hints := p.allowed(ctx, a, "list", "", "")
 	for _, t := range added {
 		if ferr := p.authorizeTarget(ctx, a, policy.Namespace, t); ferr != nil {
 			errs = append(errs, ferr)
 			continue
 		}
-		c, ferr, err := p.resolve(ctx, t, hints)
+		_, ferr, err := p.resolve(ctx, t, hints)
 		if err != nil {
 			return apierrors.NewInternalError(fmt.Errorf("looking up the Cluster of %s: %w", t.path, err))
 		}
 		if ferr != nil {
 			errs = append(errs, ferr)
-			continue
 		}
-		found = append(found, resolved{t, c, hints})
 	}
 	if len(errs) > 0 {
 		return apierrors.NewInvalid(flomesh.Kind("GlobalTrafficPolicy"), policy.Name, errs)
 	}
-	if a.IsDryRun() {
-		return nil
-	}
-	return p.record(ctx, policy, old, found)
+	return nil
 }
 
 // addedTargets returns the distinct keys of policy that old does not name.
@@ -280,10 +240,10 @@ func (p *Plugin) allowed(ctx context.Context, a admission.Attributes, verb, name
 	return err == nil && decision == authorizer.DecisionAllow
 }
 
-// resolve finds the Cluster of a target: in the cache, and when the cache
-// does not have it (it may lag behind a Cluster just registered), in
-// storage. A user error is a field error; err is a failure to look. hints
-// says whether the error may name registered keys.
+// resolve finds the Cluster of a target in storage, not in the cache,
+// which may lag behind a Cluster just registered, deleted, or whose
+// deletion began. A user error is a field error; err is a failure to look.
+// hints says whether the error may name registered keys.
 func (p *Plugin) resolve(ctx context.Context, t target, hints bool) (*v1alpha1.Cluster, *field.Error, error) {
 	if errs := validation.ValidateClusterKey(t.key, t.path); len(errs) > 0 {
 		e := errs[0]
@@ -292,15 +252,8 @@ func (p *Plugin) resolve(ctx context.Context, t target, hints bool) (*v1alpha1.C
 		}
 		return nil, e, nil
 	}
-	c, err := clusterrefs.ClusterByKey(p.clusterIndex, t.key)
+	c, err := p.get(ctx, t.key)
 	if err != nil {
-		return nil, nil, err
-	}
-	if c != nil && c.DeletionTimestamp == nil {
-		// Recording the reference re-checks it against storage.
-		return c, nil, nil
-	}
-	if c, err = p.get(ctx, t.key); err != nil {
 		return nil, nil, err
 	}
 	c, ferr := p.judge(t, c, hints)
@@ -325,7 +278,7 @@ func (p *Plugin) get(ctx context.Context, key string) (*v1alpha1.Cluster, error)
 // field error that says why not otherwise, with a hint when hints is set.
 func (p *Plugin) judge(t target, c *v1alpha1.Cluster, hints bool) (*v1alpha1.Cluster, *field.Error) {
 	switch {
-	case c == nil || clusterrefs.KeyOf(c) != t.key:
+	case c == nil || protection.KeyOf(c) != t.key:
 		msg := "no registered Cluster has this key"
 		if s := p.suggest(t.key, c, hints); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
@@ -335,150 +288,4 @@ func (p *Plugin) judge(t target, c *v1alpha1.Cluster, hints bool) (*v1alpha1.Clu
 		return nil, field.Invalid(t.path, t.key, fmt.Sprintf("Cluster %q, of this key, is being deleted", c.Name))
 	}
 	return c, nil
-}
-
-// record records on each Cluster found that the policy is about to name
-// it. A reference recorded for a write that then fails is harmless: it
-// settles when the policy changes, or expires.
-func (p *Plugin) record(ctx context.Context, policy, old *flomesh.GlobalTrafficPolicy, found []resolved) error {
-	deadline, hasDeadline := ctx.Deadline()
-	now := p.now()
-	ref := clusterrefs.Pending{
-		Policy:  policy.Namespace + "/" + policy.Name,
-		UID:     policy.UID,
-		Expires: metav1.NewTime(clusterrefs.Expiry(now, deadline, hasDeadline).UTC().Truncate(time.Second).Add(time.Second)),
-	}
-	if old != nil {
-		ref.ResourceVersion = old.ResourceVersion
-	}
-	for _, r := range found {
-		ferr, err := p.addPending(ctx, r, ref)
-		if ferr != nil {
-			return apierrors.NewInvalid(flomesh.Kind("GlobalTrafficPolicy"), policy.Name, field.ErrorList{ferr})
-		}
-		if apierrors.IsConflict(err) {
-			return apierrors.NewConflict(flomesh.Resource("globaltrafficpolicies"), policy.Name,
-				fmt.Errorf("Cluster %q is being changed by many writers; try again", r.cluster.Name))
-		}
-		if err != nil {
-			return apierrors.NewInternalError(fmt.Errorf("recording the reference to Cluster %q: %w", r.cluster.Name, err))
-		}
-	}
-	return nil
-}
-
-// addPending adds ref to the pending references of r's Cluster, with a
-// patch conditional on the version that was judged: if the Cluster changed
-// since, it is read and judged again.
-func (p *Plugin) addPending(ctx context.Context, r resolved, ref clusterrefs.Pending) (*field.Error, error) {
-	c := r.cluster
-	retry := p.retry
-	if c.ResourceVersion == "" {
-		// Without a version the patch would not be conditional.
-		fresh, err := p.get(ctx, r.key)
-		if err != nil {
-			return nil, err
-		}
-		var ferr *field.Error
-		if c, ferr = p.judge(r.target, fresh, r.hints); ferr != nil {
-			return ferr, nil
-		}
-	}
-	for {
-		refs := clusterrefs.Add(clusterrefs.Decode(c.Annotations), ref, p.now())
-		_, err := p.client.FlomeshV1alpha1().Clusters().Patch(ctx, c.Name, types.MergePatchType,
-			clusterrefs.Patch(c.ResourceVersion, refs), metav1.PatchOptions{FieldManager: FieldManager})
-		switch {
-		case err == nil:
-			return nil, nil
-		case apierrors.IsNotFound(err):
-			_, ferr := p.judge(r.target, nil, r.hints)
-			return ferr, nil
-		case !apierrors.IsConflict(err) || retry.Steps <= 1:
-			return nil, err
-		}
-		if err := sleep(ctx, retry.Step()); err != nil {
-			return nil, err
-		}
-		fresh, err := p.get(ctx, r.key)
-		if err != nil {
-			return nil, err
-		}
-		var ferr *field.Error
-		if c, ferr = p.judge(r.target, fresh, r.hints); ferr != nil {
-			return ferr, nil
-		}
-	}
-}
-
-// settle, on delete of a policy, removes from its target Clusters the
-// references of its writes that a fresh read shows stored. Without it, the
-// reference of a create would hold its Clusters until it expired once the
-// policy is gone: "delete the policy, then the cluster" would have to wait.
-// It is best effort: a reference it leaves expires.
-func (p *Plugin) settle(ctx context.Context, a admission.Attributes) {
-	old, ok := a.GetOldObject().(*flomesh.GlobalTrafficPolicy)
-	if !ok || a.IsDryRun() || len(old.Spec.Targets) == 0 || p.client == nil {
-		return
-	}
-	name := old.Namespace + "/" + old.Name
-	stored := map[string]clusterrefs.PolicyState{}
-	cur, err := p.client.FlomeshV1alpha1().GlobalTrafficPolicies(old.Namespace).Get(ctx, old.Name, metav1.GetOptions{})
-	switch {
-	case err == nil:
-		stored[name] = clusterrefs.PolicyState{UID: cur.UID, ResourceVersion: cur.ResourceVersion}
-	case !apierrors.IsNotFound(err):
-		klog.FromContext(ctx).V(2).Info("Not settling pending references", "policy", name, "err", err)
-		return
-	}
-	for _, key := range distinctKeys(old) {
-		if err := p.settleOn(ctx, key, old.UID, stored); err != nil {
-			klog.FromContext(ctx).V(2).Info("Not settling pending references", "policy", name, "clusterKey", key, "err", err)
-		}
-	}
-}
-
-func (p *Plugin) settleOn(ctx context.Context, key string, uid types.UID, stored map[string]clusterrefs.PolicyState) error {
-	retry := p.retry
-	for {
-		c, err := p.get(ctx, key)
-		if err != nil || c == nil || clusterrefs.KeyOf(c) != key {
-			return err
-		}
-		now := p.now()
-		refs := clusterrefs.Decode(c.Annotations)
-		kept := clusterrefs.Remove(refs, now, func(q clusterrefs.Pending) bool {
-			return q.UID == uid && !q.Unsettled(now, stored)
-		})
-		if len(kept) == len(refs) {
-			return nil
-		}
-		_, err = p.client.FlomeshV1alpha1().Clusters().Patch(ctx, c.Name, types.MergePatchType,
-			clusterrefs.Patch(c.ResourceVersion, kept), metav1.PatchOptions{FieldManager: FieldManager})
-		if !apierrors.IsConflict(err) || retry.Steps <= 1 {
-			return err
-		}
-		if err := sleep(ctx, retry.Step()); err != nil {
-			return err
-		}
-	}
-}
-
-func distinctKeys(p *flomesh.GlobalTrafficPolicy) []string {
-	keys := sets.New[string]()
-	for _, t := range p.Spec.Targets {
-		keys.Insert(t.ClusterKey)
-	}
-	return sets.List(keys)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

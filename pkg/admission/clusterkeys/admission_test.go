@@ -28,9 +28,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -40,7 +38,6 @@ import (
 	informers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	listers "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/admissiontest"
-	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
 	"github.com/fedmesh/fedmesh/pkg/admission/internal/readiness"
 )
 
@@ -73,17 +70,17 @@ func defaultWorld() world {
 	}}
 }
 
-func (w world) build(t *testing.T) (*Plugin, *admissiontest.Store) {
+func (w world) build(t *testing.T) (*Plugin, *fake.Clientset) {
 	t.Helper()
 	var objs []runtime.Object
 	for _, c := range w.stored {
 		objs = append(objs, c)
 	}
-	store := admissiontest.NewStore(objs...)
+	store := fake.NewSimpleClientset(objs...)
 	var cached []*v1alpha1.Cluster
 	for _, c := range w.stored {
 		if w.cached == nil || contains(w.cached, c.Name) {
-			cached = append(cached, store.Cluster(c.Name))
+			cached = append(cached, c.DeepCopy())
 		}
 	}
 	for _, c := range w.extraCached {
@@ -95,10 +92,7 @@ func (w world) build(t *testing.T) (*Plugin, *admissiontest.Store) {
 	indexer := admissiontest.ClusterCache(cached...)
 	p := New()
 	p.clusters = listers.NewClusterLister(indexer)
-	p.clusterIndex = indexer
 	p.client = store
-	p.now = func() time.Time { return now }
-	p.retry = wait.Backoff{Steps: 3, Duration: time.Millisecond}
 	p.authz = testAuthorizer
 	require.NoError(t, p.ValidateInitialization())
 	return p, store
@@ -128,6 +122,14 @@ func contains(names []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// assertReadOnly checks that the plugin only read from storage.
+func assertReadOnly(t *testing.T, store *fake.Clientset) {
+	t.Helper()
+	for _, a := range store.Actions() {
+		assert.Equal(t, "get", a.GetVerb(), "the plugin writes nothing: %v", a)
+	}
 }
 
 // causes returns field: message of each cause of an API error.
@@ -180,8 +182,6 @@ func TestCreate(t *testing.T) {
 		// wantErrs maps fields to substrings of their messages; none means
 		// admitted.
 		wantErrs map[string][]string
-		// wantRecorded are the Clusters that record a reference.
-		wantRecorded []string
 		// user writes the policy; the admin when nil.
 		user user.Info
 		// wantForbidden lists the fields refused for want of "target".
@@ -189,7 +189,7 @@ func TestCreate(t *testing.T) {
 	}{
 		{
 			name: "a user allowed to target in the policy's namespace is admitted", world: defaultWorld(), user: bob,
-			keys: []string{key2}, wantRecorded: []string{"cluster-2"},
+			keys: []string{key2},
 		},
 		{
 			// Same answer whether the Cluster exists or not: no oracle.
@@ -205,14 +205,14 @@ func TestCreate(t *testing.T) {
 		},
 		{
 			name: "registered keys are admitted", world: defaultWorld(),
-			keys: []string{key1, key2}, wantRecorded: []string{"cluster-1", "cluster-2"},
+			keys: []string{key1, key2},
 		},
 		{
 			name: "a policy without targets is admitted", world: defaultWorld(),
 		},
 		{
-			name: "a repeated key records one reference", world: defaultWorld(),
-			keys: []string{key2, key2}, wantRecorded: []string{"cluster-2"},
+			name: "a repeated key is admitted", world: defaultWorld(),
+			keys: []string{key2, key2},
 		},
 		{
 			name: "the default region does not name a Cluster of another region", world: defaultWorld(),
@@ -267,7 +267,7 @@ func TestCreate(t *testing.T) {
 				stored: []*v1alpha1.Cluster{admissiontest.NewCluster("cluster-2", "default")},
 				cached: []string{},
 			},
-			keys: []string{key2}, wantRecorded: []string{"cluster-2"},
+			keys: []string{key2},
 		},
 		{
 			name: "a Cluster deleted but still cached is refused",
@@ -312,29 +312,16 @@ func TestCreate(t *testing.T) {
 				}
 				assert.NotContains(t, err.Error(), "did you mean \"\"")
 			}
-			for _, c := range tc.world.stored {
-				refs := clusterrefs.Decode(store.Cluster(c.Name).Annotations)
-				if !contains(tc.wantRecorded, c.Name) {
-					assert.Empty(t, refs, "references on %s", c.Name)
-					continue
-				}
-				if assert.Len(t, refs, 1, "references on %s", c.Name) {
-					assert.Equal(t, "httpbin/httpbin", refs[0].Policy)
-					assert.Equal(t, types.UID("uid-httpbin"), refs[0].UID)
-					assert.Empty(t, refs[0].ResourceVersion, "a create")
-					assert.True(t, refs[0].Expires.After(now.Add(clusterrefs.DefaultRequestTimeout)), "expires after the request")
-				}
-			}
+			assertReadOnly(t, store)
 		})
 	}
 }
 
 func TestUpdate(t *testing.T) {
 	for _, tc := range []struct {
-		name         string
-		old, new     []string
-		wantErr      string
-		wantRecorded []string
+		name     string
+		old, new []string
+		wantErr  string
 	}{
 		{
 			name: "a key already named is not judged again",
@@ -343,7 +330,6 @@ func TestUpdate(t *testing.T) {
 		{
 			name: "a key already named may move in the list",
 			old:  []string{"default/default/default/gone"}, new: []string{key2, "default/default/default/gone"},
-			wantRecorded: []string{"cluster-2"},
 		},
 		{
 			name: "an added key is judged",
@@ -351,9 +337,8 @@ func TestUpdate(t *testing.T) {
 			wantErr: "spec.targets[1].clusterKey",
 		},
 		{
-			name: "an added key records a reference based on the stored version",
+			name: "an added key is admitted",
 			old:  []string{key2}, new: []string{key2, key3},
-			wantRecorded: []string{"cluster-3"},
 		},
 		{
 			name: "removing keys needs no Cluster",
@@ -373,16 +358,7 @@ func TestUpdate(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
-			for _, name := range []string{"cluster-1", "cluster-2", "cluster-3"} {
-				refs := clusterrefs.Decode(store.Cluster(name).Annotations)
-				if contains(tc.wantRecorded, name) {
-					if assert.Len(t, refs, 1) {
-						assert.Equal(t, "77", refs[0].ResourceVersion)
-					}
-				} else {
-					assert.Empty(t, refs, name)
-				}
-			}
+			assertReadOnly(t, store)
 		})
 	}
 }
@@ -395,6 +371,7 @@ func TestIgnored(t *testing.T) {
 	}{
 		{"the status of a policy", admissiontest.Request{Operation: admission.Update, Object: bad, Old: bad, Subresource: "status"}},
 		{"a Cluster", admissiontest.Request{Operation: admission.Create, Object: admissiontest.NewCluster("x", "default")}},
+		{"the delete of a policy", admissiontest.Request{Operation: admission.Delete, Old: bad}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _ := defaultWorld().build(t)
@@ -403,55 +380,13 @@ func TestIgnored(t *testing.T) {
 	}
 }
 
-func TestDryRunRecordsNothing(t *testing.T) {
-	p, store := defaultWorld().build(t)
+func TestDryRunIsJudged(t *testing.T) {
+	p, _ := defaultWorld().build(t)
 	err := p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(key2), DryRun: true}.Attributes(), nil)
 	require.NoError(t, err)
-	assert.Empty(t, store.Cluster("cluster-2").Annotations)
 
 	err = p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(wrong1), DryRun: true}.Attributes(), nil)
 	assert.True(t, apierrors.IsInvalid(err), "a dry run is judged all the same: %v", err)
-}
-
-func TestRecordingRetriesOnConflict(t *testing.T) {
-	p, store := defaultWorld().build(t)
-	// Another writer changes cluster-2 after the cache saw it.
-	c := store.Cluster("cluster-2")
-	c.Labels = map[string]string{"team": "a"}
-	_, err := store.FlomeshV1alpha1().Clusters().Update(context.Background(), c, metav1.UpdateOptions{})
-	require.NoError(t, err)
-
-	require.NoError(t, p.Validate(context.Background(), admissiontest.Request{Operation: admission.Create, Object: newPolicy(key2)}.Attributes(), nil))
-	got := store.Cluster("cluster-2")
-	assert.Len(t, clusterrefs.Decode(got.Annotations), 1)
-	assert.Equal(t, "a", got.Labels["team"], "the other write is kept")
-}
-
-func TestDeleteSettlesReferences(t *testing.T) {
-	p, store := defaultWorld().build(t)
-	policy, err := store.StorePolicy(newPolicy(key2, key3))
-	require.NoError(t, err)
-	expires := metav1.NewTime(now.Add(time.Minute))
-	other := clusterrefs.Pending{Policy: "web/frontend", UID: "uid-frontend", Expires: expires}
-	for name, refs := range map[string][]clusterrefs.Pending{
-		// The create of the policy, now stored: settled.
-		"cluster-2": {{Policy: "httpbin/httpbin", UID: policy.UID, Expires: expires}, other},
-		// An update of it in flight: kept until it is stored or fails.
-		"cluster-3": {{Policy: "httpbin/httpbin", UID: policy.UID, ResourceVersion: policy.ResourceVersion, Expires: expires}},
-	} {
-		c := store.Cluster(name)
-		c.Annotations = map[string]string{clusterrefs.PendingAnnotation: clusterrefs.Encode(refs)}
-		_, err := store.FlomeshV1alpha1().Clusters().Update(context.Background(), c, metav1.UpdateOptions{})
-		require.NoError(t, err)
-	}
-
-	err = p.Validate(context.Background(), admissiontest.Request{Operation: admission.Delete, Old: policy}.Attributes(), nil)
-	require.NoError(t, err, "deleting a policy is never refused")
-	refs := clusterrefs.Decode(store.Cluster("cluster-2").Annotations)
-	if assert.Len(t, refs, 1) {
-		assert.Equal(t, "web/frontend", refs[0].Policy, "only the settled reference of the policy goes")
-	}
-	assert.Len(t, clusterrefs.Decode(store.Cluster("cluster-3").Annotations), 1)
 }
 
 func TestNotReady(t *testing.T) {
@@ -475,7 +410,6 @@ func TestInitialization(t *testing.T) {
 	assert.Error(t, p.ValidateInitialization(), "without an authorizer")
 	p.SetAuthorizer(testAuthorizer)
 	require.NoError(t, p.ValidateInitialization())
-	assert.Contains(t, factory.Flomesh().V1alpha1().Clusters().Informer().GetIndexer().GetIndexers(), clusterrefs.ClusterKeyIndex)
 
 	plugins := admission.NewPlugins()
 	Register(plugins)

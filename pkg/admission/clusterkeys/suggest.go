@@ -22,7 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
-	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+	"github.com/fedmesh/fedmesh/pkg/protection"
 )
 
 // suggest returns the key of a registered Cluster the user probably meant
@@ -38,13 +38,13 @@ func (p *Plugin) suggest(key string, fresh *v1alpha1.Cluster, allowed bool) stri
 	}
 	name := key[strings.LastIndex(key, "/")+1:]
 	live := func(c *v1alpha1.Cluster) bool {
-		return c != nil && c.DeletionTimestamp == nil && clusterrefs.KeyOf(c) != key
+		return c != nil && c.DeletionTimestamp == nil && protection.KeyOf(c) != key
 	}
 	if live(fresh) && fresh.Name == name {
-		return clusterrefs.KeyOf(fresh)
+		return protection.KeyOf(fresh)
 	}
 	if c, err := p.clusters.Get(name); err == nil && live(c) {
-		return clusterrefs.KeyOf(c)
+		return protection.KeyOf(c)
 	}
 	all, err := p.clusters.List(labels.Everything())
 	if err != nil {
@@ -55,7 +55,7 @@ func (p *Plugin) suggest(key string, fresh *v1alpha1.Cluster, allowed bool) stri
 		if !live(c) {
 			continue
 		}
-		k := clusterrefs.KeyOf(c)
+		k := protection.KeyOf(c)
 		if d := distance(key, k); d < bestDistance || d == bestDistance && k < best {
 			best, bestDistance = k, d
 		}

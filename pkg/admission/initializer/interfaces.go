@@ -36,7 +36,7 @@ type WantsFedmeshInformerFactory interface {
 }
 
 // WantsFedmeshClientset is a plugin that reads flomesh.io objects fresh
-// from storage, or writes them.
+// from storage, where its informer cache may lag.
 type WantsFedmeshClientset interface {
 	SetFedmeshClientset(versioned.Interface)
 	admission.InitializationValidator

@@ -14,6 +14,9 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
+// Package admissiontest holds what the tests of fedmesh's admission plugins
+// share: fixtures, the caches built from them, and admission requests as
+// the server makes them.
 package admissiontest
 
 import (
@@ -28,7 +31,7 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/install"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
-	"github.com/fedmesh/fedmesh/pkg/admission/internal/clusterrefs"
+	"github.com/fedmesh/fedmesh/pkg/protection"
 )
 
 var scheme = runtime.NewScheme()
@@ -64,7 +67,7 @@ func NewPolicy(namespace, name string, keys ...string) *v1alpha1.GlobalTrafficPo
 // ClusterCache returns an informer's cache holding clusters, indexed as the
 // plugins index it.
 func ClusterCache(clusters ...*v1alpha1.Cluster) cache.Indexer {
-	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, clusterrefs.ClusterIndexers())
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, protection.ClusterIndexers())
 	for _, c := range clusters {
 		if err := indexer.Add(c); err != nil {
 			panic(err)
@@ -76,7 +79,7 @@ func ClusterCache(clusters ...*v1alpha1.Cluster) cache.Indexer {
 // PolicyCache returns an informer's cache holding policies, indexed as the
 // plugins index it.
 func PolicyCache(policies ...*v1alpha1.GlobalTrafficPolicy) cache.Indexer {
-	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, clusterrefs.PolicyIndexers())
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, protection.PolicyIndexers())
 	for _, p := range policies {
 		if err := indexer.Add(p); err != nil {
 			panic(err)
@@ -107,10 +110,6 @@ func Internal(obj runtime.Object) runtime.Object {
 
 // Admin is a user allowed everything.
 var Admin = &user.DefaultInfo{Name: "admin", Groups: []string{user.SystemPrivilegedGroup}}
-
-// Loopback is fedmesh-apiserver itself, writing through its loopback
-// connection.
-var Loopback = &user.DefaultInfo{Name: user.APIServerUser, Groups: []string{user.SystemPrivilegedGroup}}
 
 // Request describes an admission request on a Cluster or a policy.
 type Request struct {

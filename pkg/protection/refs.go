@@ -14,12 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package clusterrefs holds what fedmesh's admission plugins share about the
-// references from GlobalTrafficPolicies to Clusters: the cache indexes that
-// find them in O(1), the way a list of referrers is told to a user, and the
-// pending references that close the race between a policy write and the
-// deletion of the Cluster it names (see pending.go).
-package clusterrefs
+package protection
 
 import (
 	"fmt"
@@ -32,6 +27,11 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/members"
 )
+
+// What the controller and fedmesh's admission plugins share about the
+// references from GlobalTrafficPolicies to Clusters: the cache indexes that
+// find them without a scan, and the way a list of referrers is told to a
+// user.
 
 const (
 	// ClusterKeyIndex indexes Clusters by their key, region/zone/group/name.
@@ -47,7 +47,7 @@ func KeyOf(c *v1alpha1.Cluster) string {
 	return members.Key(c.Name, &c.Spec)
 }
 
-// TargetKeys returns the distinct cluster keys a policy targets.
+// TargetKeys returns the distinct cluster keys a policy targets, sorted.
 func TargetKeys(p *v1alpha1.GlobalTrafficPolicy) []string {
 	keys := sets.New[string]()
 	for _, t := range p.Spec.Targets {
@@ -97,7 +97,8 @@ func PolicyIndexers() cache.Indexers {
 }
 
 // AddIndexers adds to a shared informer those of indexers it does not have
-// yet, so that every plugin can ask for the indexes it uses.
+// yet, so that the controller and every plugin can ask for the indexes
+// they use.
 func AddIndexers(informer cache.SharedIndexInformer, indexers cache.Indexers) error {
 	have := informer.GetIndexer().GetIndexers()
 	missing := cache.Indexers{}
@@ -144,11 +145,11 @@ func PoliciesTargeting(indexer cache.Indexer, key string) ([]string, error) {
 	return names, nil
 }
 
-// MaxListed is how many policies an error names before it only counts.
+// MaxListed is how many names a message gives before it only counts.
 const MaxListed = 10
 
-// ListNames joins names for an error message: the first MaxListed, then
-// how many more there are.
+// ListNames joins names for a message: the first MaxListed, then how many
+// more there are.
 func ListNames(names []string) string {
 	if len(names) <= MaxListed {
 		return strings.Join(names, ", ")

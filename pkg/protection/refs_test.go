@@ -14,18 +14,15 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-package clusterrefs
+package protection
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
@@ -113,95 +110,4 @@ func TestListNames(t *testing.T) {
 	assert.Equal(t, "ns/p00, ns/p01, ns/p02, ns/p03, ns/p04, ns/p05, ns/p06, ns/p07, ns/p08, ns/p09 and 2 more", ListNames(names))
 	assert.Equal(t, "1 GlobalTrafficPolicy", Policies(1))
 	assert.Equal(t, "3 GlobalTrafficPolicies", Policies(3))
-}
-
-var now = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-
-func pending(policy, uid, rv string, expiresIn time.Duration) Pending {
-	return Pending{Policy: policy, UID: types.UID(uid), ResourceVersion: rv, Expires: metav1.NewTime(now.Add(expiresIn))}
-}
-
-func TestUnsettled(t *testing.T) {
-	stored := map[string]PolicyState{
-		"ns/p": {UID: "u1", ResourceVersion: "10"},
-	}
-	for _, tc := range []struct {
-		name string
-		p    Pending
-		want bool
-	}{
-		{"a create not stored yet", pending("ns/q", "u2", "", time.Minute), true},
-		{"a create not stored, expired", pending("ns/q", "u2", "", -time.Second), false},
-		{"a create stored", pending("ns/p", "u1", "", time.Minute), false},
-		{"a create that will fail with AlreadyExists", pending("ns/p", "u9", "", time.Minute), false},
-		{"an update not stored yet", pending("ns/p", "u1", "10", time.Minute), true},
-		{"an update not stored yet, expired", pending("ns/p", "u1", "10", -time.Second), false},
-		{"an update stored", pending("ns/p", "u1", "9", time.Minute), false},
-		{"an update of a policy deleted since", pending("ns/q", "u2", "7", time.Minute), false},
-		{"an update of a policy deleted and created again", pending("ns/p", "u0", "10", time.Minute), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, tc.p.Unsettled(now, stored))
-		})
-	}
-}
-
-func TestAdd(t *testing.T) {
-	a := pending("ns/a", "ua", "", time.Minute)
-	b := pending("ns/b", "ub", "5", time.Minute)
-	expired := pending("ns/c", "uc", "", -time.Second)
-
-	got := Add([]Pending{b, expired}, a, now)
-	assert.Equal(t, []Pending{a, b}, got, "sorted, the expired one dropped")
-
-	// One reference per policy, the one based on the newest version.
-	newer := pending("ns/b", "ub", "7", time.Minute)
-	assert.Equal(t, []Pending{newer}, Add([]Pending{b}, newer, now))
-	assert.Equal(t, []Pending{newer}, Add([]Pending{newer}, b, now), "an older write does not replace a newer one")
-	created := pending("ns/b", "ub", "", 2*time.Minute)
-	assert.Equal(t, []Pending{b}, Add([]Pending{created}, b, now), "an update supersedes the create")
-
-	// The same write admitted again keeps the later expiry.
-	later := pending("ns/b", "ub", "5", 2*time.Minute)
-	assert.Equal(t, []Pending{later}, Add([]Pending{later}, b, now))
-	assert.Equal(t, []Pending{later}, Add([]Pending{b}, later, now))
-}
-
-func TestRemove(t *testing.T) {
-	a := pending("ns/a", "ua", "", time.Minute)
-	b := pending("ns/b", "ub", "", time.Minute)
-	expired := pending("ns/c", "uc", "", -time.Second)
-	got := Remove([]Pending{a, b, expired}, now, func(p Pending) bool { return p.UID == "ua" })
-	assert.Equal(t, []Pending{b}, got)
-}
-
-func TestEncoding(t *testing.T) {
-	ps := []Pending{pending("ns/a", "ua", "", time.Minute), pending("ns/b", "ub", "3", time.Minute)}
-	v := Encode(ps)
-	decoded := Decode(map[string]string{PendingAnnotation: v})
-	if assert.Len(t, decoded, 2) {
-		for i := range ps {
-			assert.True(t, ps[i].Expires.Equal(&decoded[i].Expires))
-			decoded[i].Expires = ps[i].Expires
-		}
-		assert.Equal(t, ps, decoded)
-	}
-	assert.Empty(t, Encode(nil))
-	assert.Nil(t, Decode(nil))
-	assert.Nil(t, Decode(map[string]string{PendingAnnotation: "not json"}))
-
-	var patch map[string]map[string]interface{}
-	require.NoError(t, json.Unmarshal(Patch("42", ps), &patch))
-	assert.Equal(t, "42", patch["metadata"]["resourceVersion"])
-	assert.Equal(t, map[string]interface{}{PendingAnnotation: v}, patch["metadata"]["annotations"])
-
-	require.NoError(t, json.Unmarshal(Patch("43", nil), &patch))
-	assert.Equal(t, map[string]interface{}{PendingAnnotation: nil}, patch["metadata"]["annotations"],
-		"no references remove the annotation")
-}
-
-func TestExpiry(t *testing.T) {
-	deadline := now.Add(45 * time.Second)
-	assert.Equal(t, deadline.Add(ExpiryMargin), Expiry(now, deadline, true))
-	assert.Equal(t, now.Add(DefaultRequestTimeout+ExpiryMargin), Expiry(now, time.Time{}, false))
 }
