@@ -160,7 +160,6 @@ func ingressAnnotations(export *v1alpha1.ServiceExport) map[string]string {
 // IngressName is the name of the Ingress that exposes the export name.
 func IngressName(export string) string { return IngressPrefix + export }
 
-
 // PathsConflict is the syncer's judgement of whether an export's paths are
 // free at the member's gateway, whatever the export's validity: it returns
 // "" when they are, else a message naming what holds them, which becomes

@@ -84,8 +84,9 @@ type member struct {
 	// credentials Secret, and the syncer may see the Secret go first.
 	lastUsable *member
 
-	queue  workqueue.TypedRateLimitingInterface[serviceKey]
-	ctx    context.Context
+	queue workqueue.TypedRateLimitingInterface[serviceKey]
+	// cancel stops the member's caches and workers, which run on a
+	// context of the syncer's (runMember).
 	cancel context.CancelFunc
 	// done is closed when the member's workers have all returned.
 	done chan struct{}
@@ -127,15 +128,12 @@ var (
 // newMember builds the clients and caches of a member from its Cluster;
 // nothing is contacted until run. A kubeconfig that cannot be used gives a
 // member with err set, which does nothing until its Cluster changes.
-func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Target, opts Options) *member {
-	ctx, cancel := context.WithCancel(parent)
+func newMember(c *v1alpha1.Cluster, target members.Target, opts Options) *member {
 	m := &member{
 		name:   c.Name,
 		key:    target.Key,
 		target: target,
 		spec:   *c.Spec.DeepCopy(),
-		ctx:    ctx,
-		cancel: cancel,
 		done:   make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[serviceKey](50*time.Millisecond, opts.MaxRetryDelay),
@@ -193,7 +191,7 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 		ns.Informer().HasSynced,
 	}
 
-	m.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
+	m.broadcaster = record.NewBroadcaster()
 	m.recorder = m.broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: FieldManager})
 	return m
 }
@@ -281,16 +279,18 @@ func dropManagedFields(obj interface{}) (interface{}, error) {
 	return obj, nil
 }
 
-func (m *member) startInformers() {
-	m.fedFactory.Start(m.ctx.Done())
-	m.kubeFactory.Start(m.ctx.Done())
-	m.mdFactory.Start(m.ctx.Done())
+func (m *member) startInformers(ctx context.Context) {
+	m.fedFactory.Start(ctx.Done())
+	m.kubeFactory.Start(ctx.Done())
+	m.mdFactory.Start(ctx.Done())
 	m.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: m.kube.CoreV1().Events("")})
 }
 
 // stop stops the member's workers and caches and waits for the workers.
 func (m *member) stop() {
-	m.cancel()
+	if m.cancel != nil {
+		m.cancel()
+	}
 	<-m.done
 	if m.broadcaster != nil {
 		m.broadcaster.Shutdown()

@@ -178,9 +178,9 @@ func exportConditions(imp *v1alpha1.ServiceImport, clusterKey string, export *v1
 }
 
 // countWrite counts, and logs, a mutating request about to be sent.
-func countWrite(m *member, resource, verb string, namespace, name string) {
+func countWrite(ctx context.Context, m *member, resource, verb string, namespace, name string) {
 	writesTotal.WithLabelValues(m.name, resource, verb).Inc()
-	klog.V(2).InfoS("Writing to member", "cluster", m.name, "resource", resource, "verb", verb, "namespace", namespace, "name", name)
+	klog.FromContext(ctx).V(2).Info("Writing to member", "resource", resource, "verb", verb, "namespace", namespace, "name", name)
 }
 
 func (s *Syncer) syncImport(ctx context.Context, m *member, k serviceKey, want, live *v1alpha1.ServiceImport) error {
@@ -200,7 +200,7 @@ func (s *Syncer) syncImport(ctx context.Context, m *member, k serviceKey, want, 
 	if ok, err := s.ensureNamespace(ctx, m, k.Namespace, true); !ok || err != nil {
 		return err
 	}
-	countWrite(m, "serviceimports", "apply", k.Namespace, k.Name)
+	countWrite(ctx, m, "serviceimports", "apply", k.Namespace, k.Name)
 	_, err := m.fed.FlomeshV1alpha1().ServiceImports(k.Namespace).Apply(ctx, importApplyConfig(want),
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	return err
@@ -227,7 +227,7 @@ func (s *Syncer) syncPolicy(ctx context.Context, m *member, k serviceKey, want *
 	if ok, err := s.ensureNamespace(ctx, m, k.Namespace, mayCreateNamespace); !ok || err != nil {
 		return err
 	}
-	countWrite(m, "globaltrafficpolicies", "apply", k.Namespace, k.Name)
+	countWrite(ctx, m, "globaltrafficpolicies", "apply", k.Namespace, k.Name)
 	_, err = m.fed.FlomeshV1alpha1().GlobalTrafficPolicies(k.Namespace).Apply(ctx, policyApplyConfig(want),
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	return err
@@ -252,7 +252,7 @@ func (s *Syncer) syncIngress(ctx context.Context, m *member, k serviceKey, want 
 	case live != nil && IngressUpToDate(want, live):
 		return nil
 	}
-	countWrite(m, "ingresses", "apply", k.Namespace, want.Name)
+	countWrite(ctx, m, "ingresses", "apply", k.Namespace, want.Name)
 	_, err = m.kube.NetworkingV1().Ingresses(k.Namespace).Apply(ctx, ingressApplyConfig(want),
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	return err
@@ -269,7 +269,7 @@ func (s *Syncer) syncExportStatus(ctx context.Context, m *member, export *v1alph
 	if !changed {
 		return nil
 	}
-	countWrite(m, "serviceexports/status", "apply", export.Namespace, export.Name)
+	countWrite(ctx, m, "serviceexports/status", "apply", export.Namespace, export.Name)
 	_, err := m.fed.FlomeshV1alpha1().ServiceExports(export.Namespace).ApplyStatus(ctx,
 		exportStatusApplyConfig(export.Namespace, export.Name, conds),
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
@@ -288,7 +288,7 @@ func (s *Syncer) syncExportStatus(ctx context.Context, m *member, export *v1alph
 func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string, create bool) (bool, error) {
 	if o, err := m.namespaces.Get(name); err == nil {
 		if a, err := meta.Accessor(o); err == nil && a.GetDeletionTimestamp() != nil {
-			klog.V(2).InfoS("Namespace is being deleted; writing into it once it is gone", "cluster", m.name, "namespace", name)
+			klog.FromContext(ctx).V(2).Info("Namespace is being deleted; writing into it once it is gone", "namespace", name)
 			return false, nil
 		}
 		return true, nil
@@ -296,7 +296,7 @@ func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string, cr
 	if !create {
 		return false, nil
 	}
-	countWrite(m, "namespaces", "create", "", name)
+	countWrite(ctx, m, "namespaces", "create", "", name)
 	_, err := m.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ownedLabels()},
 	}, metav1.CreateOptions{FieldManager: FieldManager})
@@ -312,7 +312,7 @@ func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string, cr
 func deleteOwned(ctx context.Context, m *member, resource string, obj metav1.Object,
 	del func(context.Context, string, metav1.DeleteOptions) error) error {
 	uid := obj.GetUID()
-	countWrite(m, resource, "delete", obj.GetNamespace(), obj.GetName())
+	countWrite(ctx, m, resource, "delete", obj.GetNamespace(), obj.GetName())
 	err := del(ctx, obj.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
@@ -324,26 +324,28 @@ func deleteOwned(ctx context.Context, m *member, resource string, obj metav1.Obj
 // syncer wrote into it: its imports, policies and Ingresses, and its
 // conditions on the member's exports. It retries until it succeeds or
 // CleanupTimeout passes, as the member may be unreachable for good. The
-// CRDs stay: deleting them would delete the member's ServiceExports.
-func (s *Syncer) cleanup(m *member) {
+// CRDs stay: deleting them would delete the member's ServiceExports. It
+// stops early when ctx, the syncer's, is done.
+func (s *Syncer) cleanup(ctx context.Context, m *member) {
 	if m.err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.CleanupTimeout)
+	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CleanupTimeout)
 	defer cancel()
 	start := time.Now()
 	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: s.opts.MaxRetryDelay}
 	for {
 		err := s.cleanupOnce(ctx, m)
 		if err == nil {
-			klog.InfoS("Removed what was written into a departed member", "cluster", m.name, "after", time.Since(start).Round(time.Millisecond))
+			logger.Info("Removed what was written into a departed member", "after", time.Since(start).Round(time.Millisecond))
 			s.revokeTokens(ctx, m)
 			return
 		}
-		klog.InfoS("Cleaning a departed member failed; retrying", "cluster", m.name, "err", err)
+		logger.Info("Cleaning a departed member failed; retrying", "err", err)
 		select {
 		case <-ctx.Done():
-			klog.ErrorS(err, "Gave up cleaning a departed member", "cluster", m.name, "after", time.Since(start).Round(time.Millisecond))
+			logger.Error(err, "Gave up cleaning a departed member", "after", time.Since(start).Round(time.Millisecond))
 			return
 		case <-time.After(backoff.Step()):
 		}
@@ -358,13 +360,14 @@ func (s *Syncer) cleanup(m *member) {
 func (s *Syncer) revokeTokens(ctx context.Context, m *member) {
 	err := m.kube.CoreV1().Secrets(memberrbac.IdentityNamespace).DeleteCollection(ctx, metav1.DeleteOptions{},
 		metav1.ListOptions{LabelSelector: memberrbac.TokenSecretsSelector})
+	logger := klog.FromContext(ctx)
 	switch {
 	case err == nil:
-		klog.InfoS("Revoked fedmesh's tokens in a departed member", "cluster", m.name)
+		logger.Info("Revoked fedmesh's tokens in a departed member")
 	case apierrors.IsForbidden(err), apierrors.IsNotFound(err), apierrors.IsUnauthorized(err):
-		klog.InfoS("fedmesh's tokens in a departed member are left to its administrator", "cluster", m.name, "reason", apierrors.ReasonForError(err))
+		logger.Info("fedmesh's tokens in a departed member are left to its administrator", "reason", apierrors.ReasonForError(err))
 	default:
-		klog.ErrorS(err, "Revoking fedmesh's tokens in a departed member", "cluster", m.name)
+		logger.Error(err, "Revoking fedmesh's tokens in a departed member")
 	}
 }
 
@@ -413,7 +416,7 @@ func (s *Syncer) cleanupOnce(ctx context.Context, m *member) error {
 		// Applying no status gives up the syncer's conditions: server-side
 		// apply removes the fields a manager stops applying. (An empty
 		// status would be sent as null, which the CRD's schema rejects.)
-		countWrite(m, "serviceexports/status", "apply", e.Namespace, e.Name)
+		countWrite(ctx, m, "serviceexports/status", "apply", e.Namespace, e.Name)
 		body, err := json.Marshal(fedac.ServiceExport(e.Name, e.Namespace))
 		if err != nil {
 			return err

@@ -107,7 +107,6 @@ type Syncer struct {
 
 	mu      sync.RWMutex
 	members map[string]*member
-	ctx     context.Context
 	// cleanups tracks the removals of departed members, which Run waits
 	// for so that no write outlives it.
 	cleanups sync.WaitGroup
@@ -172,19 +171,19 @@ func New(client versioned.Interface, kube kubernetes.Interface, opts Options) (*
 // returns once no write is in flight.
 func (s *Syncer) Run(ctx context.Context) {
 	defer utilruntime.HandleCrash()
-	s.ctx = ctx
+	logger := klog.FromContext(ctx)
 	s.factory.Start(ctx.Done())
 	defer s.factory.Shutdown()
 	if s.secretFactory != nil {
 		s.secretFactory.Start(ctx.Done())
 		defer s.secretFactory.Shutdown()
 	}
-	klog.InfoS("Waiting for the control plane's caches")
+	logger.Info("Waiting for the control plane's caches")
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		s.clusterQueue.ShutDown()
 		return
 	}
-	klog.InfoS("Control plane caches synced; syncing members")
+	logger.Info("Control plane caches synced; syncing members")
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -223,6 +222,8 @@ func (s *Syncer) processCluster(ctx context.Context) bool {
 // Cluster gets one, a changed kubeconfig or key a new one, and a deleted
 // Cluster loses it after what the syncer wrote into it is removed.
 func (s *Syncer) syncCluster(ctx context.Context, name string) {
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "cluster", name)
+	ctx = klog.NewContext(ctx, logger)
 	cluster, err := s.clusters.Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
 		utilruntime.HandleError(err)
@@ -241,7 +242,7 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 	case gone:
 		delete(s.members, name)
 	case old == nil || !old.target.Same(target):
-		fresh = newMember(ctx, cluster, target, s.opts)
+		fresh = newMember(cluster, target, s.opts)
 		if fresh.err != nil {
 			fresh.lastUsable = old.usable()
 		}
@@ -253,7 +254,7 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 		old.stop()
 		memberSynced.WithLabelValues(old.name).Set(0)
 		if gone {
-			klog.InfoS("Cluster left the federation; removing what was written into it", "cluster", name)
+			logger.Info("Cluster left the federation; removing what was written into it")
 			s.cleanups.Add(1)
 			// A Cluster whose credentials went just before it (unjoin
 			// deletes both) is cleaned with those it last connected with.
@@ -261,15 +262,17 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 			go func() {
 				defer s.cleanups.Done()
 				if departed != nil {
-					s.cleanup(departed)
+					s.cleanup(ctx, departed)
 				}
 			}()
 		}
 	}
 	switch {
 	case fresh != nil:
-		klog.InfoS("Connecting to member", "cluster", name, "key", fresh.key)
-		go s.runMember(fresh)
+		logger.Info("Connecting to member", "key", fresh.key)
+		memberCtx, cancel := context.WithCancel(ctx)
+		fresh.cancel = cancel
+		go s.runMember(memberCtx, fresh)
 		// The member's key and exports change who imports what.
 		s.enqueueAllEverywhere()
 	case gone:
@@ -293,37 +296,38 @@ func (s *Syncer) member(name string) *member {
 	return s.members[name]
 }
 
-// runMember checks (and upgrades) the CRDs of a member, starts its caches, and runs
-// its workers until the member is stopped.
-func (s *Syncer) runMember(m *member) {
+// runMember checks (and upgrades) the CRDs of a member, starts its caches,
+// and runs its workers until ctx is done (the member is stopped).
+func (s *Syncer) runMember(ctx context.Context, m *member) {
 	defer close(m.done)
 	defer m.queue.ShutDown()
+	logger := klog.FromContext(ctx)
 	if m.err != nil {
-		klog.ErrorS(m.err, "Cannot connect to member", "cluster", m.name)
-		<-m.ctx.Done()
+		logger.Error(m.err, "Cannot connect to member")
+		<-ctx.Done()
 		return
 	}
 	backoff := wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: s.opts.MaxRetryDelay}
 	for {
-		err := s.upgradeCRDs(m.ctx, m)
+		err := s.upgradeCRDs(ctx, m)
 		if err == nil {
 			break
 		}
-		klog.InfoS("The member does not serve fedmesh's CRDs yet; retrying", "cluster", m.name, "err", err)
+		logger.Info("The member does not serve fedmesh's CRDs yet; retrying", "err", err)
 		select {
-		case <-m.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(backoff.Step()):
 		}
 	}
 	m.addHandlers(s)
-	m.startInformers()
-	if !cache.WaitForCacheSync(m.ctx.Done(), m.hasSynced...) {
+	m.startInformers(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), m.hasSynced...) {
 		return
 	}
 	m.synced.Store(true)
 	memberSynced.WithLabelValues(m.name).Set(1)
-	klog.InfoS("Member caches synced", "cluster", m.name)
+	logger.Info("Member caches synced")
 	s.enqueueAll(m)
 
 	var wg sync.WaitGroup
@@ -331,25 +335,25 @@ func (s *Syncer) runMember(m *member) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for s.processService(m) {
+			for s.processService(ctx, m) {
 			}
 		}()
 	}
-	<-m.ctx.Done()
+	<-ctx.Done()
 	m.queue.ShutDown()
 	wg.Wait()
 }
 
-func (s *Syncer) processService(m *member) bool {
+func (s *Syncer) processService(ctx context.Context, m *member) bool {
 	k, quit := m.queue.Get()
 	if quit {
 		return false
 	}
 	defer m.queue.Done(k)
-	if err := s.reconcile(m.ctx, m, k); err != nil {
+	if err := s.reconcile(ctx, m, k); err != nil {
 		reconcilesTotal.WithLabelValues(m.name, "error").Inc()
-		if m.ctx.Err() == nil {
-			klog.V(2).InfoS("Reconciling failed; retrying", "cluster", m.name, "service", k.Namespace+"/"+k.Name, "err", err)
+		if ctx.Err() == nil {
+			klog.FromContext(ctx).V(2).Info("Reconciling failed; retrying", "service", k.Namespace+"/"+k.Name, "err", err)
 			m.queue.AddRateLimited(k)
 		}
 		return true
