@@ -33,12 +33,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	fedac "github.com/fedmesh/fedmesh/generated/applyconfiguration/flomesh/v1alpha1"
+	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	"github.com/fedmesh/fedmesh/pkg/imports"
 )
 
@@ -311,8 +313,13 @@ func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string, cr
 // the meantime has another UID and is left alone.
 func deleteOwned(ctx context.Context, m *member, resource string, obj metav1.Object,
 	del func(context.Context, string, metav1.DeleteOptions) error) error {
-	uid := obj.GetUID()
 	countWrite(ctx, m, resource, "delete", obj.GetNamespace(), obj.GetName())
+	return deleteSame(ctx, obj, del)
+}
+
+// deleteSame deletes obj on the condition that it is still that object.
+func deleteSame(ctx context.Context, obj metav1.Object, del func(context.Context, string, metav1.DeleteOptions) error) error {
+	uid := obj.GetUID()
 	err := del(ctx, obj.GetName(), metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
@@ -372,15 +379,72 @@ func (s *Syncer) revokeTokens(ctx context.Context, m *member) {
 }
 
 func (s *Syncer) cleanupOnce(ctx context.Context, m *member) error {
+	return RemoveWritten(ctx, m.fed, m.kube, func(resource, verb, namespace, name string) {
+		countWrite(ctx, m, resource, verb, namespace, name)
+	})
+}
+
+// Written is an object fedmesh-syncer wrote into a member.
+type Written struct {
+	// Resource is the object's resource: serviceimports,
+	// globaltrafficpolicies or ingresses.
+	Resource, Namespace, Name string
+}
+
+// ListWritten lists the objects fedmesh-syncer wrote into a member: those
+// of the resources it writes that carry its label.
+func ListWritten(ctx context.Context, fed versioned.Interface, kube kubernetes.Interface) ([]Written, error) {
 	owned := metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue}
-	fl := m.fed.FlomeshV1alpha1()
+	var out []Written
+	imps, err := fed.FlomeshV1alpha1().ServiceImports(metav1.NamespaceAll).List(ctx, owned)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range imps.Items {
+		out = append(out, Written{"serviceimports", o.Namespace, o.Name})
+	}
+	gtps, err := fed.FlomeshV1alpha1().GlobalTrafficPolicies(metav1.NamespaceAll).List(ctx, owned)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range gtps.Items {
+		out = append(out, Written{"globaltrafficpolicies", o.Namespace, o.Name})
+	}
+	ings, err := kube.NetworkingV1().Ingresses(metav1.NamespaceAll).List(ctx, owned)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range ings.Items {
+		out = append(out, Written{"ingresses", o.Namespace, o.Name})
+	}
+	return out, nil
+}
+
+// RemoveWritten removes from a member everything fedmesh-syncer wrote
+// into it: its imports, policies and Ingresses (those carrying its label,
+// each only if it is still the object listed), and its conditions on the
+// member's exports. It is the one definition of that cleanup: the syncer
+// runs it, with fedmesh's identity, when a Cluster leaves the federation,
+// and "kubectl fedmesh unjoin", with the member administrator's, on what
+// the syncer could not remove. record, if set, is told of each write
+// before it is sent. The CRDs and namespaces stay.
+func RemoveWritten(ctx context.Context, fed versioned.Interface, kube kubernetes.Interface, record func(resource, verb, namespace, name string)) error {
+	if record == nil {
+		record = func(string, string, string, string) {}
+	}
+	del := func(resource string, obj metav1.Object, del func(context.Context, string, metav1.DeleteOptions) error) error {
+		record(resource, "delete", obj.GetNamespace(), obj.GetName())
+		return deleteSame(ctx, obj, del)
+	}
+	owned := metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue}
+	fl := fed.FlomeshV1alpha1()
 	imps, err := fl.ServiceImports(metav1.NamespaceAll).List(ctx, owned)
 	if err != nil {
 		return err
 	}
 	for i := range imps.Items {
 		o := &imps.Items[i]
-		if err := deleteOwned(ctx, m, "serviceimports", o, fl.ServiceImports(o.Namespace).Delete); err != nil {
+		if err := del("serviceimports", o, fl.ServiceImports(o.Namespace).Delete); err != nil {
 			return err
 		}
 	}
@@ -390,17 +454,17 @@ func (s *Syncer) cleanupOnce(ctx context.Context, m *member) error {
 	}
 	for i := range gtps.Items {
 		o := &gtps.Items[i]
-		if err := deleteOwned(ctx, m, "globaltrafficpolicies", o, fl.GlobalTrafficPolicies(o.Namespace).Delete); err != nil {
+		if err := del("globaltrafficpolicies", o, fl.GlobalTrafficPolicies(o.Namespace).Delete); err != nil {
 			return err
 		}
 	}
-	ings, err := m.kube.NetworkingV1().Ingresses(metav1.NamespaceAll).List(ctx, owned)
+	ings, err := kube.NetworkingV1().Ingresses(metav1.NamespaceAll).List(ctx, owned)
 	if err != nil {
 		return err
 	}
 	for i := range ings.Items {
 		o := &ings.Items[i]
-		if err := deleteOwned(ctx, m, "ingresses", o, m.kube.NetworkingV1().Ingresses(o.Namespace).Delete); err != nil {
+		if err := del("ingresses", o, kube.NetworkingV1().Ingresses(o.Namespace).Delete); err != nil {
 			return err
 		}
 	}
@@ -416,7 +480,7 @@ func (s *Syncer) cleanupOnce(ctx context.Context, m *member) error {
 		// Applying no status gives up the syncer's conditions: server-side
 		// apply removes the fields a manager stops applying. (An empty
 		// status would be sent as null, which the CRD's schema rejects.)
-		countWrite(ctx, m, "serviceexports/status", "apply", e.Namespace, e.Name)
+		record("serviceexports/status", "apply", e.Namespace, e.Name)
 		body, err := json.Marshal(fedac.ServiceExport(e.Name, e.Namespace))
 		if err != nil {
 			return err

@@ -28,12 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fedmesh/fedmesh/pkg/members"
-)
-
-// Labels of what fedmesh-syncer writes into members (pkg/syncer).
-const (
-	syncerManagedBy    = "fedmesh-syncer"
-	syncerOwnedObjects = managedByLabel + "=" + syncerManagedBy
+	"github.com/fedmesh/fedmesh/pkg/syncer"
 )
 
 type unjoinOptions struct {
@@ -132,43 +127,15 @@ func (o *unjoinOptions) run(ctx context.Context) error {
 
 // syncerLeftovers waits for fedmesh-syncer to remove what it wrote into
 // the member (it does so when a Cluster goes, with the identity that is
-// about to be removed), and removes what is left after cleanupTimeout.
+// about to be removed), and removes what is left after cleanupTimeout, as
+// the member's admin, with the syncer's own cleanup (syncer.RemoveWritten).
 // It returns how many objects it removed itself.
 func (o *unjoinOptions) syncerLeftovers(ctx context.Context, m *member) (int, error) {
-	type obj struct{ kind, namespace, name string }
-	list := func(ctx context.Context) ([]obj, error) {
-		opts := metav1.ListOptions{LabelSelector: syncerOwnedObjects}
-		var out []obj
-		imps, err := m.fedmesh.FlomeshV1alpha1().ServiceImports("").List(ctx, opts)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, err
-		}
-		if err == nil {
-			for _, i := range imps.Items {
-				out = append(out, obj{"ServiceImport", i.Namespace, i.Name})
-			}
-		}
-		gtps, err := m.fedmesh.FlomeshV1alpha1().GlobalTrafficPolicies("").List(ctx, opts)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, err
-		}
-		if err == nil {
-			for _, i := range gtps.Items {
-				out = append(out, obj{"GlobalTrafficPolicy", i.Namespace, i.Name})
-			}
-		}
-		ings, err := m.kube.NetworkingV1().Ingresses("").List(ctx, opts)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, err
-		}
-		if err == nil {
-			for _, i := range ings.Items {
-				out = append(out, obj{"Ingress", i.Namespace, i.Name})
-			}
-		}
-		return out, nil
+	left, err := syncer.ListWritten(ctx, m.fedmesh, m.kube)
+	if apierrors.IsNotFound(err) {
+		// The member has no CRDs: the syncer never wrote there.
+		return 0, nil
 	}
-	left, err := list(ctx)
 	if err != nil {
 		return 0, m.wrap(err)
 	}
@@ -177,28 +144,24 @@ func (o *unjoinOptions) syncerLeftovers(ctx context.Context, m *member) (int, er
 	}
 	fmt.Fprintf(o.streams.Out, "waiting up to %s for fedmesh-syncer to remove the %d object(s) it wrote into the member\n", o.cleanupTimeout, len(left))
 	_ = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, o.cleanupTimeout, false, func(ctx context.Context) (bool, error) {
-		l, err := list(ctx)
+		l, err := syncer.ListWritten(ctx, m.fedmesh, m.kube)
 		if err != nil {
 			return false, nil
 		}
 		left = l
 		return len(left) == 0, nil
 	})
+	if len(left) == 0 {
+		return 0, nil
+	}
 	removed := 0
-	for _, l := range left {
-		var err error
-		switch l.kind {
-		case "ServiceImport":
-			err = m.fedmesh.FlomeshV1alpha1().ServiceImports(l.namespace).Delete(ctx, l.name, metav1.DeleteOptions{})
-		case "GlobalTrafficPolicy":
-			err = m.fedmesh.FlomeshV1alpha1().GlobalTrafficPolicies(l.namespace).Delete(ctx, l.name, metav1.DeleteOptions{})
-		case "Ingress":
-			err = m.kube.NetworkingV1().Ingresses(l.namespace).Delete(ctx, l.name, metav1.DeleteOptions{})
+	err = syncer.RemoveWritten(ctx, m.fedmesh, m.kube, func(_, verb, _, _ string) {
+		if verb == "delete" {
+			removed++
 		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return removed, m.wrap(err)
-		}
-		removed++
+	})
+	if err != nil {
+		return removed, m.wrap(err)
 	}
 	return removed, nil
 }
