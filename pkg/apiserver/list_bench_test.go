@@ -46,7 +46,7 @@ func BenchmarkListServiceImports(b *testing.B) {
 			Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: "*", Rules: []v1alpha1.ServiceExportRule{{PortNumber: 8080, Path: "/" + name, PathType: "Prefix"}}}}
 		imp := imports.Compute(imports.Namespaces{}, ns, name, []imports.Export{{
 			Cluster: imports.Cluster{Name: "member-1", Key: "default/default/default/member-1", GatewayHost: "127.0.0.1", GatewayIP: "127.0.0.1", GatewayPort: 81},
-			Export:  exp, Service: svc,
+			Export:  imports.ExportOf(exp), Service: imports.ServiceOf(svc),
 		}})
 		testImports.Set(imp, imports.Equal)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned/fake"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
+	"github.com/fedmesh/fedmesh/pkg/imports"
 )
 
 // A store's map is made anew once most of what it held is gone, and its
@@ -45,38 +46,38 @@ func TestStoreShrinks(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		fill func(s *store[*corev1.Service, cachedService])
+		fill func(s *store[*corev1.Service, imports.Service])
 		// empty removes every object, one way or another.
-		empty func(s *store[*corev1.Service, cachedService])
+		empty func(s *store[*corev1.Service, imports.Service])
 	}{
-		{name: "added, then deleted", fill: func(s *store[*corev1.Service, cachedService]) {
+		{name: "added, then deleted", fill: func(s *store[*corev1.Service, imports.Service]) {
 			for _, o := range objs {
 				require.NoError(t, s.Add(o))
 			}
-		}, empty: func(s *store[*corev1.Service, cachedService]) {
+		}, empty: func(s *store[*corev1.Service, imports.Service]) {
 			for i, o := range objs {
 				require.NoError(t, s.Delete(o))
 				assert.Equal(t, n-i-1, s.Len())
 			}
 		}},
-		{name: "listed, then deleted with their final state unknown", fill: func(s *store[*corev1.Service, cachedService]) {
+		{name: "listed, then deleted with their final state unknown", fill: func(s *store[*corev1.Service, imports.Service]) {
 			require.NoError(t, s.Replace(objs, "1"))
-		}, empty: func(s *store[*corev1.Service, cachedService]) {
+		}, empty: func(s *store[*corev1.Service, imports.Service]) {
 			for _, o := range objs {
 				k, _ := cache.MetaNamespaceKeyFunc(o)
 				require.NoError(t, s.Delete(cache.DeletedFinalStateUnknown{Key: k, Obj: o}))
 			}
 		}},
-		{name: "updated, then listed empty", fill: func(s *store[*corev1.Service, cachedService]) {
+		{name: "updated, then listed empty", fill: func(s *store[*corev1.Service, imports.Service]) {
 			for _, o := range objs {
 				require.NoError(t, s.Update(o))
 			}
-		}, empty: func(s *store[*corev1.Service, cachedService]) {
+		}, empty: func(s *store[*corev1.Service, imports.Service]) {
 			require.NoError(t, s.Replace(nil, "2"))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(slimService, equalServices, nil)
+			s := newStore(imports.ServiceOf, (*imports.Service).Equal, nil)
 			tc.fill(s)
 			assert.Equal(t, n, s.Len())
 			assert.Equal(t, n, s.peak)

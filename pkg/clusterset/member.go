@@ -105,17 +105,17 @@ type member struct {
 
 // memberCaches are the caches of a member's ServiceExports and Services.
 type memberCaches struct {
-	exports  *store[*v1alpha1.ServiceExport, cachedExport]
-	services *store[*corev1.Service, cachedService]
+	exports  *store[*v1alpha1.ServiceExport, imports.ServiceExport]
+	services *store[*corev1.Service, imports.Service]
 	synced   []cache.InformerSynced
 }
 
 // newMemberCaches returns empty caches that call onChange for every
 // export that changed, and for every Service that changed and is exported.
 func newMemberCaches(onChange func(namespace, name string)) *memberCaches {
-	exports := newStore(slimExport, equalExports, onChange)
+	exports := newStore(imports.ExportOf, (*imports.ServiceExport).Equal, onChange)
 	// A Service matters only when an export names it.
-	services := newStore(slimService, equalServices, func(namespace, name string) {
+	services := newStore(imports.ServiceOf, (*imports.Service).Equal, func(namespace, name string) {
 		if exports.Has(namespace, name) {
 			onChange(namespace, name)
 		}
@@ -460,8 +460,8 @@ func (m *member) synced() bool {
 }
 
 // export returns the member's export of namespace/name and its Service,
-// when the caches have them. Both are rebuilt from the caches for this
-// computation alone.
+// when the caches have them: the cached values themselves, which are
+// never changed once stored.
 func (m *member) export(namespace, name string) (imports.Export, bool) {
 	c := m.caches.Load()
 	if c == nil {
@@ -471,11 +471,8 @@ func (m *member) export(namespace, name string) (imports.Export, bool) {
 	if !ok {
 		return imports.Export{}, false
 	}
-	var svc *corev1.Service
-	if s, ok := c.services.Get(namespace, name); ok {
-		svc = s.service(namespace, name)
-	}
-	return imports.Export{Cluster: m.info, Export: e.export(namespace, name), Service: svc}, true
+	svc, _ := c.services.Get(namespace, name)
+	return imports.Export{Cluster: m.info, Export: e, Service: svc}, true
 }
 
 // exportKeys lists namespace/name of every export the member has.

@@ -18,16 +18,13 @@ package clusterset
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
 )
 
@@ -41,10 +38,11 @@ import (
 // about 0.7 KB, while the import computation reads a handful of fields of
 // each. A store therefore takes the place of the informer's DeltaFIFO and
 // indexer: its Reflector writes into it directly, and it keeps, per
-// object, only a slim value of the fields the computation reads. The
-// decoded object is garbage as soon as the store has converted it; what
-// stays is about 320 bytes per Service and 300 per ServiceExport, their
-// key and map entry included (BenchmarkStoreHeap).
+// object, only the computation's input, imports.ServiceExport or
+// imports.Service, which it hands to the computation as it is. The decoded
+// object is garbage as soon as the store has converted it; what stays is
+// about 320 bytes per Service and 370 per ServiceExport, their key and map
+// entry included (BenchmarkStoreHeap).
 
 // objectKey is the namespace and name of a cached object.
 type objectKey struct {
@@ -52,7 +50,7 @@ type objectKey struct {
 }
 
 // store is a cache.ReflectorStore that keeps, for each object of type O,
-// the slim value T that slim makes of it, keyed by namespace and name. It
+// the value T that slim makes of it, keyed by namespace and name. It
 // has no index and no event queue: it calls onChange, outside its lock,
 // for every object that was added, deleted or changed (as equal sees the
 // slim values), and a Reflector is its only writer.
@@ -73,7 +71,7 @@ type store[O metav1.Object, T any] struct {
 	synced atomic.Bool
 }
 
-var _ cache.ReflectorStore = &store[*corev1.Service, cachedService]{}
+var _ cache.ReflectorStore = &store[*corev1.Service, imports.Service]{}
 
 // newStore returns an empty store. onChange may be nil.
 func newStore[O metav1.Object, T any](slim func(O) *T, equal func(a, b *T) bool, onChange func(namespace, name string)) *store[O, T] {
@@ -245,201 +243,4 @@ func (s *store[O, T]) Keys() [][2]string {
 		keys = append(keys, [2]string{k.namespace, k.name})
 	}
 	return keys
-}
-
-// cachedService is what the import computation reads of a Service: its
-// type, whether it is headless, the identity of its ports, and its
-// session affinity. Strings are those of the decoded Service, or the API's
-// constants for enumerations, so that the Service itself is not retained.
-type cachedService struct {
-	serviceType corev1.ServiceType
-	affinity    corev1.ServiceAffinity
-	ports       []cachedServicePort
-	// clientIPTimeout is SessionAffinityConfig.ClientIP.TimeoutSeconds
-	// when hasClientIPTimeout is set.
-	clientIPTimeout int32
-	// headless is whether the cluster IP is "None".
-	headless bool
-	// hasClientIP is whether SessionAffinityConfig.ClientIP is set.
-	hasClientIP        bool
-	hasClientIPTimeout bool
-}
-
-// cachedServicePort is a port of a Service, without the target and node
-// ports, which the import does not carry.
-type cachedServicePort struct {
-	name     string
-	protocol corev1.Protocol
-	// appProtocol is "" when unset: the API rejects an empty appProtocol.
-	appProtocol string
-	port        int32
-}
-
-func slimService(svc *corev1.Service) *cachedService {
-	s := &cachedService{
-		serviceType: serviceType(svc.Spec.Type),
-		affinity:    serviceAffinity(svc.Spec.SessionAffinity),
-		headless:    svc.Spec.ClusterIP == corev1.ClusterIPNone,
-	}
-	if cfg := svc.Spec.SessionAffinityConfig; cfg != nil && cfg.ClientIP != nil {
-		s.hasClientIP = true
-		if t := cfg.ClientIP.TimeoutSeconds; t != nil {
-			s.hasClientIPTimeout, s.clientIPTimeout = true, *t
-		}
-	}
-	if len(svc.Spec.Ports) > 0 {
-		s.ports = make([]cachedServicePort, len(svc.Spec.Ports))
-		for i, p := range svc.Spec.Ports {
-			s.ports[i] = cachedServicePort{name: p.Name, protocol: protocol(p.Protocol), port: p.Port}
-			if p.AppProtocol != nil {
-				s.ports[i].appProtocol = *p.AppProtocol
-			}
-		}
-	}
-	return s
-}
-
-func equalServices(a, b *cachedService) bool {
-	return a.serviceType == b.serviceType && a.affinity == b.affinity &&
-		a.clientIPTimeout == b.clientIPTimeout && a.headless == b.headless &&
-		a.hasClientIP == b.hasClientIP && a.hasClientIPTimeout == b.hasClientIPTimeout &&
-		slices.Equal(a.ports, b.ports)
-}
-
-// service rebuilds a Service of namespace/name with the cached fields, for
-// one computation; the import computation reads no other field.
-func (s *cachedService) service(namespace, name string) *corev1.Service {
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: corev1.ServiceSpec{
-			Type:            s.serviceType,
-			SessionAffinity: s.affinity,
-		},
-	}
-	if s.headless {
-		svc.Spec.ClusterIP = corev1.ClusterIPNone
-	}
-	if s.hasClientIP {
-		svc.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{}}
-		if s.hasClientIPTimeout {
-			t := s.clientIPTimeout
-			svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = &t
-		}
-	}
-	if len(s.ports) > 0 {
-		svc.Spec.Ports = make([]corev1.ServicePort, len(s.ports))
-		for i, p := range s.ports {
-			svc.Spec.Ports[i] = corev1.ServicePort{Name: p.name, Protocol: p.protocol, Port: p.port}
-			if p.appProtocol != "" {
-				a := p.appProtocol
-				svc.Spec.Ports[i].AppProtocol = &a
-			}
-		}
-	}
-	return svc
-}
-
-// serviceType, serviceAffinity and protocol return the API's constant for
-// a known value, so that the cache does not keep a decoded copy of it in
-// every object.
-func serviceType(t corev1.ServiceType) corev1.ServiceType {
-	for _, c := range []corev1.ServiceType{corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName} {
-		if t == c {
-			return c
-		}
-	}
-	return t
-}
-
-func serviceAffinity(a corev1.ServiceAffinity) corev1.ServiceAffinity {
-	switch a {
-	case corev1.ServiceAffinityNone:
-		return corev1.ServiceAffinityNone
-	case corev1.ServiceAffinityClientIP:
-		return corev1.ServiceAffinityClientIP
-	}
-	return a
-}
-
-func protocol(p corev1.Protocol) corev1.Protocol {
-	for _, c := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP} {
-		if p == c {
-			return c
-		}
-	}
-	return p
-}
-
-// cachedExport is what the import computation reads of a ServiceExport:
-// its identity and age, which order the exports of a service, its
-// generation, which the conditions observe, its serviceAccountName and
-// rules (port numbers and paths), and the IngressConflict the syncer
-// reported on it, if any.
-type cachedExport struct {
-	uid                types.UID
-	created            metav1.Time
-	serviceAccountName string
-	rules              []cachedExportRule
-	targetClusters     []string
-	generation         int64
-	// ingressConflict is the message of the syncer's PathsAvailable=False
-	// for the current generation, nil when there is none.
-	ingressConflict *string
-}
-
-// cachedExportRule is a rule of an export: a port number at a path.
-type cachedExportRule struct {
-	path       string
-	portNumber int32
-}
-
-func slimExport(e *v1alpha1.ServiceExport) *cachedExport {
-	c := &cachedExport{
-		uid:                e.UID,
-		created:            e.CreationTimestamp,
-		serviceAccountName: e.Spec.ServiceAccountName,
-		targetClusters:     e.Spec.TargetClusters,
-		generation:         e.Generation,
-	}
-	if msg, found := imports.IngressConflict(e); found {
-		c.ingressConflict = &msg
-	}
-	if len(e.Spec.Rules) > 0 {
-		c.rules = make([]cachedExportRule, len(e.Spec.Rules))
-		for i, r := range e.Spec.Rules {
-			c.rules[i] = cachedExportRule{path: r.Path, portNumber: r.PortNumber}
-		}
-	}
-	return c
-}
-
-func equalExports(a, b *cachedExport) bool {
-	return a.uid == b.uid && a.created.Equal(&b.created) && a.serviceAccountName == b.serviceAccountName &&
-		a.generation == b.generation && slices.Equal(a.rules, b.rules) && slices.Equal(a.targetClusters, b.targetClusters) &&
-		(a.ingressConflict == nil) == (b.ingressConflict == nil) &&
-		(a.ingressConflict == nil || *a.ingressConflict == *b.ingressConflict)
-}
-
-// export rebuilds a ServiceExport of namespace/name with the cached
-// fields, for one computation; the import computation reads no other
-// field.
-func (c *cachedExport) export(namespace, name string) *v1alpha1.ServiceExport {
-	e := &v1alpha1.ServiceExport{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: namespace, Name: name, UID: c.uid, Generation: c.generation,
-			CreationTimestamp: c.created,
-		},
-		Spec: v1alpha1.ServiceExportSpec{ServiceAccountName: c.serviceAccountName, TargetClusters: c.targetClusters},
-	}
-	if c.ingressConflict != nil {
-		e.Status.Conditions = []metav1.Condition{{Type: imports.ConditionPathsAvailable, Status: metav1.ConditionFalse,
-			Reason: imports.ReasonIngressConflict, Message: *c.ingressConflict, ObservedGeneration: c.generation}}
-	}
-	if len(c.rules) > 0 {
-		e.Spec.Rules = make([]v1alpha1.ServiceExportRule, len(c.rules))
-		for i, r := range c.rules {
-			e.Spec.Rules[i] = v1alpha1.ServiceExportRule{PortNumber: r.portNumber, Path: r.path}
-		}
-	}
-	return e
 }

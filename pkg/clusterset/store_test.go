@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -75,18 +77,18 @@ func TestStore(t *testing.T) {
 	a80status.Spec.Ports[0].TargetPort = intstr.FromInt32(8080)
 	a80status.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
 
-	type op func(s *store[*corev1.Service, cachedService]) error
+	type op func(s *store[*corev1.Service, imports.Service]) error
 	add := func(o interface{}) op {
-		return func(s *store[*corev1.Service, cachedService]) error { return s.Add(o) }
+		return func(s *store[*corev1.Service, imports.Service]) error { return s.Add(o) }
 	}
 	update := func(o interface{}) op {
-		return func(s *store[*corev1.Service, cachedService]) error { return s.Update(o) }
+		return func(s *store[*corev1.Service, imports.Service]) error { return s.Update(o) }
 	}
 	del := func(o interface{}) op {
-		return func(s *store[*corev1.Service, cachedService]) error { return s.Delete(o) }
+		return func(s *store[*corev1.Service, imports.Service]) error { return s.Delete(o) }
 	}
 	replace := func(objs ...interface{}) op {
-		return func(s *store[*corev1.Service, cachedService]) error { return s.Replace(objs, "1") }
+		return func(s *store[*corev1.Service, imports.Service]) error { return s.Replace(objs, "1") }
 	}
 
 	tests := []struct {
@@ -180,7 +182,7 @@ func TestStore(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var r recorder
 			recording := false
-			s := newStore(slimService, equalServices, func(ns, name string) {
+			s := newStore(imports.ServiceOf, (*imports.Service).Equal, func(ns, name string) {
 				if recording {
 					r.onChange(ns, name)
 				}
@@ -209,7 +211,7 @@ func TestStore(t *testing.T) {
 			}
 			var port int32
 			if v, ok := s.Get("ns", "a"); ok {
-				port = v.ports[0].port
+				port = v.Ports[0].Port
 			}
 			if port != tt.port {
 				t.Errorf("port of ns/a = %d, want %d", port, tt.port)
@@ -222,7 +224,7 @@ func TestStore(t *testing.T) {
 }
 
 func TestStoreRejectsOtherTypes(t *testing.T) {
-	s := newStore(slimService, equalServices, nil)
+	s := newStore(imports.ServiceOf, (*imports.Service).Equal, nil)
 	e := &v1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}}
 	if s.Add(e) == nil || s.Update(e) == nil || s.Delete(e) == nil || s.Replace([]interface{}{e}, "1") == nil {
 		t.Error("a ServiceExport was accepted by a store of Services")
@@ -280,168 +282,55 @@ func decoded[T any](t testing.TB, obj *T) *T {
 	return out
 }
 
-// TestSlimRoundTrip checks that the objects rebuilt from the cache give
-// the same import as the objects the member serves.
-func TestSlimRoundTrip(t *testing.T) {
+// TestMemberExport checks that a member hands the import computation the
+// values its caches hold, each export with the Service of its name, and
+// that the computation over them is the computation over the objects.
+func TestMemberExport(t *testing.T) {
 	created := metav1.NewTime(time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC))
-	full := func(cluster string, modify func(e *v1alpha1.ServiceExport, s *corev1.Service)) (*v1alpha1.ServiceExport, *corev1.Service) {
-		e := &v1alpha1.ServiceExport{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: "ns", Name: "db", UID: types.UID("6f1c2f3e-0c3a-4b8e-9d55-0000000000" + cluster + "0"),
-				Generation: 3, ResourceVersion: "42", CreationTimestamp: created,
-				Labels:      map[string]string{"app": "db"},
-				Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"},
-			},
-			Spec: v1alpha1.ServiceExportSpec{
-				ServiceAccountName: "client",
-				Rules: []v1alpha1.ServiceExportRule{
-					{PortNumber: 5432, Path: "/db", PathType: "Prefix"},
-					{PortNumber: 9187, Path: "/metrics", PathType: "Exact"},
-				},
-				LoadBalancer:   "RoundRobinLoadBalancer",
-				SessionSticky:  true,
-				TargetClusters: []string{"r/z/g/other"},
-			},
-		}
-		s := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: "ns", Name: "db", UID: "svc-uid", ResourceVersion: "43", CreationTimestamp: created,
-				Labels: map[string]string{"app": "db"},
-			},
-			Spec: corev1.ServiceSpec{
-				Type:       corev1.ServiceTypeClusterIP,
-				ClusterIP:  corev1.ClusterIPNone,
-				ClusterIPs: []string{corev1.ClusterIPNone},
-				Selector:   map[string]string{"app": "db"},
-				Ports: []corev1.ServicePort{
-					{Name: "pg", Protocol: corev1.ProtocolTCP, Port: 5432, TargetPort: intstr.FromString("pg"), AppProtocol: ptr.To("postgresql")},
-					{Name: "metrics", Protocol: corev1.ProtocolTCP, Port: 9187, TargetPort: intstr.FromInt32(9187)},
-				},
-				SessionAffinity: corev1.ServiceAffinityClientIP,
-				SessionAffinityConfig: &corev1.SessionAffinityConfig{
-					ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr.To[int32](600)},
-				},
-				IPFamilies:            []corev1.IPFamily{corev1.IPv4Protocol},
-				InternalTrafficPolicy: ptr.To(corev1.ServiceInternalTrafficPolicyCluster),
-			},
-		}
-		if modify != nil {
-			modify(e, s)
-		}
-		return decoded(t, e), decoded(t, s)
-	}
-	cluster := func(name string) imports.Cluster {
-		return imports.Cluster{Name: name, Key: "r/z/g/" + name, GatewayHost: "192.0.2.1", GatewayIP: "192.0.2.1", GatewayPort: 8091}
-	}
+	export := decoded(t, &v1alpha1.ServiceExport{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "export-uid", Generation: 3, CreationTimestamp: created,
+			Labels: map[string]string{"app": "db"}},
+		Spec: v1alpha1.ServiceExportSpec{
+			ServiceAccountName: "client",
+			Rules:              []v1alpha1.ServiceExportRule{{PortNumber: 5432, Path: "/db", PathType: "Prefix"}},
+			LoadBalancer:       "RoundRobinLoadBalancer",
+			TargetClusters:     []string{"r/z/g/other"},
+		},
+	})
+	unserved := decoded(t, &v1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "lonely"}})
+	svc := decoded(t, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeClusterIP, ClusterIP: corev1.ClusterIPNone,
+			Ports: []corev1.ServicePort{{Name: "pg", Protocol: corev1.ProtocolTCP, Port: 5432, AppProtocol: ptr.To("postgresql")}},
+		},
+	})
+	info := imports.Cluster{Name: "c0", Key: "r/z/g/c0", GatewayHost: "192.0.2.1", GatewayIP: "192.0.2.1", GatewayPort: 8091}
+	m := &member{name: "c0", info: info}
+	_, ok := m.export("ns", "db")
+	assert.False(t, ok, "no caches, no export")
 
-	tests := []struct {
-		name string
-		// modify change the export and Service of each cluster, by index.
-		modify []func(e *v1alpha1.ServiceExport, s *corev1.Service)
-	}{
-		{name: "headless with ClientIP affinity and appProtocol", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){nil}},
-		{name: "affinity config without timeout", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			func(_ *v1alpha1.ServiceExport, s *corev1.Service) {
-				s.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = nil
-			},
-		}},
-		{name: "cluster IP, no affinity, UDP", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			func(_ *v1alpha1.ServiceExport, s *corev1.Service) {
-				s.Spec.ClusterIP, s.Spec.ClusterIPs = "10.0.0.7", []string{"10.0.0.7"}
-				s.Spec.SessionAffinity, s.Spec.SessionAffinityConfig = corev1.ServiceAffinityNone, nil
-				s.Spec.Ports[1].Protocol = corev1.ProtocolUDP
-			},
-		}},
-		{name: "ExternalName", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			func(_ *v1alpha1.ServiceExport, s *corev1.Service) {
-				s.Spec = corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "db.example.com"}
-			},
-		}},
-		{name: "export without rules", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			func(e *v1alpha1.ServiceExport, _ *corev1.Service) { e.Spec.Rules = nil },
-		}},
-		{name: "rule naming no port", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			func(e *v1alpha1.ServiceExport, _ *corev1.Service) { e.Spec.Rules[1].PortNumber = 9999 },
-		}},
-		{name: "two clusters in conflict", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			nil,
-			func(e *v1alpha1.ServiceExport, s *corev1.Service) {
-				e.CreationTimestamp = metav1.NewTime(created.Add(time.Second))
-				e.Spec.ServiceAccountName = "other"
-				e.Spec.Rules[0].Path = "/pg"
-				s.Spec.ClusterIP = "10.0.0.9"
-				s.Spec.SessionAffinity = corev1.ServiceAffinityNone
-				s.Spec.Ports[0].AppProtocol = nil
-				s.Spec.Ports[0].Name = "postgres"
-			},
-		}},
-		{name: "an Ingress conflict the syncer reported, and one of an earlier generation", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			func(e *v1alpha1.ServiceExport, _ *corev1.Service) {
-				e.Status.Conditions = []metav1.Condition{{Type: "Valid", Status: metav1.ConditionFalse, Reason: "IngressConflict",
-					Message: "path /db is already used by Ingress ns/mine", ObservedGeneration: e.Generation, LastTransitionTime: created}}
-			},
-			func(e *v1alpha1.ServiceExport, _ *corev1.Service) {
-				e.Status.Conditions = []metav1.Condition{{Type: "Valid", Status: metav1.ConditionFalse, Reason: "IngressConflict",
-					Message: "path /db is already used by Ingress ns/mine", ObservedGeneration: e.Generation - 1, LastTransitionTime: created}}
-			},
-		}},
-		{name: "two clusters created in the same second", modify: []func(*v1alpha1.ServiceExport, *corev1.Service){
-			nil,
-			func(e *v1alpha1.ServiceExport, s *corev1.Service) {
-				s.Spec.Ports[0].AppProtocol = ptr.To("other")
-			},
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var original, rebuilt []imports.Export
-			for i, modify := range tt.modify {
-				c := cluster(fmt.Sprintf("c%d", i))
-				e, s := full(fmt.Sprintf("%d", i), modify)
-				original = append(original, imports.Export{Cluster: c, Export: e, Service: s})
-				rebuilt = append(rebuilt, imports.Export{
-					Cluster: c,
-					Export:  slimExport(e).export(e.Namespace, e.Name),
-					Service: slimService(s).service(s.Namespace, s.Name),
-				})
-			}
-			want := imports.Compute(imports.Namespaces{}, "ns", "db", original)
-			got := imports.Compute(imports.Namespaces{}, "ns", "db", rebuilt)
-			if !imports.Equal(got, want) {
-				t.Errorf("import from the cache differs:\n got %+v\nwant %+v", got, want)
-			}
-			// Beyond the semantics: the objects serialize alike.
-			gotJSON, _ := json.Marshal(got)
-			wantJSON, _ := json.Marshal(want)
-			if string(gotJSON) != string(wantJSON) {
-				t.Errorf("import from the cache serializes differently:\n got %s\nwant %s", gotJSON, wantJSON)
-			}
-		})
-	}
+	caches := newMemberCaches(func(string, string) {})
+	m.caches.Store(caches)
+	require.NoError(t, caches.exports.Replace([]interface{}{export, unserved}, "1"))
+	require.NoError(t, caches.services.Replace([]interface{}{svc}, "1"))
 
-	// The rebuilt objects carry every field the computation reads.
-	e, s := full("0", nil)
-	re := slimExport(e).export("ns", "db")
-	if re.UID != e.UID || re.Generation != e.Generation || !re.CreationTimestamp.Equal(&e.CreationTimestamp) ||
-		re.Spec.ServiceAccountName != e.Spec.ServiceAccountName || len(re.Spec.Rules) != len(e.Spec.Rules) {
-		t.Errorf("rebuilt export %+v lost fields of %+v", re, e)
-	}
-	for i, r := range re.Spec.Rules {
-		if r.PortNumber != e.Spec.Rules[i].PortNumber || r.Path != e.Spec.Rules[i].Path {
-			t.Errorf("rebuilt rule %d is %+v, want %+v", i, r, e.Spec.Rules[i])
-		}
-	}
-	rs := slimService(s).service("ns", "db")
-	if rs.Spec.Type != s.Spec.Type || rs.Spec.ClusterIP != s.Spec.ClusterIP || rs.Spec.SessionAffinity != s.Spec.SessionAffinity ||
-		!reflect.DeepEqual(rs.Spec.SessionAffinityConfig, s.Spec.SessionAffinityConfig) || len(rs.Spec.Ports) != len(s.Spec.Ports) {
-		t.Errorf("rebuilt Service %+v lost fields of %+v", rs.Spec, s.Spec)
-	}
-	for i, p := range rs.Spec.Ports {
-		q := s.Spec.Ports[i]
-		if p.Name != q.Name || p.Protocol != q.Protocol || p.Port != q.Port || !reflect.DeepEqual(p.AppProtocol, q.AppProtocol) {
-			t.Errorf("rebuilt port %d is %+v, want %+v", i, p, q)
-		}
-	}
+	got, ok := m.export("ns", "db")
+	require.True(t, ok)
+	cachedExport, _ := caches.exports.Get("ns", "db")
+	cachedService, _ := caches.services.Get("ns", "db")
+	assert.Same(t, cachedExport, got.Export, "the cached value itself")
+	assert.Same(t, cachedService, got.Service, "the cached value itself")
+	assert.Equal(t, info, got.Cluster)
+	want := imports.Compute(imports.Namespaces{}, "ns", "db",
+		[]imports.Export{{Cluster: info, Export: imports.ExportOf(export), Service: imports.ServiceOf(svc)}})
+	assert.True(t, imports.Equal(want, imports.Compute(imports.Namespaces{}, "ns", "db", []imports.Export{got})))
+
+	got, ok = m.export("ns", "lonely")
+	require.True(t, ok)
+	assert.Nil(t, got.Service, "an export without a Service")
+	_, ok = m.export("ns", "other")
+	assert.False(t, ok)
 }
 
 // heapObjects is the number of Services and of ServiceExports
@@ -576,10 +465,10 @@ func BenchmarkStoreHeap(b *testing.B) {
 		return idx
 	}
 	b.Run("services/store", func(b *testing.B) {
-		run(b, slimFill(func() cache.ReflectorStore { return newStore(slimService, equalServices, nil) }), pickServices)
+		run(b, slimFill(func() cache.ReflectorStore { return newStore(imports.ServiceOf, (*imports.Service).Equal, nil) }), pickServices)
 	})
 	b.Run("exports/store", func(b *testing.B) {
-		run(b, slimFill(func() cache.ReflectorStore { return newStore(slimExport, equalExports, nil) }), pickExports)
+		run(b, slimFill(func() cache.ReflectorStore { return newStore(imports.ExportOf, (*imports.ServiceExport).Equal, nil) }), pickExports)
 	})
 	b.Run("services/indexer", func(b *testing.B) { run(b, indexerFill, pickServices) })
 	b.Run("exports/indexer", func(b *testing.B) { run(b, indexerFill, pickExports) })

@@ -50,6 +50,13 @@ limitations under the License.
 //     export's audience (its targetClusters), so that the syncer writes the
 //     endpoints only where they are exported to, from the import alone.
 //
+// Its inputs are types of its own, ServiceExport and Service, which hold
+// exactly the fields of the API objects that it reads and that validation
+// judges; ExportOf and ServiceOf take them of the objects. A cache of the
+// members' objects keeps these values and hands them to Compute as they
+// are, so a field Compute comes to read is one the compiler makes the
+// cache keep.
+//
 // The inputs are the members', and neither their exports nor their Services
 // are under fedmesh's control, so the cost of a computation is bounded by
 // what fedmesh accepts, not by what a member holds:
@@ -109,16 +116,184 @@ type Cluster struct {
 	Addresses []string
 }
 
-// Export is one cluster's ServiceExport of a service, with the Service of
-// the same namespace and name in that cluster.
+// Export is one cluster's export of a service: what Compute reads of its
+// ServiceExport and of the Service of the same namespace and name.
 type Export struct {
 	Cluster Cluster
 	// Export is the member's ServiceExport. An Export whose Export is nil is
 	// ignored, so callers may pass the slots of deleted exports.
-	Export *v1alpha1.ServiceExport
+	Export *ServiceExport
 	// Service is the member's Service of the export's namespace and name,
 	// or nil when the Service does not exist.
-	Service *corev1.Service
+	Service *Service
+}
+
+// ServiceExport is what Compute reads of a member's ServiceExport, and
+// nothing else: ExportOf takes it of one, so that a cache of exports keeps
+// these values as they are and hands them to Compute unchanged. Its fields
+// are the export's identity and age, which order the exports of a service,
+// the generation the conditions observe, the spec as validation judges it
+// and the merge reads it (all of it but sessionSticky, which neither
+// reads), and the syncer's report that the export's paths are taken.
+//
+// Compute never changes a ServiceExport; its caller must not change one
+// that Compute may be reading.
+type ServiceExport struct {
+	UID               types.UID
+	CreationTimestamp metav1.Time
+	Generation        int64
+	// ServiceAccountName, Rules, LoadBalancer, PathRewrite and
+	// TargetClusters are those of the spec.
+	ServiceAccountName string
+	Rules              []ExportRule
+	LoadBalancer       flomesh.ExportLoadBalancer
+	PathRewrite        *flomesh.PathRewrite
+	TargetClusters     []string
+	// IngressConflict is the message of the PathsAvailable=False the
+	// syncer reported for the current generation (see IngressConflict),
+	// or nil when it reported none.
+	IngressConflict *string
+}
+
+// ExportRule is a rule of an export. It is the API's own type, which
+// validation reads whole: its port, its path and the path's type.
+type ExportRule = flomesh.ServiceExportRule
+
+// Service is what Compute reads of a member's Service, and nothing else:
+// ServiceOf takes it of one. Strings of enumerations are the API's
+// constants, so that a cache of Services does not keep a decoded copy of
+// them in every value.
+type Service struct {
+	Type            corev1.ServiceType
+	SessionAffinity corev1.ServiceAffinity
+	Ports           []ServicePort
+	// ClientIPTimeoutSeconds is SessionAffinityConfig.ClientIP.TimeoutSeconds
+	// when HasClientIPTimeout is set.
+	ClientIPTimeoutSeconds int32
+	// Headless is whether the cluster IP is "None".
+	Headless bool
+	// HasClientIP is whether SessionAffinityConfig.ClientIP is set.
+	HasClientIP        bool
+	HasClientIPTimeout bool
+}
+
+// ServicePort is a port of a Service, without the target and node ports,
+// which the import does not carry.
+type ServicePort struct {
+	Name     string
+	Protocol corev1.Protocol
+	// AppProtocol is "" when unset: the API rejects an empty appProtocol.
+	AppProtocol string
+	Port        int32
+}
+
+// ExportOf returns what Compute reads of e. It shares strings with e and
+// nothing else, so e may be dropped, or changed, afterwards.
+func ExportOf(e *v1alpha1.ServiceExport) *ServiceExport {
+	x := &ServiceExport{
+		UID:                e.UID,
+		CreationTimestamp:  e.CreationTimestamp,
+		Generation:         e.Generation,
+		ServiceAccountName: e.Spec.ServiceAccountName,
+		LoadBalancer:       loadBalancer(flomesh.ExportLoadBalancer(e.Spec.LoadBalancer)),
+		TargetClusters:     slices.Clone(e.Spec.TargetClusters),
+	}
+	if r := e.Spec.PathRewrite; r != nil {
+		x.PathRewrite = &flomesh.PathRewrite{From: r.From, To: r.To}
+	}
+	if len(e.Spec.Rules) > 0 {
+		x.Rules = make([]ExportRule, len(e.Spec.Rules))
+		for i, r := range e.Spec.Rules {
+			x.Rules[i] = ExportRule{PortNumber: r.PortNumber, Path: r.Path, PathType: pathType(flomesh.PathType(r.PathType))}
+		}
+	}
+	if msg, found := IngressConflict(e); found {
+		x.IngressConflict = &msg
+	}
+	return x
+}
+
+// Equal reports whether e and o are the same input to Compute.
+func (e *ServiceExport) Equal(o *ServiceExport) bool {
+	return e.UID == o.UID && e.CreationTimestamp.Equal(&o.CreationTimestamp) && e.Generation == o.Generation &&
+		e.ServiceAccountName == o.ServiceAccountName && slices.Equal(e.Rules, o.Rules) &&
+		e.LoadBalancer == o.LoadBalancer && equalPointees(e.PathRewrite, o.PathRewrite) &&
+		slices.Equal(e.TargetClusters, o.TargetClusters) && equalPointees(e.IngressConflict, o.IngressConflict)
+}
+
+// ServiceOf returns what Compute reads of svc. It shares strings with svc
+// and nothing else, so svc may be dropped, or changed, afterwards.
+func ServiceOf(svc *corev1.Service) *Service {
+	s := &Service{
+		Type:            serviceType(svc.Spec.Type),
+		SessionAffinity: serviceAffinity(svc.Spec.SessionAffinity),
+		Headless:        svc.Spec.ClusterIP == corev1.ClusterIPNone,
+	}
+	if cfg := svc.Spec.SessionAffinityConfig; cfg != nil && cfg.ClientIP != nil {
+		s.HasClientIP = true
+		if t := cfg.ClientIP.TimeoutSeconds; t != nil {
+			s.HasClientIPTimeout, s.ClientIPTimeoutSeconds = true, *t
+		}
+	}
+	if len(svc.Spec.Ports) > 0 {
+		s.Ports = make([]ServicePort, len(svc.Spec.Ports))
+		for i, p := range svc.Spec.Ports {
+			s.Ports[i] = ServicePort{Name: p.Name, Protocol: protocol(p.Protocol), Port: p.Port}
+			if p.AppProtocol != nil {
+				s.Ports[i].AppProtocol = *p.AppProtocol
+			}
+		}
+	}
+	return s
+}
+
+// Equal reports whether s and o are the same input to Compute.
+func (s *Service) Equal(o *Service) bool {
+	return s.Type == o.Type && s.SessionAffinity == o.SessionAffinity &&
+		s.ClientIPTimeoutSeconds == o.ClientIPTimeoutSeconds && s.Headless == o.Headless &&
+		s.HasClientIP == o.HasClientIP && s.HasClientIPTimeout == o.HasClientIPTimeout &&
+		slices.Equal(s.Ports, o.Ports)
+}
+
+// equalPointees reports whether a and b are both nil, or point to equal
+// values.
+func equalPointees[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// intern returns the constant of known equal to v, or v. A cache that
+// keeps an enumeration's constant rather than the decoded string keeps
+// one copy of it, not one per object.
+func intern[T ~string](v T, known ...T) T {
+	for _, c := range known {
+		if v == c {
+			return c
+		}
+	}
+	return v
+}
+
+func serviceType(t corev1.ServiceType) corev1.ServiceType {
+	return intern(t, corev1.ServiceTypeClusterIP, corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer, corev1.ServiceTypeExternalName)
+}
+
+func serviceAffinity(a corev1.ServiceAffinity) corev1.ServiceAffinity {
+	return intern(a, corev1.ServiceAffinityNone, corev1.ServiceAffinityClientIP)
+}
+
+func protocol(p corev1.Protocol) corev1.Protocol {
+	return intern(p, corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP)
+}
+
+func pathType(t flomesh.PathType) flomesh.PathType {
+	return intern(t, flomesh.PathTypePrefix, flomesh.PathTypeExact)
+}
+
+func loadBalancer(l flomesh.ExportLoadBalancer) flomesh.ExportLoadBalancer {
+	return intern(l, flomesh.RoundRobinLoadBalancer, flomesh.HashingLoadBalancer, flomesh.LeastWorkLoadBalancer)
 }
 
 // Compute returns the ServiceImport of namespace/name given every cluster's
@@ -305,7 +480,7 @@ type exportedPort struct {
 // candidate is one export being merged.
 type candidate struct {
 	cluster Cluster
-	export  *v1alpha1.ServiceExport
+	export  *ServiceExport
 	// keyOrder and ageOrder are the candidate's places among the exports
 	// sorted by cluster key, the order of the endpoints of a port, and by
 	// age, the order in which conflicts are resolved.
@@ -353,13 +528,13 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 	}
 	svc := e.Service
 	ref := namespace + "/" + name
-	rules := e.Export.Spec.Rules
+	rules := e.Export.Rules
 	switch {
 	case svc == nil:
 		c.validReason = ReasonServiceNotFound
 		c.validMessage = fmt.Sprintf("Service %s does not exist", ref)
 		return c
-	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+	case svc.Type == corev1.ServiceTypeExternalName:
 		c.validReason = ReasonExternalNameService
 		c.validMessage = fmt.Sprintf("Service %s is of type ExternalName, which cannot be exported", ref)
 		return c
@@ -376,26 +551,28 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 		return c
 	}
 
-	if msg, found := IngressConflict(e.Export); found {
+	if msg := e.Export.IngressConflict; msg != nil {
 		c.validReason = ReasonIngressConflict
-		c.validMessage = msg
+		// ExportOf cut it already; a ServiceExport made otherwise is
+		// bounded all the same.
+		c.validMessage = truncate(*msg, maxMessageLength)
 		return c
 	}
 
 	c.validReason = ReasonValid
 	c.validMessage = MessageValid
 	c.ports = ports
-	c.headless = svc.Spec.ClusterIP == corev1.ClusterIPNone
-	c.serviceAccountName = e.Export.Spec.ServiceAccountName
+	c.headless = svc.Headless
+	c.serviceAccountName = e.Export.ServiceAccountName
 	// "None" is the absence of affinity and the API server's default; it is
 	// left empty, as the seed's import shows, so that a defaulted and an
 	// undefaulted Service do not conflict.
-	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-		c.affinity = flomesh.ServiceAffinity(svc.Spec.SessionAffinity)
-		if cfg := svc.Spec.SessionAffinityConfig; cfg != nil && cfg.ClientIP != nil {
+	if svc.SessionAffinity == corev1.ServiceAffinityClientIP {
+		c.affinity = flomesh.ServiceAffinity(svc.SessionAffinity)
+		if svc.HasClientIP {
 			c.affinityConfig = &flomesh.SessionAffinityConfig{ClientIP: &flomesh.ClientIPConfig{}}
-			if t := cfg.ClientIP.TimeoutSeconds; t != nil {
-				v := *t
+			if svc.HasClientIPTimeout {
+				v := svc.ClientIPTimeoutSeconds
 				c.affinityConfig.ClientIP.TimeoutSeconds = &v
 			}
 		}
@@ -407,13 +584,15 @@ func newCandidate(namespace, name string, e *Export) *candidate {
 // limits of the API, which the member's CRD enforces too, unless the member
 // runs an older CRD or holds exports stored before it. The metadata is left
 // to the member's API server; the namespace and name are the caller's.
-func validateExport(e *v1alpha1.ServiceExport) field.ErrorList {
-	var spec flomesh.ServiceExportSpec
-	// The internal and v1alpha1 specs agree field by field, so the
-	// conversion shares the lists rather than copying them, however long
-	// they are.
-	if err := v1alpha1.Convert_v1alpha1_ServiceExportSpec_To_flomesh_ServiceExportSpec(&e.Spec, &spec, nil); err != nil {
-		return field.ErrorList{field.InternalError(specPath, err)}
+func validateExport(e *ServiceExport) field.ErrorList {
+	// The spec shares the export's lists rather than copying them, however
+	// long they are. SessionSticky, which e lacks, is not validated.
+	spec := flomesh.ServiceExportSpec{
+		ServiceAccountName: e.ServiceAccountName,
+		Rules:              e.Rules,
+		LoadBalancer:       e.LoadBalancer,
+		PathRewrite:        e.PathRewrite,
+		TargetClusters:     e.TargetClusters,
 	}
 	return validation.ValidateServiceExportSpec(&spec, specPath)
 }
@@ -451,7 +630,7 @@ func invalidExportMessage(errs field.ErrorList) string {
 // The Service is a member's and may have any number of ports, so they are
 // read once, each looked up among the numbers the rules name, of which
 // there are at most validation.MaxExportRules. rules must not be empty.
-func exportedPorts(svc *corev1.Service, rules []v1alpha1.ServiceExportRule, ref string) ([]exportedPort, string) {
+func exportedPorts(svc *Service, rules []ExportRule, ref string) ([]exportedPort, string) {
 	ports := make([]exportedPort, len(rules))
 	for i, rule := range rules {
 		ports[i] = exportedPort{number: rule.PortNumber, path: rule.Path}
@@ -461,13 +640,18 @@ func exportedPorts(svc *corev1.Service, rules []v1alpha1.ServiceExportRule, ref 
 	slices.SortFunc(ports, func(a, b exportedPort) int { return cmp.Compare(a.number, b.number) })
 	ports = slices.CompactFunc(ports, func(a, b exportedPort) bool { return a.number == b.number })
 	numbers := make([]int32, len(ports))
+	// named has a bit set for each number the rules name, modulo its size:
+	// a Service's port whose bit is clear is none of them, and needs no
+	// search. It rules out most ports of a large Service.
+	var named portSet
 	for i := range ports {
 		numbers[i] = ports[i].number
+		named.add(ports[i].number)
 	}
 	lowest, highest := numbers[0], numbers[len(numbers)-1]
-	for i := range svc.Spec.Ports {
-		p := &svc.Spec.Ports[i]
-		if p.Port < lowest || p.Port > highest {
+	for i := range svc.Ports {
+		p := &svc.Ports[i]
+		if p.Port < lowest || p.Port > highest || !named.mayHave(p.Port) {
 			continue
 		}
 		j, found := slices.BinarySearch(numbers, p.Port)
@@ -479,9 +663,7 @@ func exportedPorts(svc *corev1.Service, rules []v1alpha1.ServiceExportRule, ref 
 			// The API's default.
 			s.protocol = flomesh.Protocol(corev1.ProtocolTCP)
 		}
-		if p.AppProtocol != nil {
-			s.appProtocol = *p.AppProtocol
-		}
+		s.appProtocol = p.AppProtocol
 		ports[j].specs = append(ports[j].specs, s)
 	}
 
@@ -500,6 +682,24 @@ func exportedPorts(svc *corev1.Service, rules []v1alpha1.ServiceExportRule, ref 
 		slices.SortFunc(ports[j].specs, comparePortSpecs)
 	}
 	return ports, ""
+}
+
+// portSet is a set of port numbers modulo portSetBits: it may say that a
+// number it lacks is in it, never that a number in it is not.
+type portSet [portSetBits / 64]uint64
+
+// portSetBits is the size of a portSet: enough for validation.MaxExportRules
+// numbers to leave most bits clear, and small enough for the stack.
+const portSetBits = 1024
+
+func (s *portSet) add(n int32) {
+	b := uint32(n) % portSetBits
+	s[b/64] |= 1 << (b % 64)
+}
+
+func (s *portSet) mayHave(n int32) bool {
+	b := uint32(n) % portSetBits
+	return s[b/64]&(1<<(b%64)) != 0
 }
 
 // offer is one port of one valid export, offered to the merge.
@@ -846,7 +1046,7 @@ func (r *resolution) status(byKey []*candidate) flomesh.ServiceImportStatus {
 	st.Exports = make([]flomesh.ExportStatus, 0, len(byKey))
 	for _, c := range byKey {
 		es := flomesh.ExportStatus{Cluster: c.cluster.Key, ObservedGeneration: c.export.Generation,
-			TargetClusters: slices.Clone(c.export.Spec.TargetClusters)}
+			TargetClusters: slices.Clone(c.export.TargetClusters)}
 		switch {
 		case !c.valid():
 			// Conflicts are among valid exports only. The condition is

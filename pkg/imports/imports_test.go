@@ -27,6 +27,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -131,14 +132,45 @@ func endpoint(n int, path string) flomesh.Endpoint {
 
 func path(n int) string { return fmt.Sprintf("/cluster-%d/httpbin-mesh", n) }
 
-// walkthrough returns the exports of the walkthrough: httpbin exported by
-// cluster-1 and then cluster-3.
-func walkthrough() []Export {
-	return []Export{
+// object is a cluster's export as the cluster's API server serves it: the
+// ServiceExport, and the Service of the same name (nil when there is none).
+type object struct {
+	Cluster Cluster
+	Export  *v1alpha1.ServiceExport
+	Service *corev1.Service
+}
+
+// inputs returns what Compute reads of objs, taken as a cache takes it.
+func inputs(objs []object) []Export {
+	exports := make([]Export, len(objs))
+	for i, o := range objs {
+		exports[i].Cluster = o.Cluster
+		if o.Export != nil {
+			exports[i].Export = ExportOf(o.Export)
+		}
+		if o.Service != nil {
+			exports[i].Service = ServiceOf(o.Service)
+		}
+	}
+	return exports
+}
+
+// compute is Compute of the exports objs hold.
+func compute(namespaces Namespaces, objs []object) *flomesh.ServiceImport {
+	return Compute(namespaces, ns, name, inputs(objs))
+}
+
+// walkthroughObjects returns the exports of the walkthrough: httpbin
+// exported by cluster-1 and then cluster-3.
+func walkthroughObjects() []object {
+	return []object{
 		{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
 		{Cluster: cluster(3), Export: export(1, "*", rule(8080, path(3))), Service: service()},
 	}
 }
+
+// walkthrough returns Compute's inputs of walkthroughObjects.
+func walkthrough() []Export { return inputs(walkthroughObjects()) }
 
 func newScheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
@@ -193,9 +225,9 @@ func TestSeed(t *testing.T) {
 }
 
 func TestNoExports(t *testing.T) {
-	assert.Nil(t, Compute(Namespaces{}, ns, name, nil))
-	assert.Nil(t, Compute(Namespaces{}, ns, name, []Export{}))
-	assert.Nil(t, Compute(Namespaces{}, ns, name, []Export{{Cluster: cluster(1), Service: service()}}), "an entry without an export is no export")
+	assert.Nil(t, compute(Namespaces{}, nil))
+	assert.Nil(t, compute(Namespaces{}, []object{}))
+	assert.Nil(t, compute(Namespaces{}, []object{{Cluster: cluster(1), Service: service()}}), "an entry without an export is no export")
 }
 
 // want is the expected state of one export in the import's status.
@@ -209,7 +241,7 @@ func TestCompute(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		exports []Export
+		exports []object
 		// wantSpec is the whole expected spec.
 		wantSpec flomesh.ServiceImportSpec
 		// wantExports is the expected state of each export, by cluster key.
@@ -220,7 +252,7 @@ func TestCompute(t *testing.T) {
 	}{
 		{
 			name:    "single cluster",
-			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()}},
+			exports: []object{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()}},
 			wantSpec: flomesh.ServiceImportSpec{
 				Type:               flomesh.ClusterSetIP,
 				ServiceAccountName: "*",
@@ -232,7 +264,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "a rule's port is missing: the export is invalid and serves nothing",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)), rule(9090, "/metrics")), Service: service()},
 			},
 			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
@@ -241,7 +273,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "an invalid export does not stop a valid one",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(9090, path(1))), Service: service()},
 				{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()},
 			},
@@ -256,14 +288,14 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:         "Service missing",
-			exports:      []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)))}},
+			exports:      []object{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)))}},
 			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
 			wantExports:  map[string]want{key(1): {valid: ReasonServiceNotFound, conflict: ReasonNoConflicts}},
 			wantMessages: []string{"httpbin/httpbin"},
 		},
 		{
 			name: "ExternalName Service",
-			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: func() *corev1.Service {
+			exports: []object{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: func() *corev1.Service {
 				s := service()
 				s.Spec = corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "httpbin.example.com", Ports: s.Spec.Ports}
 				return s
@@ -273,13 +305,13 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:        "no rules",
-			exports:     []Export{{Cluster: cluster(1), Export: export(0, "*"), Service: service()}},
+			exports:     []object{{Cluster: cluster(1), Export: export(0, "*"), Service: service()}},
 			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
 			wantExports: map[string]want{key(1): {valid: ReasonNoRules, conflict: ReasonNoConflicts}},
 		},
 		{
 			name: "one port at two paths",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "/a"), rule(8080, "/b")), Service: service()},
 			},
 			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
@@ -288,7 +320,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "a rule without a path is invalid: the gateway would serve it at every path",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "")), Service: service()},
 			},
 			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
@@ -297,7 +329,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "a relative path is invalid",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "cluster-1/httpbin-mesh")), Service: service()},
 			},
 			wantSpec:     flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
@@ -305,8 +337,23 @@ func TestCompute(t *testing.T) {
 			wantMessages: []string{`spec.rules[0].path: Invalid value: must be an absolute path (start with "/")`},
 		},
 		{
+			// ExportOf keeps every field validation reads, so an export is
+			// judged alike wherever it was converted.
+			name: "a field no rule of the merge reads is validated all the same",
+			exports: []object{{Cluster: cluster(1), Export: func() *v1alpha1.ServiceExport {
+				e := export(0, "*", v1alpha1.ServiceExportRule{PortNumber: 8080, Path: path(1), PathType: "Regex"})
+				e.Spec.LoadBalancer = "Random"
+				e.Spec.PathRewrite = &v1alpha1.PathRewrite{To: "/"}
+				return e
+			}(), Service: service()}},
+			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
+			wantExports: map[string]want{key(1): {valid: ReasonInvalidExport, conflict: ReasonNoConflicts}},
+			wantMessages: []string{`spec.rules[0].pathType: Unsupported value`, `spec.loadBalancer: Unsupported value`,
+				`spec.pathRewrite.from: Required value`},
+		},
+		{
 			name: "an invalid export is refused before its Service is looked at",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, "")), Service: nil},
 			},
 			wantSpec:    flomesh.ServiceImportSpec{Type: flomesh.ClusterSetIP, Ports: []flomesh.ServicePort{}},
@@ -314,7 +361,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "one port twice at the same path is redundant, not invalid",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1)), rule(8080, path(1))), Service: service()},
 			},
 			wantSpec: flomesh.ServiceImportSpec{
@@ -326,7 +373,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:    "headless Service",
-			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: headless(service())}},
+			exports: []object{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: headless(service())}},
 			wantSpec: flomesh.ServiceImportSpec{
 				Type:               flomesh.Headless,
 				ServiceAccountName: "*",
@@ -336,7 +383,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name:    "ClientIP session affinity is carried",
-			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: clientIP(service(), 300)}},
+			exports: []object{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: clientIP(service(), 300)}},
 			wantSpec: flomesh.ServiceImportSpec{
 				Type:                  flomesh.ClusterSetIP,
 				ServiceAccountName:    "*",
@@ -348,7 +395,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "endpoints sorted by key regardless of input or age order",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
 				{Cluster: cluster(1), Export: export(2, "*", rule(8080, path(1))), Service: service()},
 				{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()},
@@ -364,7 +411,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "multiple rules on multiple ports, ports sorted by number then protocol",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "*", rule(9090, "/c1/metrics"), rule(53, "/c1/dns"), rule(8080, "/c1/web")),
 					Service: service(tcp("web", 8080), tcp("metrics", 9090), port("dns", 53, corev1.ProtocolUDP), port("dns-tcp", 53, corev1.ProtocolTCP))},
 				{Cluster: cluster(2), Export: export(1, "*", rule(8080, "/c2/web")),
@@ -385,7 +432,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "appProtocol is carried",
-			exports: []Export{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: func() *corev1.Service {
+			exports: []object{{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: func() *corev1.Service {
 				p := tcp("http", 8080)
 				p.AppProtocol = ptr.To("kubernetes.io/h2c")
 				return service(p)
@@ -401,7 +448,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "member without gateway IP",
-			exports: []Export{{Cluster: func() Cluster {
+			exports: []object{{Cluster: func() Cluster {
 				c := cluster(1)
 				c.GatewayHost, c.GatewayIP = "gw.cluster-1.example", ""
 				return c
@@ -421,7 +468,7 @@ func TestCompute(t *testing.T) {
 		// mistaken for winning by key order.
 		{
 			name: "conflict: protocol of a port",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: service(port("", 8080, corev1.ProtocolUDP))},
 				{Cluster: cluster(2), Export: export(2, "*", rule(8080, path(2))), Service: service()},
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
@@ -437,7 +484,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: name of a port; other ports still merge",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1)), rule(9090, "/c1/metrics")), Service: service(tcp("web", 8080), tcp("metrics", 9090))},
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3)), rule(9090, "/c3/metrics")), Service: service(tcp("http", 8080), tcp("metrics", 9090))},
 			},
@@ -454,7 +501,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: headless and not",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: service()},
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: headless(service())},
 			},
@@ -469,7 +516,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: serviceAccountName",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: service()},
 				{Cluster: cluster(3), Export: export(0, "sleep", rule(8080, path(3))), Service: service()},
 			},
@@ -483,7 +530,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: session affinity",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: clientIP(service(), 300)},
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
 			},
@@ -497,7 +544,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: session affinity timeout",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "*", rule(8080, path(1))), Service: clientIP(service(), 300)},
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: clientIP(service(), 10800)},
 			},
@@ -513,7 +560,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: several properties; the reason is the first, the message lists all",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(1, "other", rule(8080, path(1))), Service: headless(service(port("", 8080, corev1.ProtocolUDP)))},
 				{Cluster: cluster(3), Export: export(0, "*", rule(8080, path(3))), Service: service()},
 			},
@@ -527,7 +574,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: ties in creation time are broken by cluster key",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(2), Export: export(0, "late", rule(8080, path(2))), Service: service()},
 				{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
 			},
@@ -540,7 +587,7 @@ func TestCompute(t *testing.T) {
 		},
 		{
 			name: "conflict: an invalid export is no party to it, even when oldest",
-			exports: []Export{
+			exports: []object{
 				{Cluster: cluster(1), Export: export(0, "old"), Service: service()},
 				{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()},
 				{Cluster: cluster(3), Export: export(2, "*", rule(8080, path(3))), Service: service()},
@@ -556,7 +603,7 @@ func TestCompute(t *testing.T) {
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			imp := Compute(Namespaces{}, ns, name, tc.exports)
+			imp := compute(Namespaces{}, tc.exports)
 			require.NotNil(t, imp)
 			assert.Equal(t, tc.wantSpec, imp.Spec)
 			assertStatus(t, imp, tc.exports, tc.wantExports, tc.wantMessages)
@@ -566,7 +613,7 @@ func TestCompute(t *testing.T) {
 
 // assertStatus checks the import's status against the expected state of
 // each export, and the properties every status must have.
-func assertStatus(t *testing.T, imp *flomesh.ServiceImport, exports []Export, wants map[string]want, messages []string) {
+func assertStatus(t *testing.T, imp *flomesh.ServiceImport, exports []object, wants map[string]want, messages []string) {
 	t.Helper()
 	var keys, validKeys []string
 	for k, w := range wants {
@@ -660,11 +707,11 @@ func findCondition(conds []metav1.Condition, condType string) *metav1.Condition 
 // export once the exports agree again, and that the import then serves the
 // cluster that conflicted.
 func TestConflictClears(t *testing.T) {
-	exports := []Export{
+	exports := []object{
 		{Cluster: cluster(1), Export: export(0, "*", rule(8080, path(1))), Service: service()},
 		{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service(port("", 8080, corev1.ProtocolUDP))},
 	}
-	imp := Compute(Namespaces{}, ns, name, exports)
+	imp := compute(Namespaces{}, exports)
 	for _, k := range []string{key(1), key(2)} {
 		assertCondition(t, imp, k, ConditionConflict, metav1.ConditionTrue, ReasonPortConflict)
 	}
@@ -672,7 +719,7 @@ func TestConflictClears(t *testing.T) {
 
 	// The owner of cluster-2 fixes the Service.
 	exports[1].Service = service()
-	fixed := Compute(Namespaces{}, ns, name, exports)
+	fixed := compute(Namespaces{}, exports)
 	for _, k := range []string{key(1), key(2)} {
 		assertCondition(t, fixed, k, ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
 	}
@@ -681,7 +728,7 @@ func TestConflictClears(t *testing.T) {
 
 	// The conflict also ends when the conflicting export goes away.
 	exports[1].Service = service(port("", 8080, corev1.ProtocolUDP))
-	alone := Compute(Namespaces{}, ns, name, exports[:1])
+	alone := compute(Namespaces{}, exports[:1])
 	assertCondition(t, alone, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
 }
 
@@ -690,15 +737,15 @@ func TestConflictClears(t *testing.T) {
 // of an earlier generation of the export is ignored.
 func TestIngressConflict(t *testing.T) {
 	const msg = "path /cluster-1/httpbin-mesh is already used by Ingress default/mine"
-	reported := func(observed int64) []Export {
-		exports := walkthrough()
+	reported := func(observed int64) []object {
+		exports := walkthroughObjects()
 		e := exports[0].Export
 		e.Status.Conditions = []metav1.Condition{{Type: ConditionPathsAvailable, Status: metav1.ConditionFalse,
 			Reason: ReasonIngressConflict, Message: msg, ObservedGeneration: observed}}
 		return exports
 	}
 	current := reported(1)
-	imp := Compute(Namespaces{}, ns, name, current)
+	imp := compute(Namespaces{}, current)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonIngressConflict)
 	assert.Equal(t, msg, findCondition(ExportConditions(imp, key(1), metav1.Time{}), ConditionValid).Message)
 	assertCondition(t, imp, key(3), ConditionValid, metav1.ConditionTrue, ReasonValid)
@@ -706,14 +753,14 @@ func TestIngressConflict(t *testing.T) {
 	assert.Equal(t, []flomesh.Endpoint{endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints, "nothing serves cluster-1's path")
 
 	stale := reported(0)
-	imp = Compute(Namespaces{}, ns, name, stale)
+	imp = compute(Namespaces{}, stale)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
 	assert.Equal(t, []flomesh.Endpoint{endpoint(1, path(1)), endpoint(3, path(3))}, imp.Spec.Ports[0].Endpoints)
 
 	// The member writes the status: a huge message is cut.
 	huge := reported(1)
 	huge[0].Export.Status.Conditions[0].Message = strings.Repeat("x", 32768)
-	imp = Compute(Namespaces{}, ns, name, huge)
+	imp = compute(Namespaces{}, huge)
 	got := findCondition(ExportConditions(imp, key(1), metav1.Time{}), ConditionValid).Message
 	assert.LessOrEqual(t, len(got), maxMessageLength)
 	assert.True(t, strings.HasSuffix(got, "..."), "the cut is marked")
@@ -722,7 +769,7 @@ func TestIngressConflict(t *testing.T) {
 // TestDuplicateClusterKey checks that a cluster listed twice yields one
 // status entry, from its older export.
 func TestDuplicateClusterKey(t *testing.T) {
-	imp := Compute(Namespaces{}, ns, name, []Export{
+	imp := compute(Namespaces{}, []object{
 		{Cluster: cluster(1), Export: export(1, "new", rule(8080, "/new")), Service: service()},
 		{Cluster: cluster(1), Export: export(0, "old", rule(8080, "/old")), Service: service()},
 	})
@@ -740,7 +787,7 @@ func TestDeterministic(t *testing.T) {
 	exports[6].Service = nil
 	exports[7].Export.CreationTimestamp = exports[2].Export.CreationTimestamp
 
-	want := Compute(Namespaces{}, ns, name, exports)
+	want := compute(Namespaces{}, exports)
 	wantJSON, err := json.Marshal(want)
 	require.NoError(t, err)
 
@@ -748,7 +795,7 @@ func TestDeterministic(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		shuffled := slices.Clone(exports)
 		rnd.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		got := Compute(Namespaces{}, ns, name, shuffled)
+		got := compute(Namespaces{}, shuffled)
 		require.True(t, reflect.DeepEqual(want, got), "order %d differs", i)
 		gotJSON, err := json.Marshal(got)
 		require.NoError(t, err)
@@ -760,33 +807,178 @@ func TestDeterministic(t *testing.T) {
 // TestComputeDoesNotAlias checks that the import shares no memory with its
 // inputs, so the caller may hand it out while the caches change.
 func TestComputeDoesNotAlias(t *testing.T) {
-	exports := walkthrough()
-	svc := clientIP(service(), 300)
-	exports[0].Service, exports[1].Service = svc, clientIP(service(), 300)
-	exports[0].Export.Spec.TargetClusters = []string{key(2)}
+	objs := walkthroughObjects()
+	objs[0].Service, objs[1].Service = clientIP(service(tcp("http", 8080)), 300), clientIP(service(tcp("http", 8080)), 300)
+	objs[0].Service.Spec.Ports[0].AppProtocol = ptr.To("http")
+	objs[0].Export.Spec.TargetClusters = []string{key(2)}
+	exports := inputs(objs)
 	imp := Compute(Namespaces{}, ns, name, exports)
 	before := imp.DeepCopy()
 
-	*svc.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = 1
-	exports[0].Export.Spec.TargetClusters[0] = key(4)
-	exports[0].Export.Spec.Rules[0].Path = "/changed"
+	exports[0].Service.ClientIPTimeoutSeconds = 1
+	exports[0].Service.Ports[0] = ServicePort{Name: "changed", Protocol: corev1.ProtocolUDP, AppProtocol: "changed", Port: 1}
+	exports[0].Export.TargetClusters[0] = key(4)
+	exports[0].Export.Rules[0].Path = "/changed"
 	exports[0].Export.CreationTimestamp = metav1.NewTime(t0.Add(time.Hour))
+	exports[0].Export.Generation = 42
 	assert.True(t, Equal(before, imp))
+}
+
+// TestExportOf checks that ExportOf keeps what Compute and validation read
+// of a ServiceExport as a client decodes it, with the API's constants for
+// enumerations rather than decoded copies of them.
+func TestExportOf(t *testing.T) {
+	obj := export(2, "client", rule(8080, "/a"), v1alpha1.ServiceExportRule{PortNumber: 9090, Path: "/b", PathType: v1alpha1.PathTypeExact})
+	obj.ResourceVersion = "7"
+	obj.Labels = map[string]string{"app": "httpbin"}
+	obj.Spec.SessionSticky = true
+	obj.Spec.PathRewrite = &v1alpha1.PathRewrite{From: "/a", To: "/"}
+	obj.Spec.TargetClusters = []string{key(2)}
+	obj.Status.Conditions = []metav1.Condition{{Type: ConditionPathsAvailable, Status: metav1.ConditionFalse,
+		Reason: ReasonIngressConflict, Message: "taken", ObservedGeneration: obj.Generation}}
+	obj = decoded(t, obj)
+
+	got := ExportOf(obj)
+	assert.Equal(t, &ServiceExport{
+		UID:                "uid-2",
+		CreationTimestamp:  obj.CreationTimestamp,
+		Generation:         3,
+		ServiceAccountName: "client",
+		Rules: []ExportRule{{PortNumber: 8080, Path: "/a", PathType: flomesh.PathTypePrefix},
+			{PortNumber: 9090, Path: "/b", PathType: flomesh.PathTypeExact}},
+		LoadBalancer:    flomesh.RoundRobinLoadBalancer,
+		PathRewrite:     &flomesh.PathRewrite{From: "/a", To: "/"},
+		TargetClusters:  []string{key(2)},
+		IngressConflict: ptr.To("taken"),
+	}, got)
+	assert.True(t, got.CreationTimestamp.Equal(&metav1.Time{Time: t0.Add(2 * time.Minute)}))
+	assert.Same(t, unsafe.StringData(string(flomesh.PathTypePrefix)), unsafe.StringData(string(got.Rules[0].PathType)))
+	assert.Same(t, unsafe.StringData(string(flomesh.RoundRobinLoadBalancer)), unsafe.StringData(string(got.LoadBalancer)))
+
+	// A report of an earlier generation is no report.
+	obj.Generation++
+	assert.Nil(t, ExportOf(obj).IngressConflict)
+
+	// Equal sees every field.
+	for name, change := range map[string]func(e *ServiceExport){
+		"uid":              func(e *ServiceExport) { e.UID = "other" },
+		"created":          func(e *ServiceExport) { e.CreationTimestamp = metav1.NewTime(t0) },
+		"generation":       func(e *ServiceExport) { e.Generation++ },
+		"account":          func(e *ServiceExport) { e.ServiceAccountName = "other" },
+		"rule":             func(e *ServiceExport) { e.Rules[1].PathType = flomesh.PathTypePrefix },
+		"rules":            func(e *ServiceExport) { e.Rules = e.Rules[:1] },
+		"load balancer":    func(e *ServiceExport) { e.LoadBalancer = flomesh.HashingLoadBalancer },
+		"path rewrite":     func(e *ServiceExport) { e.PathRewrite.To = "/b" },
+		"no path rewrite":  func(e *ServiceExport) { e.PathRewrite = nil },
+		"target clusters":  func(e *ServiceExport) { e.TargetClusters = nil },
+		"ingress conflict": func(e *ServiceExport) { *e.IngressConflict = "other" },
+		"no conflict":      func(e *ServiceExport) { e.IngressConflict = nil },
+	} {
+		a, b := ExportOf(obj), ExportOf(obj)
+		b.IngressConflict = ptr.To("taken")
+		a.IngressConflict = ptr.To("taken")
+		require.True(t, a.Equal(b), name)
+		change(b)
+		assert.False(t, a.Equal(b), name)
+		assert.False(t, b.Equal(a), name)
+	}
+}
+
+// TestServiceOf checks that ServiceOf keeps what Compute reads of a
+// Service as a client decodes it, with the API's constants for
+// enumerations rather than decoded copies of them.
+func TestServiceOf(t *testing.T) {
+	obj := clientIP(headless(service(tcp("http", 8080), port("dns", 53, corev1.ProtocolUDP))), 600)
+	obj.Spec.Ports[0].AppProtocol = ptr.To("http")
+	obj.Spec.Ports[0].NodePort = 30080
+	obj.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}
+	obj = decoded(t, obj)
+
+	got := ServiceOf(obj)
+	assert.Equal(t, &Service{
+		Type:                   corev1.ServiceTypeClusterIP,
+		SessionAffinity:        corev1.ServiceAffinityClientIP,
+		Ports:                  []ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, AppProtocol: "http", Port: 8080}, {Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53}},
+		ClientIPTimeoutSeconds: 600,
+		Headless:               true,
+		HasClientIP:            true,
+		HasClientIPTimeout:     true,
+	}, got)
+	assert.Same(t, unsafe.StringData(string(corev1.ServiceTypeClusterIP)), unsafe.StringData(string(got.Type)))
+	assert.Same(t, unsafe.StringData(string(corev1.ProtocolUDP)), unsafe.StringData(string(got.Ports[1].Protocol)))
+
+	// Equal sees every field.
+	for name, change := range map[string]func(s *Service){
+		"type":        func(s *Service) { s.Type = corev1.ServiceTypeNodePort },
+		"affinity":    func(s *Service) { s.SessionAffinity = corev1.ServiceAffinityNone },
+		"port":        func(s *Service) { s.Ports[0].AppProtocol = "" },
+		"ports":       func(s *Service) { s.Ports = s.Ports[:1] },
+		"timeout":     func(s *Service) { s.ClientIPTimeoutSeconds = 1 },
+		"headless":    func(s *Service) { s.Headless = false },
+		"clientIP":    func(s *Service) { s.HasClientIP = false },
+		"has timeout": func(s *Service) { s.HasClientIPTimeout = false },
+	} {
+		a, b := ServiceOf(obj), ServiceOf(obj)
+		require.True(t, a.Equal(b), name)
+		change(b)
+		assert.False(t, a.Equal(b), name)
+		assert.False(t, b.Equal(a), name)
+	}
+
+	obj.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = nil
+	noTimeout := ServiceOf(obj)
+	assert.True(t, noTimeout.HasClientIP)
+	assert.False(t, noTimeout.HasClientIPTimeout)
+}
+
+// decoded returns obj as a client decodes it from the API: times in the
+// local time zone, every string its own.
+func decoded[T any](t testing.TB, obj *T) *T {
+	t.Helper()
+	raw, err := json.Marshal(obj)
+	require.NoError(t, err)
+	out := new(T)
+	require.NoError(t, json.Unmarshal(raw, out))
+	return out
+}
+
+// TestInputsDoNotAlias checks that ExportOf and ServiceOf share nothing
+// but strings with the objects, so that a cache may keep their values
+// while the objects are dropped or reused.
+func TestInputsDoNotAlias(t *testing.T) {
+	obj := export(0, "*", rule(8080, path(1)))
+	obj.Spec.TargetClusters = []string{key(2)}
+	obj.Spec.PathRewrite = &v1alpha1.PathRewrite{From: "/a", To: "/b"}
+	e := ExportOf(obj)
+	svcObj := clientIP(service(tcp("http", 8080)), 300)
+	svcObj.Spec.Ports[0].AppProtocol = ptr.To("http")
+	svc := ServiceOf(svcObj)
+	wantExport, wantService := *e, *svc
+	wantExport.Rules, wantExport.TargetClusters = slices.Clone(e.Rules), slices.Clone(e.TargetClusters)
+	wantExport.PathRewrite = ptr.To(*e.PathRewrite)
+	wantService.Ports = slices.Clone(svc.Ports)
+
+	obj.Spec.TargetClusters[0] = key(4)
+	obj.Spec.Rules[0] = rule(1, "/changed")
+	obj.Spec.PathRewrite.From = "/changed"
+	*svcObj.Spec.SessionAffinityConfig.ClientIP.TimeoutSeconds = 1
+	svcObj.Spec.Ports[0] = tcp("changed", 1)
+	assert.True(t, wantExport.Equal(e))
+	assert.True(t, wantService.Equal(svc))
 }
 
 // TestAudience checks that the import says to whom each export goes, so
 // that the syncer needs nothing else to place the endpoints.
 func TestAudience(t *testing.T) {
-	exports := walkthrough()
+	exports := walkthroughObjects()
 	exports[0].Export.Spec.TargetClusters = []string{key(2)}
-	imp := Compute(Namespaces{}, ns, name, exports)
+	imp := compute(Namespaces{}, exports)
 	require.Len(t, imp.Status.Exports, 2)
 	assert.Equal(t, []string{key(2)}, exportStatus(imp, key(1)).TargetClusters)
 	assert.Empty(t, exportStatus(imp, key(3)).TargetClusters, "every cluster")
 
 	// An audience change is a change of the import: it reaches the syncer.
-	again := walkthrough()
-	assert.False(t, Equal(imp, Compute(Namespaces{}, ns, name, again)))
+	assert.False(t, Equal(imp, Compute(Namespaces{}, ns, name, walkthrough())))
 }
 
 func TestEqual(t *testing.T) {
@@ -830,17 +1022,17 @@ func TestGatewayAddresses(t *testing.T) {
 	shared := []string{"192.168.1.110:81"}
 	c := cluster(1)
 	c.Addresses = shared
-	imp := Compute(Namespaces{}, ns, name, []Export{{Cluster: c, Export: export(0, "*", rule(8080, path(1))), Service: service()}})
+	imp := compute(Namespaces{}, []object{{Cluster: c, Export: export(0, "*", rule(8080, path(1))), Service: service()}})
 	require.Len(t, imp.Status.Clusters, 1)
 	assert.Same(t, &shared[0], &imp.Status.Clusters[0].Addresses[0])
 }
 
 // benchmarkExports returns n clusters exporting httpbin with two ports each.
-func benchmarkExports(n int) []Export {
-	exports := make([]Export, n)
+func benchmarkExports(n int) []object {
+	exports := make([]object, n)
 	for i := range exports {
 		c := i + 1
-		exports[i] = Export{
+		exports[i] = object{
 			Cluster: cluster(c),
 			Export:  export(n-i, "*", rule(8080, path(c)), rule(9090, fmt.Sprintf("/cluster-%d/metrics", c))),
 			Service: service(tcp("http", 8080), tcp("metrics", 9090)),
@@ -850,7 +1042,7 @@ func benchmarkExports(n int) []Export {
 }
 
 func BenchmarkCompute(b *testing.B) {
-	exports := benchmarkExports(8)
+	exports := inputs(benchmarkExports(8))
 	b.ReportAllocs()
 	for b.Loop() {
 		if Compute(Namespaces{}, ns, name, exports) == nil {
@@ -888,17 +1080,17 @@ func spreadRules(n, step int) []v1alpha1.ServiceExportRule {
 
 // pathologicalExports is one export of 20,000 rules over a Service of
 // 20,000 ports, which once cost seconds per recompute and a 7 MiB import.
-func pathologicalExports() []Export {
-	return []Export{{Cluster: cluster(1), Export: export(0, "*", manyRules(20000)...), Service: manyPorts(20000)}}
+func pathologicalExports() []object {
+	return []object{{Cluster: cluster(1), Export: export(0, "*", manyRules(20000)...), Service: manyPorts(20000)}}
 }
 
 // largestValidExports is the largest export the limits allow, of
 // validation.MaxExportRules rules spread over the ports of a Service of
 // 20,000 ports, so that every port of the Service is looked up.
-func largestValidExports() []Export {
+func largestValidExports() []object {
 	const ports = 20000
 	rules := spreadRules(validation.MaxExportRules, ports/validation.MaxExportRules)
-	return []Export{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: manyPorts(ports)}}
+	return []object{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: manyPorts(ports)}}
 }
 
 // TestPathologicalExport checks that an export over the limits is refused
@@ -906,8 +1098,8 @@ func largestValidExports() []Export {
 // the valid export of another cluster.
 func TestPathologicalExport(t *testing.T) {
 	exports := append(pathologicalExports(),
-		Export{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()})
-	imp := Compute(Namespaces{}, ns, name, exports)
+		object{Cluster: cluster(2), Export: export(1, "*", rule(8080, path(2))), Service: service()})
+	imp := compute(Namespaces{}, exports)
 	require.NotNil(t, imp)
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
 	assertCondition(t, imp, key(1), ConditionConflict, metav1.ConditionFalse, ReasonNoConflicts)
@@ -918,7 +1110,7 @@ func TestPathologicalExport(t *testing.T) {
 		imp.Spec.Ports, "cluster-1 serves no endpoint")
 	assert.Equal(t, []flomesh.SourceStatus{{Cluster: key(2), Addresses: []string{"192.168.1.110:82"}}}, imp.Status.Clusters)
 
-	alone := Compute(Namespaces{}, ns, name, pathologicalExports())
+	alone := compute(Namespaces{}, pathologicalExports())
 	assert.Empty(t, alone.Spec.Ports)
 	assert.Empty(t, alone.Status.Clusters)
 }
@@ -926,7 +1118,7 @@ func TestPathologicalExport(t *testing.T) {
 // TestLargestValidExport checks that the largest export the limits allow,
 // over a Service of 20,000 ports, is served whole.
 func TestLargestValidExport(t *testing.T) {
-	imp := Compute(Namespaces{}, ns, name, largestValidExports())
+	imp := compute(Namespaces{}, largestValidExports())
 	assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionTrue, ReasonValid)
 	require.Len(t, imp.Spec.Ports, validation.MaxExportRules)
 	step := 20000 / validation.MaxExportRules
@@ -940,7 +1132,7 @@ func TestLargestValidExport(t *testing.T) {
 	// One rule more and the export is refused.
 	exports := largestValidExports()
 	exports[0].Export.Spec.Rules = spreadRules(validation.MaxExportRules+1, step)
-	assertCondition(t, Compute(Namespaces{}, ns, name, exports), key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
+	assertCondition(t, compute(Namespaces{}, exports), key(1), ConditionValid, metav1.ConditionFalse, ReasonInvalidExport)
 }
 
 // TestMessagesAreBounded checks that the messages Compute writes stay short
@@ -961,7 +1153,7 @@ func TestMessagesAreBounded(t *testing.T) {
 		for i := range rules {
 			rules[i].Path = strings.Repeat("x", validation.MaxPathLength) // relative, and long
 		}
-		imp := Compute(Namespaces{}, ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: service()}})
+		imp := compute(Namespaces{}, []object{{Cluster: cluster(1), Export: export(0, "*", rules...), Service: service()}})
 		msg := message(imp, key(1), ConditionValid)
 		assert.True(t, strings.HasPrefix(msg, `spec.rules[0].path: Invalid value: must be an absolute path (start with "/")`), msg)
 		assert.NotContains(t, msg, "xxxx", "the value is not quoted")
@@ -969,7 +1161,7 @@ func TestMessagesAreBounded(t *testing.T) {
 	})
 
 	t.Run("PortNotFound", func(t *testing.T) {
-		imp := Compute(Namespaces{}, ns, name, []Export{{Cluster: cluster(1), Export: export(0, "*", manyRules(validation.MaxExportRules)...), Service: service()}})
+		imp := compute(Namespaces{}, []object{{Cluster: cluster(1), Export: export(0, "*", manyRules(validation.MaxExportRules)...), Service: service()}})
 		assertCondition(t, imp, key(1), ConditionValid, metav1.ConditionFalse, ReasonPortNotFound)
 		msg := message(imp, key(1), ConditionValid)
 		assert.True(t, strings.HasPrefix(msg, "rule 0: port 64 is not a port of Service httpbin/httpbin; rule 1: port 63"), msg)
@@ -978,7 +1170,7 @@ func TestMessagesAreBounded(t *testing.T) {
 
 	t.Run("Conflict", func(t *testing.T) {
 		exports := conflictingExports(200)
-		imp := Compute(Namespaces{}, ns, name, exports)
+		imp := compute(Namespaces{}, exports)
 		for _, e := range exports {
 			assertCondition(t, imp, e.Cluster.Key, ConditionConflict, metav1.ConditionTrue, ReasonPortConflict)
 			msg := message(imp, e.Cluster.Key, ConditionConflict)
@@ -991,8 +1183,8 @@ func TestMessagesAreBounded(t *testing.T) {
 // conflictingExports returns n clusters exporting validation.MaxExportRules
 // ports each, every other cluster over UDP rather than TCP, so that every
 // port of every export is in conflict.
-func conflictingExports(n int) []Export {
-	exports := make([]Export, n)
+func conflictingExports(n int) []object {
+	exports := make([]object, n)
 	for i := range exports {
 		c := i + 1
 		ports := make([]corev1.ServicePort, validation.MaxExportRules)
@@ -1005,7 +1197,7 @@ func conflictingExports(n int) []Export {
 			ports[j] = port(fmt.Sprintf("p%d", j+1), int32(j+1), proto)
 			rules[j] = rule(int32(j+1), fmt.Sprintf("/cluster-%d/p%d", c, j+1))
 		}
-		exports[i] = Export{Cluster: cluster(c), Export: export(i, "*", rules...), Service: service(ports...)}
+		exports[i] = object{Cluster: cluster(c), Export: export(i, "*", rules...), Service: service(ports...)}
 	}
 	return exports
 }
@@ -1014,7 +1206,7 @@ func conflictingExports(n int) []Export {
 // 20,000 rules over a Service of 20,000 ports: refused as InvalidExport
 // before its rules or Service are read.
 func BenchmarkComputePathological(b *testing.B) {
-	exports := pathologicalExports()
+	exports := inputs(pathologicalExports())
 	b.ReportAllocs()
 	for b.Loop() {
 		if imp := Compute(Namespaces{}, ns, name, exports); imp == nil || len(imp.Spec.Ports) != 0 {
@@ -1027,7 +1219,7 @@ func BenchmarkComputePathological(b *testing.B) {
 // export, of validation.MaxExportRules rules, over a Service of 20,000
 // ports: each port of the Service is read once.
 func BenchmarkComputeLargestValid(b *testing.B) {
-	exports := largestValidExports()
+	exports := inputs(largestValidExports())
 	b.ReportAllocs()
 	for b.Loop() {
 		if imp := Compute(Namespaces{}, ns, name, exports); imp == nil || len(imp.Spec.Ports) != validation.MaxExportRules {
@@ -1039,7 +1231,7 @@ func BenchmarkComputeLargestValid(b *testing.B) {
 // BenchmarkComputeConflicts measures the merge of 200 exports of
 // validation.MaxExportRules ports each, all in conflict.
 func BenchmarkComputeConflicts(b *testing.B) {
-	exports := conflictingExports(200)
+	exports := inputs(conflictingExports(200))
 	b.ReportAllocs()
 	for b.Loop() {
 		if Compute(Namespaces{}, ns, name, exports) == nil {
