@@ -35,9 +35,12 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	corev1informers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
@@ -58,10 +61,17 @@ type Options struct {
 	// UnavailableGrace is how long a member may be not Ready before its
 	// endpoints are withdrawn from the imports.
 	UnavailableGrace time.Duration
-	// ProbeInterval is how often every member is probed.
+	// ProbeInterval is how often a Ready member is probed. A member that is
+	// not Ready is probed again sooner, the delay doubling from
+	// probeRetryBase up to ProbeInterval.
 	ProbeInterval time.Duration
 	// HeartbeatInterval bounds how often an unchanged status is rewritten.
 	HeartbeatInterval time.Duration
+	// ProbeWorkers is how many members are probed at once; 0 means
+	// DefaultProbeWorkers. A member that does not answer holds a worker
+	// for the probe's timeout, so there must be more workers than members
+	// expected to be unreachable at once, or the others are probed late.
+	ProbeWorkers int
 	// Members says how members are reached: where their credentials
 	// Secrets are, and which unsafe kubeconfig features to accept.
 	Members members.Options
@@ -69,11 +79,20 @@ type Options struct {
 	Namespaces imports.Namespaces
 }
 
+// DefaultProbeWorkers is the number of probe workers of DefaultOptions.
+const DefaultProbeWorkers = 16
+
 // DefaultOptions are the options of a production server.
 func DefaultOptions() Options {
 	return Options{UnavailableGrace: 30 * time.Second, ProbeInterval: 2 * time.Second, HeartbeatInterval: 30 * time.Second,
-		Members: members.DefaultOptions()}
+		ProbeWorkers: DefaultProbeWorkers, Members: members.DefaultOptions()}
 }
+
+// probeRetryBase is the first delay before a failed probe is retried; it
+// doubles on each failure up to the probe interval, so that a member that
+// failed once is soon looked at again, and one that keeps failing is
+// probed as often as a healthy one.
+const probeRetryBase = 100 * time.Millisecond
 
 // Controller follows the Clusters of the control plane.
 type Controller struct {
@@ -85,6 +104,9 @@ type Controller struct {
 	secrets members.Secrets
 	synced  []cache.InformerSynced
 	sink    Sink
+	clock   clock.Clock
+	// newClients builds the clients of a member from its configuration.
+	newClients func(*rest.Config) (kubernetes.Interface, versioned.Interface, error)
 
 	// clusterQueue holds names of Clusters whose connection to reconcile;
 	// serviceQueue holds namespace/name of services whose import to
@@ -92,14 +114,14 @@ type Controller struct {
 	// Cluster's deletion, and the reverse.
 	clusterQueue workqueue.TypedRateLimitingInterface[string]
 	serviceQueue workqueue.TypedRateLimitingInterface[[2]string]
+	// probeQueue holds names of Clusters whose member to probe. After each
+	// probe the name comes back: at the probe interval when the member is
+	// Ready, sooner, with backoff, when it is not. The queue hands a name
+	// to one worker at a time, so a member is never probed twice at once.
+	probeQueue workqueue.TypedRateLimitingInterface[string]
 
 	mu      sync.RWMutex
 	members map[string]*member
-	// written remembers the status last written per Cluster, so unchanged
-	// status is rewritten only at the heartbeat interval. A Cluster's
-	// entry goes with its member.
-	written map[string]time.Time
-	ctx     context.Context
 }
 
 // New returns a controller over the Clusters of factory, writing their
@@ -107,6 +129,9 @@ type Controller struct {
 // of the namespace of member credentials, is nil where fedmesh runs
 // without a control plane.
 func New(client versioned.Interface, factory fedinformers.SharedInformerFactory, secrets corev1informers.SecretInformer, sink Sink, opts Options) *Controller {
+	if opts.ProbeWorkers <= 0 {
+		opts.ProbeWorkers = DefaultProbeWorkers
+	}
 	informer := factory.Flomesh().V1alpha1().Clusters()
 	c := &Controller{
 		opts:         opts,
@@ -114,10 +139,14 @@ func New(client versioned.Interface, factory fedinformers.SharedInformerFactory,
 		clusters:     informer.Lister(),
 		synced:       []cache.InformerSynced{informer.Informer().HasSynced},
 		sink:         sink,
+		clock:        clock.RealClock{},
+		newClients:   newClients,
 		clusterQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "clusters"}),
 		serviceQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[[2]string](), workqueue.TypedRateLimitingQueueConfig[[2]string]{Name: "serviceimports"}),
-		members:      map[string]*member{},
-		written:      map[string]time.Time{},
+		probeQueue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](probeRetryBase, opts.ProbeInterval),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "memberprobes"}),
+		members: map[string]*member{},
 	}
 	_, _ = informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj interface{}) { c.enqueueCluster(obj) },
@@ -169,13 +198,16 @@ func (c *Controller) enqueueService(namespace, name string) {
 	c.serviceQueue.Add([2]string{namespace, name})
 }
 
-// Run runs the controller until ctx is done.
+// Run runs the controller until ctx is done: one worker for the Clusters,
+// one for the imports, and opts.ProbeWorkers for the probes.
 func (c *Controller) Run(ctx context.Context) {
-	defer utilruntime.HandleCrash()
+	defer utilruntime.HandleCrashWithContext(ctx)
 	defer c.clusterQueue.ShutDown()
 	defer c.serviceQueue.ShutDown()
-	c.ctx = ctx
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+	defer c.probeQueue.ShutDown()
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting clusterset controller")
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
 		return
 	}
 	go wait.UntilWithContext(ctx, func(ctx context.Context) {
@@ -186,7 +218,14 @@ func (c *Controller) Run(ctx context.Context) {
 		for c.processService() {
 		}
 	}, time.Second)
-	wait.UntilWithContext(ctx, c.probeAll, c.opts.ProbeInterval)
+	for range c.opts.ProbeWorkers {
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for c.processProbe(ctx) {
+			}
+		}, time.Second)
+	}
+	<-ctx.Done()
+	logger.Info("Stopping clusterset controller")
 	c.mu.Lock()
 	for _, m := range c.members {
 		m.stop()
@@ -200,11 +239,12 @@ func (c *Controller) processCluster(ctx context.Context) bool {
 		return false
 	}
 	defer c.clusterQueue.Done(name)
+	ctx = klog.NewContext(ctx, klog.LoggerWithValues(klog.FromContext(ctx), "cluster", name))
 	// The worker alone decides between a retry with backoff and a clean
 	// slate, as in sample-controller: a sync that re-queued itself and was
 	// then forgotten would never back off.
 	if err := c.syncCluster(ctx, name); err != nil {
-		utilruntime.HandleErrorWithContext(ctx, err, "Syncing Cluster; will retry", "cluster", name)
+		utilruntime.HandleErrorWithContext(ctx, err, "Syncing Cluster; will retry")
 		c.clusterQueue.AddRateLimited(name)
 		return true
 	}
@@ -216,6 +256,7 @@ func (c *Controller) processCluster(ctx context.Context) bool {
 // gets one, a changed kubeconfig or gateway a new one, a deleted Cluster
 // loses it, and its endpoints leave the imports at once.
 func (c *Controller) syncCluster(ctx context.Context, name string) error {
+	logger := klog.FromContext(ctx)
 	cluster, err := c.clusters.Get(name)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("reading Cluster %s from the cache: %w", name, err)
@@ -234,14 +275,13 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	if cluster != nil && cluster.DeletionTimestamp == nil {
 		target := members.Resolve(cluster, c.secrets, c.opts.Members)
 		if old == nil || !old.target.Same(target) || !equality.Semantic.DeepEqual(old.spec, cluster.Spec) {
-			fresh = newMember(ctx, cluster, target)
+			fresh = c.newMember(ctx, cluster, target)
 		}
 	}
 	c.mu.Lock()
 	switch {
 	case cluster == nil || cluster.DeletionTimestamp != nil:
 		delete(c.members, name)
-		delete(c.written, name)
 	case fresh != nil:
 		c.members[name] = fresh
 	}
@@ -249,7 +289,7 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 
 	if old != nil && (fresh != nil || cluster == nil || cluster.DeletionTimestamp != nil) {
 		old.stop()
-		klog.InfoS("Dropped member connection", "cluster", name)
+		logger.Info("Dropped member connection")
 		// The services it exported lose (or, reconnected, regain) its
 		// endpoints.
 		for _, k := range old.exportKeys() {
@@ -257,8 +297,10 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 		}
 	}
 	if fresh != nil {
-		klog.InfoS("Connecting to member", "cluster", name, "key", fresh.info.Key)
-		go c.probe(fresh)
+		logger.Info("Connecting to member", "key", fresh.info.Key)
+		// At once: the time from a Cluster's registration to Ready is
+		// mostly this first probe.
+		c.probeQueue.Add(name)
 	}
 	return nil
 }
@@ -278,7 +320,7 @@ func (c *Controller) processService() bool {
 // member's export of it: work proportional to the members, not to the
 // federation's exports.
 func (c *Controller) recompute(namespace, name string) {
-	now := time.Now()
+	now := c.clock.Now()
 	c.mu.RLock()
 	var exports []imports.Export
 	for _, m := range c.members {
@@ -297,54 +339,95 @@ func (c *Controller) recompute(namespace, name string) {
 	}
 }
 
-func (c *Controller) probeAll(ctx context.Context) {
-	c.mu.RLock()
-	members := make([]*member, 0, len(c.members))
-	for _, m := range c.members {
-		members = append(members, m)
+// probeOutcome says when a member is probed next.
+type probeOutcome int
+
+const (
+	// probeDropped: the Cluster has no member any more; it is not probed
+	// again, unless the Cluster gets a new one.
+	probeDropped probeOutcome = iota
+	// probeReady: the member is Ready, and probed again after the probe
+	// interval.
+	probeReady
+	// probeFailed: the member is not Ready, or its status could not be
+	// written; it is probed again after the queue's backoff.
+	probeFailed
+)
+
+func (c *Controller) processProbe(ctx context.Context) bool {
+	name, quit := c.probeQueue.Get()
+	if quit {
+		return false
 	}
-	c.mu.RUnlock()
-	for _, m := range members {
-		// Each member is probed on its own: a dead one, waiting for its
-		// timeout, never delays the others.
-		go c.probe(m)
+	defer c.probeQueue.Done(name)
+	ctx = klog.NewContext(ctx, klog.LoggerWithValues(klog.FromContext(ctx), "cluster", name))
+	outcome, err := c.syncProbe(ctx, name)
+	switch {
+	case apierrors.IsConflict(err):
+		// The cache has not seen the Cluster's latest write yet; the
+		// retry will have.
+		klog.FromContext(ctx).V(2).Info("Writing Cluster status; will retry", "err", err)
+	case err != nil:
+		utilruntime.HandleErrorWithContext(ctx, err, "Probing member; will retry")
 	}
+	switch outcome {
+	case probeDropped:
+		c.probeQueue.Forget(name)
+	case probeReady:
+		c.probeQueue.Forget(name)
+		c.probeQueue.AddAfter(name, c.opts.ProbeInterval)
+	case probeFailed:
+		c.probeQueue.AddRateLimited(name)
+	}
+	return true
 }
 
-// probe probes a member, follows a change of whether it serves endpoints,
-// and writes its status.
-func (c *Controller) probe(m *member) {
-	if !m.probing.CompareAndSwap(false, true) {
-		return
+// syncProbe probes the member of a Cluster, follows a change of whether it
+// serves endpoints, and writes its status.
+func (c *Controller) syncProbe(ctx context.Context, name string) (probeOutcome, error) {
+	c.mu.RLock()
+	m := c.members[name]
+	c.mu.RUnlock()
+	if m == nil {
+		return probeDropped, nil
 	}
-	defer m.probing.Store(false)
-	m.probe(c.enqueueService)
+	ready := m.probe(ctx, c.enqueueService)
 	// The grace runs out between probes as well as during one: compare
 	// with what the imports were last computed with.
-	serving := m.serving(c.opts.UnavailableGrace, time.Now())
-	if serving != m.lastServing.Swap(serving) {
-		klog.InfoS("Member endpoints changed", "cluster", m.name, "serving", serving)
+	serving := m.serving(c.opts.UnavailableGrace, c.clock.Now())
+	if serving != m.servingInImports {
+		m.servingInImports = serving
+		klog.FromContext(ctx).Info("Member endpoints changed", "serving", serving)
 		for _, k := range m.exportKeys() {
 			c.enqueueService(k[0], k[1])
 		}
 	}
-	c.writeStatus(m)
+	if err := c.writeStatus(ctx, m); err != nil {
+		return probeFailed, err
+	}
+	if !ready {
+		return probeFailed, nil
+	}
+	return probeReady, nil
 }
 
 // writeStatus writes the member's health to its Cluster's status when it
 // changed, or at the heartbeat interval.
-func (c *Controller) writeStatus(m *member) {
+func (c *Controller) writeStatus(ctx context.Context, m *member) error {
 	c.mu.RLock()
 	current := c.members[m.name] == m
-	last := c.written[m.name]
 	c.mu.RUnlock()
 	if !current {
-		return
+		return nil
 	}
 	cluster, err := c.clusters.Get(m.name)
-	if err != nil {
-		return
+	if apierrors.IsNotFound(err) {
+		// Going: syncCluster drops the member.
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("reading Cluster %s from the cache: %w", m.name, err)
 	}
+	now := c.clock.Now()
 	m.mu.Lock()
 	cond, version, heartbeat := m.ready, m.version, m.heartbeat
 	m.mu.Unlock()
@@ -352,6 +435,8 @@ func (c *Controller) writeStatus(m *member) {
 
 	updated := cluster.DeepCopy()
 	cond.ObservedGeneration = cluster.Generation
+	// Used only if the condition changes status.
+	cond.LastTransitionTime = metav1.NewTime(now)
 	changed := meta.SetStatusCondition(&updated.Status.Conditions, cond)
 	if updated.Status.KubernetesVersion != version || updated.Status.ExportCount != exportCount {
 		changed = true
@@ -361,22 +446,19 @@ func (c *Controller) writeStatus(m *member) {
 	if !heartbeat.IsZero() {
 		updated.Status.LastHeartbeatTime = &metav1.Time{Time: heartbeat}
 	}
-	if !changed && time.Since(last) < c.opts.HeartbeatInterval {
-		return
+	if !changed && now.Sub(m.statusWritten) < c.opts.HeartbeatInterval {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := c.client.FlomeshV1alpha1().Clusters().UpdateStatus(ctx, updated, metav1.UpdateOptions{}); err != nil {
-		klog.V(2).InfoS("Writing Cluster status", "cluster", m.name, "err", err)
-		return
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("writing the status of Cluster %s: %w", m.name, err)
 	}
-	c.mu.Lock()
-	// The Cluster may have gone while its status was written: its entry
-	// went with it, and must not come back.
-	if c.members[m.name] == m {
-		c.written[m.name] = time.Now()
-	}
-	c.mu.Unlock()
+	m.statusWritten = now
+	return nil
 }
 
 // Members returns the names of the connected members, sorted.

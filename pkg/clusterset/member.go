@@ -19,7 +19,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -35,11 +34,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
@@ -78,13 +79,19 @@ type member struct {
 
 	kube    kubernetes.Interface
 	fedmesh versioned.Interface
-	stop    context.CancelFunc
-	ctx     context.Context
+	clock   clock.PassiveClock
+
+	// stopped is closed by stop: the member's caches end, and so does a
+	// probe of it in flight.
+	stopped  chan struct{}
+	stopOnce sync.Once
 
 	// caches are nil until the member's checks first pass and
 	// startInformers starts them.
 	caches atomic.Pointer[memberCaches]
 
+	// mu guards what a probe finds; the import computation reads
+	// notReadySince from other goroutines.
 	mu        sync.Mutex
 	ready     metav1.Condition
 	version   string
@@ -92,15 +99,19 @@ type member struct {
 	// notReadySince is when the member last stopped being Ready; zero
 	// while Ready.
 	notReadySince time.Time
-	informersUp   bool
+
+	// The rest belongs to the probe worker that holds the member's Cluster
+	// name. The probe queue hands a name to one worker at a time, so these
+	// need no lock, and a member is never probed twice at once.
+
+	informersUp bool
 	// accessCheckedAt is when the member's permissions last passed.
 	accessCheckedAt time.Time
-	// probing is set while a probe runs, so probes never pile up on a
-	// member that answers slowly.
-	probing atomic.Bool
-	// lastServing is whether the imports were last computed with the
+	// servingInImports is whether the imports were last computed with the
 	// member's endpoints in.
-	lastServing atomic.Bool
+	servingInImports bool
+	// statusWritten is when the member's status was last written.
+	statusWritten time.Time
 }
 
 // memberCaches are the caches of a member's ServiceExports and Services.
@@ -129,27 +140,23 @@ func newMemberCaches(onChange func(namespace, name string)) *memberCaches {
 
 // newMember builds the clients of a member from its Cluster. A kubeconfig
 // that cannot be used gives a member that is never Ready, with the reason.
-func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Target) *member {
-	ctx, cancel := context.WithCancel(parent)
-	m := &member{name: c.Name, spec: *c.Spec.DeepCopy(), target: target, ctx: ctx, stop: cancel, info: clusterInfo(c)}
-	m.notReadySince = time.Now()
+func (c *Controller) newMember(ctx context.Context, cluster *v1alpha1.Cluster, target members.Target) *member {
+	m := &member{name: cluster.Name, spec: *cluster.Spec.DeepCopy(), target: target, info: clusterInfo(ctx, cluster),
+		clock: c.clock, stopped: make(chan struct{})}
+	m.notReadySince = c.clock.Now()
 	// One slow member must never hold the others: every call is bounded.
 	cfg, err := target.RESTConfig("fedmesh-apiserver", 30*time.Second)
 	if err != nil {
 		// The message is fedmesh's own: the keys at fault.
 		reason := ReasonInvalidKubeconfig
-		if c.Spec.CredentialsSecretRef != nil {
+		if cluster.Spec.CredentialsSecretRef != nil {
 			reason = ReasonInvalidCredentials
 		}
 		m.ready = condition(metav1.ConditionFalse, reason, truncateMessage(err.Error()))
 		return m
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	m.kube, err = kubernetes.NewForConfig(cfg)
-	if err == nil {
-		m.fedmesh, err = versioned.NewForConfig(cfg)
-	}
-	if err != nil {
+	if m.kube, m.fedmesh, err = c.newClients(cfg); err != nil {
 		m.ready = condition(metav1.ConditionFalse, ReasonInvalidKubeconfig, err.Error())
 		return m
 	}
@@ -157,8 +164,38 @@ func newMember(parent context.Context, c *v1alpha1.Cluster, target members.Targe
 	return m
 }
 
+// newClients builds the clients of a member.
+func newClients(cfg *rest.Config) (kubernetes.Interface, versioned.Interface, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	fedmesh, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kube, fedmesh, nil
+}
+
+// stop ends the member's caches, and any probe of it in flight. It may be
+// called more than once.
+func (m *member) stop() {
+	m.stopOnce.Do(func() { close(m.stopped) })
+}
+
+// bound returns a context of ctx that is done, as well, once the member is
+// stopped.
+func (m *member) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	release := context.AfterFunc(wait.ContextForChannel(m.stopped), cancel)
+	return ctx, func() {
+		release()
+		cancel()
+	}
+}
+
 // clusterInfo is what the import computation needs of a Cluster.
-func clusterInfo(c *v1alpha1.Cluster) imports.Cluster {
+func clusterInfo(ctx context.Context, c *v1alpha1.Cluster) imports.Cluster {
 	info := imports.Cluster{
 		Name:        c.Name,
 		Key:         members.Key(c.Name, &c.Spec),
@@ -168,7 +205,7 @@ func clusterInfo(c *v1alpha1.Cluster) imports.Cluster {
 	if ip := net.ParseIP(c.Spec.GatewayHost); ip != nil {
 		info.GatewayIP = ip.String()
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if addrs, err := net.DefaultResolver.LookupHost(ctx, c.Spec.GatewayHost); err == nil && len(addrs) > 0 {
 			info.GatewayIP = addrs[0]
@@ -185,63 +222,66 @@ func condition(status metav1.ConditionStatus, reason, message string) metav1.Con
 
 // probe checks the member once: it answers, the credentials work, and the
 // ServiceExport CRD is installed. On the first success it starts the
-// caches, and reports Syncing until they have synced.
-func (m *member) probe(onChange func(namespace, name string)) {
+// caches, which live as long as the member or ctx, and reports Syncing
+// until they have synced. It returns whether the member is Ready.
+func (m *member) probe(ctx context.Context, onChange func(namespace, name string)) bool {
 	if m.kube == nil {
-		return
+		return false
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, probeTimeout)
+	logger := klog.FromContext(ctx)
+	// Every step ends when the member is stopped.
+	memberCtx, cancel := m.bound(ctx)
 	defer cancel()
-	cond := m.check(ctx)
+	checkCtx, cancelCheck := context.WithTimeout(memberCtx, probeTimeout)
+	defer cancelCheck()
+	cond := m.check(checkCtx)
 	if cond.Status == metav1.ConditionTrue {
-		m.mu.Lock()
-		up := m.informersUp
-		m.informersUp = true
-		m.mu.Unlock()
-		if !up {
-			klog.V(2).InfoS("Member checks passed; starting caches", "cluster", m.name)
-			m.startInformers(onChange)
+		if !m.informersUp {
+			m.informersUp = true
+			logger.V(2).Info("Member checks passed; starting caches")
+			m.startInformers(ctx, onChange)
 			// A new member is usually small: give its caches a moment to
 			// sync, so it turns Ready on this probe rather than the next.
-			m.waitForSync(probeTimeout)
-			klog.V(2).InfoS("Member caches synced", "cluster", m.name)
+			syncCtx, cancelSync := context.WithTimeout(memberCtx, probeTimeout)
+			m.waitForSync(syncCtx)
+			cancelSync()
+			logger.V(2).Info("Member caches started", "synced", m.synced())
 		}
 		if !m.synced() {
 			cond = condition(metav1.ConditionFalse, ReasonSyncing, "caches of ServiceExports and Services are syncing")
 		}
 	}
+	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if cond.Status == metav1.ConditionTrue {
-		m.heartbeat = time.Now()
+		m.heartbeat = now
 		m.notReadySince = time.Time{}
 	} else if m.notReadySince.IsZero() {
-		m.notReadySince = time.Now()
+		m.notReadySince = now
 	}
 	m.ready = cond
+	return cond.Status == metav1.ConditionTrue
 }
 
 func (m *member) check(ctx context.Context) metav1.Condition {
 	// Every call carries ctx, so a member that does not answer costs one
 	// probe timeout and no more.
-	rc := m.kube.Discovery().RESTClient()
-	raw, err := rc.Get().AbsPath("/version").Do(ctx).Raw()
+	discovery := m.kube.Discovery()
+	info, err := discovery.ServerVersionWithContext(ctx)
 	if err != nil {
 		return failure(err)
 	}
-	var info version.Info
-	if err := json.Unmarshal(raw, &info); err == nil {
-		m.mu.Lock()
-		m.version = reportedVersion(info.GitVersion)
-		m.mu.Unlock()
-	}
-	raw, err = rc.Get().AbsPath("/apis/" + v1alpha1.SchemeGroupVersion.String()).Do(ctx).Raw()
+	version := reportedVersion(info.GitVersion)
+	m.mu.Lock()
+	m.version = version
+	m.mu.Unlock()
+	list, err := discovery.ServerResourcesForGroupVersionWithContext(ctx, v1alpha1.SchemeGroupVersion.String())
 	if err != nil && !apierrors.IsNotFound(err) {
 		return failure(err)
 	}
 	found := false
-	var list metav1.APIResourceList
-	if err == nil && json.Unmarshal(raw, &list) == nil {
+	if err == nil {
 		for _, r := range list.APIResources {
 			found = found || r.Name == serviceExportsResource
 		}
@@ -346,10 +386,7 @@ const accessRecheck = 10 * time.Second
 // it lacks, or "". Where the member's authorizer cannot list rules, it
 // asks about each of fedmesh-apiserver's own permissions instead.
 func (m *member) checkAccess(ctx context.Context) (string, error) {
-	m.mu.Lock()
-	fresh := !m.accessCheckedAt.IsZero() && time.Since(m.accessCheckedAt) < accessRecheck
-	m.mu.Unlock()
-	if fresh {
+	if !m.accessCheckedAt.IsZero() && m.clock.Since(m.accessCheckedAt) < accessRecheck {
 		return "", nil
 	}
 	review, err := m.kube.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
@@ -370,9 +407,7 @@ func (m *member) checkAccess(ctx context.Context) (string, error) {
 			}
 		}
 	}
-	m.mu.Lock()
-	m.accessCheckedAt = time.Now()
-	m.mu.Unlock()
+	m.accessCheckedAt = m.clock.Now()
 	return "", nil
 }
 
@@ -389,16 +424,18 @@ func (m *member) denied(ctx context.Context, c memberrbac.Check) (bool, error) {
 	return !review.Status.Allowed, nil
 }
 
-// waitForSync waits up to timeout for the member's caches, polling more
-// often than cache.WaitForCacheSync's 100 ms: this wait is on the path of
-// a registration to Ready.
-func (m *member) waitForSync(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) && m.ctx.Err() == nil {
-		if m.synced() {
+// waitForSync waits until ctx is done for the member's caches, polling
+// more often than cache.WaitForCacheSync's 100 ms: this wait is on the
+// path of a registration to Ready.
+func (m *member) waitForSync(ctx context.Context) {
+	ticker := time.NewTicker(5 * time.Millisecond)
+	defer ticker.Stop()
+	for !m.synced() {
+		select {
+		case <-ctx.Done():
 			return
+		case <-ticker.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -411,7 +448,7 @@ type listWatchOnly struct{}
 
 func (listWatchOnly) IsWatchListSemanticsUnSupported() bool { return true }
 
-func (m *member) startInformers(onChange func(namespace, name string)) {
+func (m *member) startInformers(ctx context.Context, onChange func(namespace, name string)) {
 	exportsLW := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return m.fedmesh.FlomeshV1alpha1().ServiceExports(metav1.NamespaceAll).List(ctx, o)
@@ -440,8 +477,14 @@ func (m *member) startInformers(onChange func(namespace, name string)) {
 		cache.ReflectorOptions{Name: "member/" + m.name + "/serviceexports"})
 	servicesReflector := cache.NewReflectorWithOptions(servicesLW, &corev1.Service{}, c.services,
 		cache.ReflectorOptions{Name: "member/" + m.name + "/services"})
-	go exportsReflector.RunWithContext(m.ctx)
-	go servicesReflector.RunWithContext(m.ctx)
+	ctx, cancel := m.bound(ctx)
+	go func() {
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Go(func() { exportsReflector.RunWithContext(ctx) })
+		wg.Go(func() { servicesReflector.RunWithContext(ctx) })
+		wg.Wait()
+	}()
 }
 
 // synced returns whether the member's caches have been started and have
