@@ -26,6 +26,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	core "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
@@ -39,6 +41,18 @@ import (
 func conflictMember(t *testing.T, objs ...runtime.Object) (*member, *fake.Clientset, *record.FakeRecorder) {
 	t.Helper()
 	client := fake.NewSimpleClientset(objs...)
+	// The fake's watches do not resume from a version: an event sent
+	// between an informer's list and its watch is lost. The test waits for
+	// the three watches to be open before it changes anything.
+	watching := make(chan struct{}, 3)
+	client.PrependWatchReactor("*", func(action core.Action) (bool, watch.Interface, error) {
+		w, err := client.Tracker().Watch(action.GetResource(), action.GetNamespace())
+		if err != nil {
+			return true, nil, err
+		}
+		watching <- struct{}{}
+		return true, w, nil
+	})
 	recorder := record.NewFakeRecorder(100)
 	m := &member{name: "cluster-1", reported: map[types.UID]string{}, recorder: recorder}
 	m.fedFactory = fedinformers.NewSharedInformerFactory(client, 0)
@@ -53,6 +67,13 @@ func conflictMember(t *testing.T, objs ...runtime.Object) (*member, *fake.Client
 	m.fedFactory.Start(ctx.Done())
 	for typ, ok := range m.fedFactory.WaitForCacheSync(ctx.Done()) {
 		require.True(t, ok, "%v synced", typ)
+	}
+	for range 3 {
+		select {
+		case <-watching:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the informers never watched")
+		}
 	}
 	return m, client, recorder
 }
