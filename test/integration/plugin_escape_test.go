@@ -41,14 +41,15 @@ func TestPluginEscapesWhatAMemberWrites(t *testing.T) {
 	register(t, ctx, f, "cluster-1", 81)
 	deployHTTPBin(t, ctx, m1)
 
-	// An IngressConflict the member reports for the export's current
-	// generation is repeated on the control plane as it is worded.
+	// A PathsAvailable=False the member reports for the export's current
+	// generation is repeated on the control plane, as Valid=False, as it
+	// is worded.
 	const hostile = "served by \x1b]0;pwned\x07another Ingress\x1b[2J"
 	exports := m1.Fedmesh().FlomeshV1alpha1().ServiceExports("httpbin")
 	e, err := exports.Get(ctx, "httpbin", metav1.GetOptions{})
 	require.NoError(t, err)
 	meta.SetStatusCondition(&e.Status.Conditions, metav1.Condition{
-		Type: "Valid", Status: metav1.ConditionFalse, Reason: "IngressConflict",
+		Type: "PathsAvailable", Status: metav1.ConditionFalse, Reason: "IngressConflict",
 		Message: hostile, ObservedGeneration: e.Generation,
 	})
 	_, err = exports.UpdateStatus(ctx, e, metav1.UpdateOptions{})
