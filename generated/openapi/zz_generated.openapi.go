@@ -599,7 +599,7 @@ func schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicySpec(ref common.Ref
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Targets are the clusters traffic may go to. FailOver needs at least one; Locality takes none; ActiveActive with none means every exporting cluster.",
+							Description: "Targets are the clusters traffic may go to. FailOver needs at least one; Locality takes none; ActiveActive with none means every exporting cluster. At most 100 (validation.MaxPolicyTargets).",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

@@ -149,9 +149,10 @@ type GlobalTrafficPolicySpec struct {
 	LbType LoadBalancerType `json:"lbType,omitempty"`
 	// Targets are the clusters traffic may go to. FailOver needs at least
 	// one; Locality takes none; ActiveActive with none means every
-	// exporting cluster.
+	// exporting cluster. At most 100 (validation.MaxPolicyTargets).
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
 	Targets []TrafficTarget `json:"targets,omitempty"`
 }
 

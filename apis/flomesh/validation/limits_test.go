@@ -187,6 +187,19 @@ func TestServiceExportCRDLimits(t *testing.T) {
 	walk("spec", spec)
 }
 
+// TestGlobalTrafficPolicyCRDLimits checks that the members' CRD of
+// policies bounds the targets as fedmesh-apiserver does.
+func TestGlobalTrafficPolicyCRDLimits(t *testing.T) {
+	data, err := crds.FS.ReadFile("flomesh.io_globaltrafficpolicies.yaml")
+	require.NoError(t, err)
+	var crd map[string]any
+	require.NoError(t, yaml.Unmarshal(data, &crd))
+	versions := get[[]any](t, crd, "spec", "versions")
+	require.Len(t, versions, 1)
+	spec := get[map[string]any](t, versions[0].(map[string]any), "schema", "openAPIV3Schema", "properties", "spec")
+	assert.EqualValues(t, MaxPolicyTargets, get[float64](t, spec, "properties", "targets", "maxItems"))
+}
+
 // get returns the value at path in a decoded YAML document.
 func get[T any](t *testing.T, doc map[string]any, path ...string) T {
 	t.Helper()

@@ -378,6 +378,10 @@ func ValidateGlobalTrafficPolicy(p *flomesh.GlobalTrafficPolicy) field.ErrorList
 func validateGlobalTrafficPolicySpec(spec *flomesh.GlobalTrafficPolicySpec, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
 	targetsPath := fldPath.Child("targets")
+	if len(spec.Targets) > MaxPolicyTargets {
+		// Counted, not walked: each target would be looked up.
+		return field.ErrorList{field.TooMany(targetsPath, len(spec.Targets), MaxPolicyTargets)}
+	}
 
 	switch spec.LbType {
 	case "":
@@ -463,6 +467,11 @@ const (
 	// an HTTPRoute match. It also bounds the cost of the CRD's rule that
 	// compares the paths of the rules pairwise.
 	MaxPathLength = 1024
+	// MaxPolicyTargets bounds a GlobalTrafficPolicy's spec.targets, which
+	// every member that imports the service receives and every consumer
+	// routes by: a federation larger than that lists no targets under
+	// ActiveActive, which means every exporting cluster.
+	MaxPolicyTargets = 100
 	// MaxTargetClusters bounds spec.targetClusters. An export meant for
 	// more clusters than that leaves the list empty, which means every
 	// cluster.

@@ -599,6 +599,15 @@ func validPolicy() *flomesh.GlobalTrafficPolicy {
 	}
 }
 
+// targets returns n targets of distinct cluster keys.
+func targets(n int) []flomesh.TrafficTarget {
+	out := make([]flomesh.TrafficTarget, n)
+	for i := range out {
+		out[i].ClusterKey = fmt.Sprintf("default/default/default/cluster-%d", i)
+	}
+	return out
+}
+
 func TestValidateGlobalTrafficPolicy(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -648,6 +657,10 @@ func TestValidateGlobalTrafficPolicy(t *testing.T) {
 			p.Spec.LbType = flomesh.ActiveActiveLbType
 			p.Spec.Targets[1].Weight = int32Ptr(-1)
 		}, want: errs(want{field.ErrorTypeInvalid, "spec.targets[1].weight"})},
+		{name: "as many targets as allowed", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.Targets = targets(MaxPolicyTargets) }},
+		{name: "one target too many, counted without being judged", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.Targets = append(targets(MaxPolicyTargets), flomesh.TrafficTarget{ClusterKey: "not a key"})
+		}, want: errs(want{field.ErrorTypeTooMany, "spec.targets"})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,7 +31,7 @@ type GlobalTrafficPolicySpecApplyConfiguration struct {
 	LbType *flomeshv1alpha1.LoadBalancerType `json:"lbType,omitempty"`
 	// Targets are the clusters traffic may go to. FailOver needs at least
 	// one; Locality takes none; ActiveActive with none means every
-	// exporting cluster.
+	// exporting cluster. At most 100 (validation.MaxPolicyTargets).
 	Targets []TrafficTargetApplyConfiguration `json:"targets,omitempty"`
 }
 
