@@ -341,12 +341,7 @@ func Valid(cp []metav1.Condition) bool {
 // is returned then unless the paths are taken, which the control plane
 // must learn: an export whose paths are free needs no write to say so.
 func DesiredExportConditions(cp []metav1.Condition, pathsConflict string, generation int64, created metav1.Time) []metav1.Condition {
-	conds := make([]metav1.Condition, 0, 3)
-	for _, c := range cp {
-		if c.Type == imports.ConditionValid || c.Type == imports.ConditionConflict {
-			conds = append(conds, c)
-		}
-	}
+	conds := judged(cp)
 	if len(conds) == 0 && pathsConflict == "" {
 		return nil
 	}
@@ -357,6 +352,18 @@ func DesiredExportConditions(cp []metav1.Condition, pathsConflict string, genera
 		paths.Status, paths.Reason, paths.Message = metav1.ConditionFalse, imports.ReasonIngressConflict, pathsConflict
 	}
 	return append(conds, paths)
+}
+
+// judged returns the Valid and Conflict conditions of conds: the control
+// plane's judgement of an export.
+func judged(conds []metav1.Condition) []metav1.Condition {
+	out := make([]metav1.Condition, 0, len(conds)+1)
+	for _, c := range conds {
+		if c.Type == imports.ConditionValid || c.Type == imports.ConditionConflict {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // MergeConditions returns the conditions to write given the live ones and

@@ -125,17 +125,6 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	return errors.Join(errs...)
 }
 
-// judged returns the Valid and Conflict conditions of conds.
-func judged(conds []metav1.Condition) []metav1.Condition {
-	var out []metav1.Condition
-	for _, c := range conds {
-		if c.Type == imports.ConditionValid || c.Type == imports.ConditionConflict {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // pathRivals returns the member's other exports that claim a path of
 // export and that the control plane found valid: those that may hold the
 // path.
