@@ -133,19 +133,7 @@ func Load() ([]CRD, error) {
 // fieldManager, and waits up to timeout until the member serves them all.
 // It needs the right to create CRDs: the member administrator's.
 func Install(ctx context.Context, dyn dynamic.Interface, fieldManager string, crds []CRD, timeout time.Duration) error {
-	for _, c := range crds {
-		live, err := dyn.Resource(GVR).Get(ctx, c.Name, metav1.GetOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-		if err == nil && live.GetAnnotations()[HashAnnotation] == c.Hash {
-			continue
-		}
-		if err := apply(ctx, dyn, fieldManager, c); err != nil {
-			return err
-		}
-	}
-	return WaitEstablished(ctx, dyn, crds, timeout)
+	return ensure(ctx, dyn, fieldManager, crds, timeout, true)
 }
 
 // Upgrade brings the member's CRDs up to date, as fieldManager, and waits
@@ -153,15 +141,21 @@ func Install(ctx context.Context, dyn dynamic.Interface, fieldManager string, cr
 // patches CRDs that exist, by name, which is all fedmesh's identity in a
 // member may do; a missing CRD is an error wrapping ErrNotInstalled.
 func Upgrade(ctx context.Context, dyn dynamic.Interface, fieldManager string, crds []CRD, timeout time.Duration) error {
+	return ensure(ctx, dyn, fieldManager, crds, timeout, false)
+}
+
+// ensure applies each CRD whose digest the member's copy lacks, creating
+// the missing ones only when create is set, and waits until all are
+// Established.
+func ensure(ctx context.Context, dyn dynamic.Interface, fieldManager string, crds []CRD, timeout time.Duration, create bool) error {
 	for _, c := range crds {
 		live, err := dyn.Resource(GVR).Get(ctx, c.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsNotFound(err) && !create:
 			return fmt.Errorf("CRD %s: %w: the member's administrator installs it with 'kubectl fedmesh join'", c.Name, ErrNotInstalled)
-		}
-		if err != nil {
+		case err != nil && !apierrors.IsNotFound(err):
 			return err
-		}
-		if live.GetAnnotations()[HashAnnotation] == c.Hash {
+		case err == nil && live.GetAnnotations()[HashAnnotation] == c.Hash:
 			continue
 		}
 		if err := apply(ctx, dyn, fieldManager, c); err != nil {
@@ -196,7 +190,7 @@ func WaitEstablished(ctx context.Context, dyn dynamic.Interface, crds []CRD, tim
 			if err != nil {
 				return false, err
 			}
-			if !Established(live) {
+			if !established(live) {
 				pending = c.Name
 				return false, nil
 			}
@@ -209,8 +203,8 @@ func WaitEstablished(ctx context.Context, dyn dynamic.Interface, crds []CRD, tim
 	return err
 }
 
-// Established reports whether a CRD's Established condition is True.
-func Established(u *unstructured.Unstructured) bool {
+// established reports whether a CRD's Established condition is True.
+func established(u *unstructured.Unstructured) bool {
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		if c, ok := c.(map[string]interface{}); ok && c["type"] == "Established" && c["status"] == "True" {

@@ -260,9 +260,9 @@ func (f *Federation) InstallMemberCRDs(ctx context.Context) error {
 }
 
 // installMemberCRDs installs the member CRDs (pkg/membercrds) into the
-// member as its admin, and waits until it serves them: every CRD reports
-// Established and discovery lists its resource, so that a kubectl started
-// right after finds it.
+// member as its admin, and waits until it serves them: membercrds.Install
+// waits for every CRD to be Established, and this for discovery to list
+// its resource, so that a kubectl started right after finds it.
 func (m *Cluster) installMemberCRDs(ctx context.Context) error {
 	crds, err := membercrds.Load()
 	if err != nil {
@@ -277,7 +277,7 @@ func (m *Cluster) installMemberCRDs(ctx context.Context) error {
 	}
 	for _, crd := range crds {
 		if err := m.f.waitFor(ctx, m.proc, "the CRD "+crd.Object.GetName()+" in "+m.Name, func(ctx context.Context) error {
-			return m.serves(ctx, dyn, crd.Object)
+			return m.discovered(ctx, dyn, crd.Object)
 		}); err != nil {
 			return fmt.Errorf("%s: %w", m.Name, err)
 		}
@@ -286,15 +286,11 @@ func (m *Cluster) installMemberCRDs(ctx context.Context) error {
 	return nil
 }
 
-// serves succeeds when crd is Established and discovery lists it in every
-// version it serves.
-func (m *Cluster) serves(ctx context.Context, dyn dynamic.Interface, crd *unstructured.Unstructured) error {
+// discovered succeeds when discovery lists crd in every version it serves.
+func (m *Cluster) discovered(ctx context.Context, dyn dynamic.Interface, crd *unstructured.Unstructured) error {
 	u, err := dyn.Resource(membercrds.GVR).Get(ctx, crd.GetName(), metav1.GetOptions{})
 	if err != nil {
 		return err
-	}
-	if !membercrds.Established(u) {
-		return fmt.Errorf("CRD %s not Established", crd.GetName())
 	}
 	group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
 	plural, _, _ := unstructured.NestedString(u.Object, "spec", "names", "plural")
