@@ -610,6 +610,13 @@ func schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicySpec(ref common.Ref
 							},
 						},
 					},
+					"unavailableGraceSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "UnavailableGraceSeconds is how long fedmesh keeps serving a member's endpoints of this service after the member stops being Ready, in seconds, from 0 to 86400 (a day). Unset means fedmesh-apiserver's --member-unavailable-grace (30 s by default).\n\nIt is a trade-off between two failures. A short grace (0 withdraws at once, as Submariner's Lighthouse does) stops consumers sending traffic to a member that is really down, but a control plane that merely lost sight of a healthy member (a partition between fedmesh and the member, a restarting kube-apiserver) withdraws endpoints that still work, and every consumer's routes change twice. A long grace (as Karmada keeps endpoints while a cluster is NotReady) rides out such blips, but a member that really died keeps receiving the traffic its routes send it until the grace runs out, unless the data plane fails over on its own.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 				},
 			},
 		},

@@ -288,6 +288,11 @@ func (in *GlobalTrafficPolicySpec) DeepCopyInto(out *GlobalTrafficPolicySpec) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.UnavailableGraceSeconds != nil {
+		in, out := &in.UnavailableGraceSeconds, &out.UnavailableGraceSeconds
+		*out = new(int32)
+		**out = **in
+	}
 	return
 }
 

@@ -188,7 +188,7 @@ func TestServiceExportCRDLimits(t *testing.T) {
 }
 
 // TestGlobalTrafficPolicyCRDLimits checks that the members' CRD of
-// policies bounds the targets as fedmesh-apiserver does.
+// policies bounds the targets and the grace as fedmesh-apiserver does.
 func TestGlobalTrafficPolicyCRDLimits(t *testing.T) {
 	data, err := crds.FS.ReadFile("flomesh.io_globaltrafficpolicies.yaml")
 	require.NoError(t, err)
@@ -198,6 +198,8 @@ func TestGlobalTrafficPolicyCRDLimits(t *testing.T) {
 	require.Len(t, versions, 1)
 	spec := get[map[string]any](t, versions[0].(map[string]any), "schema", "openAPIV3Schema", "properties", "spec")
 	assert.EqualValues(t, MaxPolicyTargets, get[float64](t, spec, "properties", "targets", "maxItems"))
+	assert.EqualValues(t, 0, get[float64](t, spec, "properties", "unavailableGraceSeconds", "minimum"))
+	assert.EqualValues(t, MaxUnavailableGraceSeconds, get[float64](t, spec, "properties", "unavailableGraceSeconds", "maximum"))
 }
 
 // get returns the value at path in a decoded YAML document.

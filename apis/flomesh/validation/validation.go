@@ -414,6 +414,10 @@ func validateGlobalTrafficPolicySpec(spec *flomesh.GlobalTrafficPolicySpec, fldP
 	allErrs = append(allErrs, validateClusterKeys(keys, func(i int) *field.Path {
 		return targetsPath.Index(i).Child("clusterKey")
 	})...)
+	if g := spec.UnavailableGraceSeconds; g != nil && (*g < 0 || *g > MaxUnavailableGraceSeconds) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("unavailableGraceSeconds"), *g,
+			fmt.Sprintf("must be between 0 and %d seconds", MaxUnavailableGraceSeconds)))
+	}
 	return allErrs
 }
 
@@ -472,6 +476,11 @@ const (
 	// routes by: a federation larger than that lists no targets under
 	// ActiveActive, which means every exporting cluster.
 	MaxPolicyTargets = 100
+	// MaxUnavailableGraceSeconds bounds a GlobalTrafficPolicy's
+	// spec.unavailableGraceSeconds: a day. A member not Ready for longer
+	// than that is not coming back on its own, and the bound keeps the
+	// deadline fedmesh schedules for it a sane time.
+	MaxUnavailableGraceSeconds = 86400
 	// MaxTargetClusters bounds spec.targetClusters. An export meant for
 	// more clusters than that leaves the list empty, which means every
 	// cluster.

@@ -661,6 +661,16 @@ func TestValidateGlobalTrafficPolicy(t *testing.T) {
 		{name: "one target too many, counted without being judged", mutate: func(p *flomesh.GlobalTrafficPolicy) {
 			p.Spec.Targets = append(targets(MaxPolicyTargets), flomesh.TrafficTarget{ClusterKey: "not a key"})
 		}, want: errs(want{field.ErrorTypeTooMany, "spec.targets"})},
+
+		{name: "grace zero withdraws at once", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.UnavailableGraceSeconds = int32Ptr(0) }},
+		{name: "grace a day", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.UnavailableGraceSeconds = int32Ptr(MaxUnavailableGraceSeconds)
+		}},
+		{name: "grace negative", mutate: func(p *flomesh.GlobalTrafficPolicy) { p.Spec.UnavailableGraceSeconds = int32Ptr(-1) },
+			want: errs(want{field.ErrorTypeInvalid, "spec.unavailableGraceSeconds"})},
+		{name: "grace over a day", mutate: func(p *flomesh.GlobalTrafficPolicy) {
+			p.Spec.UnavailableGraceSeconds = int32Ptr(MaxUnavailableGraceSeconds + 1)
+		}, want: errs(want{field.ErrorTypeInvalid, "spec.unavailableGraceSeconds"})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

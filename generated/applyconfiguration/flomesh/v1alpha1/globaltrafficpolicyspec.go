@@ -33,6 +33,22 @@ type GlobalTrafficPolicySpecApplyConfiguration struct {
 	// one; Locality takes none; ActiveActive with none means every
 	// exporting cluster. At most 100 (validation.MaxPolicyTargets).
 	Targets []TrafficTargetApplyConfiguration `json:"targets,omitempty"`
+	// UnavailableGraceSeconds is how long fedmesh keeps serving a member's
+	// endpoints of this service after the member stops being Ready, in
+	// seconds, from 0 to 86400 (a day). Unset means fedmesh-apiserver's
+	// --member-unavailable-grace (30 s by default).
+	//
+	// It is a trade-off between two failures. A short grace (0 withdraws at
+	// once, as Submariner's Lighthouse does) stops consumers sending traffic
+	// to a member that is really down, but a control plane that merely
+	// lost sight of a healthy member (a partition between fedmesh and the
+	// member, a restarting kube-apiserver) withdraws endpoints that still
+	// work, and every consumer's routes change twice. A long grace (as
+	// Karmada keeps endpoints while a cluster is NotReady) rides out such
+	// blips, but a member that really died keeps receiving the traffic
+	// its routes send it until the grace runs out, unless the data plane
+	// fails over on its own.
+	UnavailableGraceSeconds *int32 `json:"unavailableGraceSeconds,omitempty"`
 }
 
 // GlobalTrafficPolicySpecApplyConfiguration constructs a declarative configuration of the GlobalTrafficPolicySpec type for use with
@@ -59,5 +75,13 @@ func (b *GlobalTrafficPolicySpecApplyConfiguration) WithTargets(values ...*Traff
 		}
 		b.Targets = append(b.Targets, *values[i])
 	}
+	return b
+}
+
+// WithUnavailableGraceSeconds sets the UnavailableGraceSeconds field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the UnavailableGraceSeconds field is set to the value of the last call.
+func (b *GlobalTrafficPolicySpecApplyConfiguration) WithUnavailableGraceSeconds(value int32) *GlobalTrafficPolicySpecApplyConfiguration {
+	b.UnavailableGraceSeconds = &value
 	return b
 }
