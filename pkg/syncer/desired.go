@@ -87,27 +87,13 @@ func DesiredImport(memberKey string, imp *v1alpha1.ServiceImport) *v1alpha1.Serv
 	if imp == nil {
 		return nil
 	}
-	audience := make(map[string][]string, len(imp.Status.Exports))
-	for _, es := range imp.Status.Exports {
-		audience[es.Cluster] = es.TargetClusters
-	}
+	audience := imports.Audiences(imp)
 	var ports []v1alpha1.ServicePort
 	for _, p := range imp.Spec.Ports {
-		var endpoints []v1alpha1.Endpoint
-		for _, e := range p.Endpoints {
-			if e.ClusterKey == memberKey {
-				continue
-			}
-			if to := audience[e.ClusterKey]; len(to) > 0 && !slices.Contains(to, memberKey) {
-				continue
-			}
-			endpoints = append(endpoints, e)
-		}
-		if len(endpoints) == 0 {
+		p := *p.DeepCopy()
+		if p.Endpoints = imports.VisibleTo(memberKey, audience, p.Endpoints); len(p.Endpoints) == 0 {
 			continue
 		}
-		p := *p.DeepCopy()
-		p.Endpoints = endpoints
 		ports = append(ports, p)
 	}
 	if len(ports) == 0 {
