@@ -62,6 +62,12 @@ type Options struct {
 	// WithoutMemberCRDs leaves the members without fedmesh's CRDs, for
 	// callers that install them as "kubectl fedmesh join" does.
 	WithoutMemberCRDs bool
+	// FedmeshReplicas is the number of fedmesh-apiserver processes (1
+	// when unset). They share etcd. With more than one, each listens on
+	// a port of its own and the APIService points at the federation's
+	// Balancer, which forwards each connection to the next replica, as
+	// the Service in front of a Deployment's pods would.
+	FedmeshReplicas int
 	// SyncerReplicas is the number of fedmesh-syncer processes (1 when
 	// unset); they elect a leader through their Lease.
 	SyncerReplicas int
@@ -107,6 +113,8 @@ type Ports struct {
 	ControlPlane   int
 	// Members are the members' kube-apiservers' ports, by member name.
 	Members map[string]int
+	// Fedmesh is the port of fedmesh-apiserver, or of the balancer in
+	// front of its replicas (the others get free ones).
 	Fedmesh int
 	// Syncer is the HTTPS port of the first fedmesh-syncer replica; the
 	// others get free ones.
@@ -131,6 +139,11 @@ type Federation struct {
 	fedmesh     *process
 	fedmeshPort int
 	syncers     []*Syncer
+	// fedmeshServers are the fedmesh-apiserver replicas, the first of
+	// them fedmesh; balancer stands in front of them when there are
+	// several.
+	fedmeshServers []*FedmeshServer
+	balancer       *Balancer
 
 	mu    sync.Mutex
 	procs []*process
@@ -345,6 +358,9 @@ func (f *Federation) Stop() {
 	f.mu.Unlock()
 	for _, p := range procs {
 		p.halt()
+	}
+	if f.balancer != nil {
+		f.balancer.Close()
 	}
 	var wg sync.WaitGroup
 	for _, p := range procs {

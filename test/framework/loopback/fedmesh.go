@@ -74,35 +74,48 @@ func (f *Federation) startFedmesh(ctx context.Context, extraArgs []string) error
 	if err != nil {
 		return err
 	}
-	port := f.opts.Ports.Fedmesh
-	if port == 0 {
-		if port, err = freePort(); err != nil {
-			return err
-		}
+	ports, apiPort, err := f.fedmeshPorts()
+	if err != nil {
+		return err
 	}
-	if err := f.applyDeployManifests(ctx, port); err != nil {
+	if err := f.applyDeployManifests(ctx, apiPort); err != nil {
 		return fmt.Errorf("applying artifacts/deploy: %w", err)
 	}
 	f.say("applied artifacts/deploy to control-plane (Service %s/%s -> ExternalName 127.0.0.1, APIService %s -> port %d)",
-		fedmeshNamespace, fedmeshService, APIServiceName, port)
+		fedmeshNamespace, fedmeshService, APIServiceName, apiPort)
 	kubeconfig, err := f.serviceAccountKubeconfig(ctx, fedmeshServiceAccount)
 	if err != nil {
 		return err
 	}
-	p := f.newProcess("fedmesh-apiserver", bin, true, append([]string{
-		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
-		"--etcd-servers=" + f.etcdURL, "--etcd-prefix=/fedmesh",
-		"--kubeconfig=" + kubeconfig,
-		"--authentication-kubeconfig=" + kubeconfig,
-		"--authorization-kubeconfig=" + kubeconfig,
-		"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
-	}, extraArgs...)...)
-	if err := p.start(); err != nil {
-		return err
+	for i, port := range ports {
+		name := "fedmesh-apiserver"
+		if i > 0 {
+			name = fmt.Sprintf("fedmesh-apiserver-%d", i)
+		}
+		s := &FedmeshServer{Name: name, f: f, port: port}
+		s.proc = f.newProcess(name, bin, true, append([]string{
+			"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+			"--etcd-servers=" + f.etcdURL, "--etcd-prefix=/fedmesh",
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			"--tls-cert-file=" + f.certs.servingCert, "--tls-private-key-file=" + f.certs.servingKey,
+		}, extraArgs...)...)
+		if err := s.proc.start(); err != nil {
+			return err
+		}
+		f.fedmeshServers = append(f.fedmeshServers, s)
+		f.say("started %s on https://%s as system:serviceaccount:%s:%s", name, hostPort(port), fedmeshNamespace, fedmeshServiceAccount)
 	}
-	f.fedmesh, f.fedmeshPort = p, port
-	f.say("started fedmesh-apiserver on https://%s as system:serviceaccount:%s:%s", hostPort(port), fedmeshNamespace, fedmeshServiceAccount)
-	if err := f.waitFor(ctx, p, "APIService "+APIServiceName, f.apiServiceAvailable); err != nil {
+	f.fedmesh, f.fedmeshPort = f.fedmeshServers[0].proc, f.fedmeshServers[0].port
+	for _, s := range f.fedmeshServers[1:] {
+		// Each replica is ready by itself, before the APIService, which
+		// one ready replica behind the balancer makes Available.
+		if err := s.waitReady(ctx); err != nil {
+			return err
+		}
+	}
+	if err := f.waitFor(ctx, f.fedmesh, "APIService "+APIServiceName, f.apiServiceAvailable); err != nil {
 		return err
 	}
 	f.say("APIService %s is Available", APIServiceName)
