@@ -144,6 +144,9 @@ type Federation struct {
 	// several.
 	fedmeshServers []*FedmeshServer
 	balancer       *Balancer
+	// gateways are the members' fedmesh-gateways, as StartGateway
+	// started them.
+	gateways []*Gateway
 
 	mu    sync.Mutex
 	procs []*process
