@@ -145,7 +145,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir,
 		"Directory of the embedded etcd, which is started when --etcd-servers is empty.")
 	fs.DurationVar(&o.Clusterset.UnavailableGrace, "member-unavailable-grace", o.Clusterset.UnavailableGrace,
-		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports.")
+		"How long a member cluster may be not Ready before its endpoints are withdrawn from the ServiceImports; a service's GlobalTrafficPolicy overrides it with spec.unavailableGraceSeconds.")
 	o.Clusterset.Members.AddFlags(fs)
 	fs.Int64Var(&o.ServiceImportHistoryBytes, "serviceimport-history-bytes", o.ServiceImportHistoryBytes,
 		"Estimated size of the ServiceImport changes kept, 10,000 at most, for watches that resume from an older "+

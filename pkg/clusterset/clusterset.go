@@ -41,8 +41,10 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
+	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
 	fedinformers "github.com/fedmesh/fedmesh/generated/informers/externalversions"
 	fedlisters "github.com/fedmesh/fedmesh/generated/listers/flomesh/v1alpha1"
@@ -59,7 +61,8 @@ type Sink interface {
 // Options tune the controller.
 type Options struct {
 	// UnavailableGrace is how long a member may be not Ready before its
-	// endpoints are withdrawn from the imports.
+	// endpoints are withdrawn from the imports, for services whose
+	// GlobalTrafficPolicy does not set spec.unavailableGraceSeconds.
 	UnavailableGrace time.Duration
 	// ProbeInterval is how often a Ready member is probed. A member that is
 	// not Ready is probed again sooner, the delay doubling from
@@ -99,6 +102,8 @@ type Controller struct {
 	opts     Options
 	client   versioned.Interface
 	clusters fedlisters.ClusterLister
+	// policies give each service its grace (spec.unavailableGraceSeconds).
+	policies fedlisters.GlobalTrafficPolicyLister
 	// secrets reads the credentials Secrets Clusters name; nil without a
 	// control plane.
 	secrets members.Secrets
@@ -133,11 +138,13 @@ func New(client versioned.Interface, factory fedinformers.SharedInformerFactory,
 		opts.ProbeWorkers = DefaultProbeWorkers
 	}
 	informer := factory.Flomesh().V1alpha1().Clusters()
+	policies := factory.Flomesh().V1alpha1().GlobalTrafficPolicies()
 	c := &Controller{
 		opts:         opts,
 		client:       client,
 		clusters:     informer.Lister(),
-		synced:       []cache.InformerSynced{informer.Informer().HasSynced},
+		policies:     policies.Lister(),
+		synced:       []cache.InformerSynced{informer.Informer().HasSynced, policies.Informer().HasSynced},
 		sink:         sink,
 		clock:        clock.RealClock{},
 		newClients:   newClients,
@@ -152,6 +159,20 @@ func New(client versioned.Interface, factory fedinformers.SharedInformerFactory,
 		AddFunc:    func(obj interface{}) { c.enqueueCluster(obj) },
 		UpdateFunc: func(_, obj interface{}) { c.enqueueCluster(obj) },
 		DeleteFunc: func(obj interface{}) { c.enqueueCluster(obj) },
+	})
+	// A policy governs the service of its namespace and name: a grace
+	// that appears, changes or goes recomputes that import at once.
+	_, _ = policies.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) { c.enqueuePolicy(obj) },
+		UpdateFunc: func(old, obj interface{}) {
+			o, ok1 := old.(*v1alpha1.GlobalTrafficPolicy)
+			n, ok2 := obj.(*v1alpha1.GlobalTrafficPolicy)
+			if ok1 && ok2 && ptr.Equal(o.Spec.UnavailableGraceSeconds, n.Spec.UnavailableGraceSeconds) {
+				return
+			}
+			c.enqueuePolicy(obj)
+		},
+		DeleteFunc: func(obj interface{}) { c.enqueuePolicy(obj) },
 	})
 	if secrets != nil {
 		c.secrets = secrets.Lister().Secrets(opts.Members.SecretsNamespace)
@@ -191,6 +212,16 @@ func (c *Controller) enqueueCluster(obj interface{}) {
 	}
 	if a, err := meta.Accessor(obj); err == nil {
 		c.clusterQueue.Add(a.GetName())
+	}
+}
+
+// enqueuePolicy queues the service a GlobalTrafficPolicy governs.
+func (c *Controller) enqueuePolicy(obj interface{}) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if a, err := meta.Accessor(obj); err == nil {
+		c.enqueueService(a.GetNamespace(), a.GetName())
 	}
 }
 
@@ -316,27 +347,40 @@ func (c *Controller) processService() bool {
 	return true
 }
 
-// recompute rebuilds the import of one service from every serving
-// member's export of it: work proportional to the members, not to the
-// federation's exports.
+// recompute rebuilds the import of one service from every member's
+// export of it that is available under the service's grace: work
+// proportional to the members, not to the federation's exports. When a
+// member's grace is running, the service is queued again for the moment
+// it runs out, so that a withdrawal is on time without any polling.
 func (c *Controller) recompute(namespace, name string) {
 	now := c.clock.Now()
 	c.mu.RLock()
 	var exports []imports.Export
 	for _, m := range c.members {
-		if !m.serving(c.opts.UnavailableGrace, now) {
-			continue
-		}
 		if e, ok := m.export(namespace, name); ok {
 			exports = append(exports, e)
 		}
 	}
 	c.mu.RUnlock()
+	exports, next := imports.Available(exports, c.grace(namespace, name), now)
+	if !next.IsZero() {
+		c.serviceQueue.AddAfter([2]string{namespace, name}, next.Sub(now))
+	}
 	if imp := imports.Compute(c.opts.Namespaces, namespace, name, exports); imp != nil {
 		c.sink.Set(imp, imports.Equal)
 	} else {
 		c.sink.Delete(namespace, name)
 	}
+}
+
+// grace returns how long the endpoints of namespace/name stay after their
+// member stops being Ready: its policy's, else the server's.
+func (c *Controller) grace(namespace, name string) time.Duration {
+	var seconds *int32
+	if p, err := c.policies.GlobalTrafficPolicies(namespace).Get(name); err == nil {
+		seconds = p.Spec.UnavailableGraceSeconds
+	}
+	return imports.Grace(seconds, c.opts.UnavailableGrace)
 }
 
 // probeOutcome says when a member is probed next.
@@ -392,12 +436,12 @@ func (c *Controller) syncProbe(ctx context.Context, name string) (probeOutcome, 
 		return probeDropped, nil
 	}
 	ready := m.probe(ctx, c.enqueueService)
-	// The grace runs out between probes as well as during one: compare
-	// with what the imports were last computed with.
-	serving := m.serving(c.opts.UnavailableGrace, c.clock.Now())
-	if serving != m.servingInImports {
-		m.servingInImports = serving
-		klog.FromContext(ctx).Info("Member endpoints changed", "serving", serving)
+	// Each import follows the member's readiness under its own grace:
+	// a change of readiness recomputes every service the member exports,
+	// and each recompute schedules the end of its grace.
+	if since := m.notReady(); !since.Equal(m.notReadyInImports) {
+		m.notReadyInImports = since
+		klog.FromContext(ctx).Info("Member readiness changed; recomputing its imports", "ready", since.IsZero())
 		for _, k := range m.exportKeys() {
 			c.enqueueService(k[0], k[1])
 		}

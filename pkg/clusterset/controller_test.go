@@ -44,6 +44,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh"
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
@@ -70,7 +71,9 @@ type fixture struct {
 	ctx    context.Context
 	client *fake.Clientset
 	// indexer is the controller's cache of Clusters.
-	indexer    cache.Indexer
+	indexer cache.Indexer
+	// policies is the controller's cache of GlobalTrafficPolicies.
+	policies   cache.Indexer
 	clock      *testingclock.FakeClock
 	sink       *recordingSink
 	controller *Controller
@@ -101,6 +104,7 @@ func newFixture(t *testing.T, clusters ...*v1alpha1.Cluster) *fixture {
 	t.Cleanup(f.controller.serviceQueue.ShutDown)
 	t.Cleanup(f.controller.probeQueue.ShutDown)
 	f.indexer = factory.Flomesh().V1alpha1().Clusters().Informer().GetIndexer()
+	f.policies = factory.Flomesh().V1alpha1().GlobalTrafficPolicies().Informer().GetIndexer()
 	for _, c := range clusters {
 		require.NoError(t, f.indexer.Add(c))
 	}
@@ -534,42 +538,185 @@ func TestUnchangedStatusNotRewrittenBeforeHeartbeat(t *testing.T) {
 	f.verify()
 }
 
-// A member that stops being Ready keeps its endpoints in the imports for
-// the unavailable grace, loses them after it, and regains them once Ready.
+// A member that stops being Ready keeps its endpoints in an import for the
+// grace of the import's policy, or the server's without one, loses them
+// when it ends, and regains them once Ready.
 func TestUnavailableGrace(t *testing.T) {
+	def := DefaultOptions().UnavailableGrace
+	for _, tc := range []struct {
+		name string
+		// noPolicy leaves the service without a GlobalTrafficPolicy;
+		// else its policy's spec.unavailableGraceSeconds is seconds.
+		noPolicy bool
+		seconds  *int32
+		grace    time.Duration
+	}{
+		{name: "no policy: the server's grace", noPolicy: true, grace: def},
+		{name: "a policy without a grace: the server's", grace: def},
+		{name: "zero: withdrawn at once, as Lighthouse", seconds: ptr.To[int32](0), grace: 0},
+		{name: "shorter than the server's", seconds: ptr.To[int32](5), grace: 5 * time.Second},
+		{name: "an hour: kept, as Karmada", seconds: ptr.To[int32](3600), grace: time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, newCluster("cluster-1"))
+			delays := f.recordDelays()
+			if !tc.noPolicy {
+				f.setPolicy("ns", "web", tc.seconds)
+			}
+			m := f.members["cluster-1"]
+			m.addExport(t, "ns", "web")
+			key := []string{"default/default/default/cluster-1"}
+			f.sync("cluster-1")
+			f.probeOK("cluster-1")
+			f.recomputeAll()
+			require.Equal(t, key, f.sink.endpoints("ns", "web"))
+
+			// NotReady from this probe on.
+			m.setFailure(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
+			f.clock.Step(time.Second)
+			f.probeOK("cluster-1")
+			f.recomputeAll()
+			if tc.grace == 0 {
+				assert.Nil(t, f.sink.endpoints("ns", "web"), "withdrawn at once")
+			} else {
+				assert.Equal(t, key, f.sink.endpoints("ns", "web"), "within the grace")
+				// The import is queued again for the end of its grace, and
+				// only then: no probe, no polling.
+				assert.Equal(t, tc.grace, delays.take("ns", "web"), "queued again for the end of the grace")
+				f.clock.Step(tc.grace - time.Millisecond)
+				f.expire("ns", "web")
+				assert.Equal(t, key, f.sink.endpoints("ns", "web"), "a moment before the grace ends")
+				assert.Equal(t, time.Millisecond, delays.take("ns", "web"))
+				f.clock.Step(time.Millisecond)
+				f.expire("ns", "web")
+				assert.Nil(t, f.sink.endpoints("ns", "web"), "the grace is over")
+				assert.Zero(t, delays.take("ns", "web"), "nothing more to wait for")
+			}
+
+			m.setFailure(nil)
+			f.clock.Step(time.Second)
+			f.probeOK("cluster-1")
+			f.recomputeAll()
+			assert.Equal(t, key, f.sink.endpoints("ns", "web"), "Ready again")
+		})
+	}
+}
+
+// A policy's grace that changes while a member is down applies at once,
+// both ways: shortened past the time already spent, it withdraws the
+// endpoints; lengthened, it brings them back.
+func TestUnavailableGraceChanges(t *testing.T) {
+	def := DefaultOptions().UnavailableGrace
 	f := newFixture(t, newCluster("cluster-1"))
+	delays := f.recordDelays()
 	m := f.members["cluster-1"]
 	m.addExport(t, "ns", "web")
+	m.addExport(t, "ns", "other")
 	key := []string{"default/default/default/cluster-1"}
 	f.sync("cluster-1")
-	_, err := f.probe("cluster-1")
-	require.NoError(t, err)
+	f.probeOK("cluster-1")
 	f.recomputeAll()
-	require.Equal(t, key, f.sink.endpoints("ns", "web"))
 
 	m.setFailure(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
-	grace := f.controller.opts.UnavailableGrace
-	// NotReady from the first of these probes on.
-	for _, step := range []time.Duration{time.Second, grace - time.Second} {
-		f.clock.Step(step)
-		_, err = f.probe("cluster-1")
-		require.NoError(t, err)
-		f.recomputeAll()
-		assert.Equal(t, key, f.sink.endpoints("ns", "web"), "within the grace")
+	f.clock.Step(time.Second)
+	f.probeOK("cluster-1")
+	f.recomputeAll()
+	require.Equal(t, def, delays.take("ns", "other"))
+	f.clock.Step(10 * time.Second)
+	require.Greater(t, def, 10*time.Second)
+	require.Equal(t, key, f.sink.endpoints("ns", "web"), "within the server's grace")
+
+	f.setPolicy("ns", "web", ptr.To[int32](5))
+	f.recomputeAll()
+	assert.Nil(t, f.sink.endpoints("ns", "web"), "the policy's grace is already over")
+	assert.Equal(t, key, f.sink.endpoints("ns", "other"), "another service keeps the server's grace")
+
+	f.setPolicy("ns", "web", ptr.To[int32](3600))
+	f.recomputeAll()
+	assert.Equal(t, key, f.sink.endpoints("ns", "web"), "a longer grace brings them back")
+
+	// The server's grace ends for the other service; the policy's goes on.
+	require.Equal(t, time.Hour-10*time.Second, delays.take("ns", "web"))
+	f.clock.Step(def - 10*time.Second)
+	f.expire("ns", "other")
+	assert.Nil(t, f.sink.endpoints("ns", "other"))
+	assert.Equal(t, key, f.sink.endpoints("ns", "web"))
+
+	f.deletePolicy("ns", "web")
+	f.recomputeAll()
+	assert.Nil(t, f.sink.endpoints("ns", "web"), "without its policy, the server's grace, over")
+}
+
+// probeOK probes the member of name and expects the probe to write what
+// it found.
+func (f *fixture) probeOK(name string) {
+	f.t.Helper()
+	_, err := f.probe(name)
+	require.NoError(f.t, err)
+}
+
+// setPolicy stores the GlobalTrafficPolicy namespace/name with grace as
+// its spec.unavailableGraceSeconds, and tells the controller, as the
+// informer would.
+func (f *fixture) setPolicy(namespace, name string, grace *int32) {
+	f.t.Helper()
+	p := &v1alpha1.GlobalTrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec:       v1alpha1.GlobalTrafficPolicySpec{LbType: v1alpha1.ActiveActiveLbType, UnavailableGraceSeconds: grace},
 	}
+	require.NoError(f.t, f.policies.Update(p))
+	f.controller.enqueuePolicy(p)
+}
 
-	f.clock.Step(time.Second)
-	_, err = f.probe("cluster-1")
-	require.NoError(t, err)
-	f.recomputeAll()
-	assert.Nil(t, f.sink.endpoints("ns", "web"), "the grace is over")
+// deletePolicy removes the GlobalTrafficPolicy namespace/name and tells
+// the controller.
+func (f *fixture) deletePolicy(namespace, name string) {
+	f.t.Helper()
+	p := &v1alpha1.GlobalTrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	require.NoError(f.t, f.policies.Delete(p))
+	f.controller.enqueuePolicy(p)
+}
 
-	m.setFailure(nil)
-	f.clock.Step(time.Second)
-	_, err = f.probe("cluster-1")
-	require.NoError(t, err)
+// delayRecorder is the controller's service queue, recording the delay
+// of each AddAfter: when an import asked to be recomputed again.
+type delayRecorder struct {
+	workqueue.TypedRateLimitingInterface[[2]string]
+	mu     sync.Mutex
+	delays map[[2]string]time.Duration
+}
+
+func (q *delayRecorder) AddAfter(k [2]string, d time.Duration) {
+	q.mu.Lock()
+	q.delays[k] = d
+	q.mu.Unlock()
+	q.TypedRateLimitingInterface.AddAfter(k, d)
+}
+
+// take returns the last delay asked for namespace/name, or zero, and
+// forgets it.
+func (q *delayRecorder) take(namespace, name string) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	k := [2]string{namespace, name}
+	d := q.delays[k]
+	delete(q.delays, k)
+	return d
+}
+
+// recordDelays makes the controller's service queue record its delays.
+// The delays themselves run on the real clock, far longer than a test:
+// expire stands for the queue handing the import out when one ends.
+func (f *fixture) recordDelays() *delayRecorder {
+	q := &delayRecorder{TypedRateLimitingInterface: f.controller.serviceQueue, delays: map[[2]string]time.Duration{}}
+	f.controller.serviceQueue = q
+	return q
+}
+
+// expire recomputes namespace/name, as the service queue does when the
+// delay the import asked for ends.
+func (f *fixture) expire(namespace, name string) {
+	f.controller.serviceQueue.Add([2]string{namespace, name})
 	f.recomputeAll()
-	assert.Equal(t, key, f.sink.endpoints("ns", "web"), "Ready again")
 }
 
 // A Cluster that goes away, however it goes, loses its member: the

@@ -107,9 +107,9 @@ type member struct {
 	informersUp bool
 	// accessCheckedAt is when the member's permissions last passed.
 	accessCheckedAt time.Time
-	// servingInImports is whether the imports were last computed with the
-	// member's endpoints in.
-	servingInImports bool
+	// notReadyInImports is the notReadySince the member's imports were
+	// last queued for.
+	notReadyInImports time.Time
 	// statusWritten is when the member's status was last written.
 	statusWritten time.Time
 }
@@ -144,6 +144,8 @@ func (c *Controller) newMember(ctx context.Context, cluster *v1alpha1.Cluster, t
 	m := &member{name: cluster.Name, spec: *cluster.Spec.DeepCopy(), target: target, info: clusterInfo(ctx, cluster),
 		clock: c.clock, stopped: make(chan struct{})}
 	m.notReadySince = c.clock.Now()
+	// Its first Ready probe queues its exports, as a change of readiness.
+	m.notReadyInImports = m.notReadySince
 	// One slow member must never hold the others: every call is bounded.
 	cfg, err := target.RESTConfig("fedmesh-apiserver", 30*time.Second)
 	if err != nil {
@@ -515,7 +517,7 @@ func (m *member) export(namespace, name string) (imports.Export, bool) {
 		return imports.Export{}, false
 	}
 	svc, _ := c.services.Get(namespace, name)
-	return imports.Export{Cluster: m.info, Export: e, Service: svc}, true
+	return imports.Export{Cluster: m.info, Export: e, Service: svc, NotReadySince: m.notReady()}, true
 }
 
 // exportKeys lists namespace/name of every export the member has.
@@ -536,13 +538,10 @@ func (m *member) exportCount() int {
 	return c.exports.Len()
 }
 
-// serving reports whether the member's endpoints belong in the imports:
-// while Ready, and for the grace after it stopped being Ready.
-func (m *member) serving(grace time.Duration, now time.Time) bool {
-	if m.caches.Load() == nil {
-		return false
-	}
+// notReady returns when the member last stopped being Ready; zero while
+// it is Ready.
+func (m *member) notReady() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.notReadySince.IsZero() || now.Sub(m.notReadySince) < grace
+	return m.notReadySince
 }

@@ -81,6 +81,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
@@ -126,6 +127,10 @@ type Export struct {
 	// Service is the member's Service of the export's namespace and name,
 	// or nil when the Service does not exist.
 	Service *Service
+	// NotReadySince is when the cluster last stopped being Ready; zero
+	// while it is Ready. Compute ignores it: Available, which the caller
+	// applies first, withdraws the exports of clusters past their grace.
+	NotReadySince time.Time
 }
 
 // ServiceExport is what Compute reads of a member's ServiceExport, and
