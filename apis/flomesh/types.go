@@ -183,6 +183,44 @@ type GlobalTrafficPolicyStatus struct {
 	// +listType=map
 	// +listMapKey=clusterKey
 	Targets []TargetStatus `json:"targets,omitempty"`
+	// Consumers tells, per member and port of the service, where that
+	// member's requests go under this policy, as pkg/routing decides it
+	// from what the control plane sees.
+	// +optional
+	// +listType=map
+	// +listMapKey=cluster
+	// +listMapKey=port
+	Consumers []ConsumerRoute `json:"consumers,omitempty"`
+}
+
+// ConsumerRoute is where one member's requests for one port of the policy's
+// service go.
+type ConsumerRoute struct {
+	// Cluster is the key of the consumer member.
+	Cluster string `json:"cluster"`
+	// Port is the port of the service.
+	Port int32 `json:"port"`
+	// Tiers are the route's tiers in order of preference.
+	// +optional
+	// +listType=atomic
+	Tiers []RouteTier `json:"tiers,omitempty"`
+	// Message names the clusters left out of the route, with their reasons.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// RouteTier is a set of clusters that share a consumer's load by weight.
+type RouteTier struct {
+	// +listType=atomic
+	Destinations []RouteDestination `json:"destinations"`
+}
+
+// RouteDestination is one cluster of a tier.
+type RouteDestination struct {
+	// Cluster is the key of the serving cluster.
+	Cluster string `json:"cluster"`
+	// Weight is the cluster's share of its tier.
+	Weight int32 `json:"weight"`
 }
 
 // TargetStatus is the state of one policy target.

@@ -40,6 +40,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &flomeshv1alpha1.ClusterSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ClusterStatus"):
 		return &flomeshv1alpha1.ClusterStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("ConsumerRoute"):
+		return &flomeshv1alpha1.ConsumerRouteApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CredentialsSecretReference"):
 		return &flomeshv1alpha1.CredentialsSecretReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Endpoint"):
@@ -54,6 +56,10 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &flomeshv1alpha1.GlobalTrafficPolicyStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("PathRewrite"):
 		return &flomeshv1alpha1.PathRewriteApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RouteDestination"):
+		return &flomeshv1alpha1.RouteDestinationApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RouteTier"):
+		return &flomeshv1alpha1.RouteTierApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ServiceExport"):
 		return &flomeshv1alpha1.ServiceExportApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ServiceExportRule"):

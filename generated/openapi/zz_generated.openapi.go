@@ -38,6 +38,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ClusterList{}.OpenAPIModelName():                schema_fedmesh_apis_flomesh_v1alpha1_ClusterList(ref),
 		v1alpha1.ClusterSpec{}.OpenAPIModelName():                schema_fedmesh_apis_flomesh_v1alpha1_ClusterSpec(ref),
 		v1alpha1.ClusterStatus{}.OpenAPIModelName():              schema_fedmesh_apis_flomesh_v1alpha1_ClusterStatus(ref),
+		v1alpha1.ConsumerRoute{}.OpenAPIModelName():              schema_fedmesh_apis_flomesh_v1alpha1_ConsumerRoute(ref),
 		v1alpha1.CredentialsSecretReference{}.OpenAPIModelName(): schema_fedmesh_apis_flomesh_v1alpha1_CredentialsSecretReference(ref),
 		v1alpha1.Endpoint{}.OpenAPIModelName():                   schema_fedmesh_apis_flomesh_v1alpha1_Endpoint(ref),
 		v1alpha1.ExportStatus{}.OpenAPIModelName():               schema_fedmesh_apis_flomesh_v1alpha1_ExportStatus(ref),
@@ -46,6 +47,8 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.GlobalTrafficPolicySpec{}.OpenAPIModelName():    schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicySpec(ref),
 		v1alpha1.GlobalTrafficPolicyStatus{}.OpenAPIModelName():  schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicyStatus(ref),
 		v1alpha1.PathRewrite{}.OpenAPIModelName():                schema_fedmesh_apis_flomesh_v1alpha1_PathRewrite(ref),
+		v1alpha1.RouteDestination{}.OpenAPIModelName():           schema_fedmesh_apis_flomesh_v1alpha1_RouteDestination(ref),
+		v1alpha1.RouteTier{}.OpenAPIModelName():                  schema_fedmesh_apis_flomesh_v1alpha1_RouteTier(ref),
 		v1alpha1.ServiceExport{}.OpenAPIModelName():              schema_fedmesh_apis_flomesh_v1alpha1_ServiceExport(ref),
 		v1alpha1.ServiceExportList{}.OpenAPIModelName():          schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportList(ref),
 		v1alpha1.ServiceExportRule{}.OpenAPIModelName():          schema_fedmesh_apis_flomesh_v1alpha1_ServiceExportRule(ref),
@@ -357,6 +360,63 @@ func schema_fedmesh_apis_flomesh_v1alpha1_ClusterStatus(ref common.ReferenceCall
 		},
 		Dependencies: []string{
 			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_fedmesh_apis_flomesh_v1alpha1_ConsumerRoute(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ConsumerRoute is where one member's requests for one port of the policy's service go.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"cluster": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Cluster is the key of the consumer member.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"port": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Port is the port of the service.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"tiers": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Tiers are the route's tiers in order of preference: a request goes to the first tier with a destination that answers, and within it to a destination by weight. None when the member has no route.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.RouteTier{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Message names the clusters left out of the route, each with its reason (NoLocalEndpoints, NotATarget, NotExported, InvalidExport, NotReady or ZeroWeight).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"cluster", "port"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.RouteTier{}.OpenAPIModelName()},
 	}
 }
 
@@ -673,11 +733,33 @@ func schema_fedmesh_apis_flomesh_v1alpha1_GlobalTrafficPolicyStatus(ref common.R
 							},
 						},
 					},
+					"consumers": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"cluster",
+									"port",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Consumers tells, per member and port of the service, where that member's requests go under this policy, as fedmesh-gateway's routing (pkg/routing) decides it from what the control plane sees: the Clusters' Ready conditions and the ServiceImport. The control plane sees no member's Pods, so a member's own instance of the service counts only while the member exports it. Sorted by cluster and port. Reported while it is short: when the federation has at most 16 members and the list at most 32 entries; the Routed condition says when it is left out. `kubectl fedmesh status service NAMESPACE/NAME --from CLUSTER` explains any member's route at length.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.ConsumerRoute{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.TargetStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
+			v1alpha1.ConsumerRoute{}.OpenAPIModelName(), v1alpha1.TargetStatus{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
 	}
 }
 
@@ -705,6 +787,69 @@ func schema_fedmesh_apis_flomesh_v1alpha1_PathRewrite(ref common.ReferenceCallba
 				},
 			},
 		},
+	}
+}
+
+func schema_fedmesh_apis_flomesh_v1alpha1_RouteDestination(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RouteDestination is one cluster of a tier.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"cluster": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Cluster is the key of the serving cluster; the consumer's own key for its local instance.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"weight": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Weight is the cluster's share of its tier.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+				Required: []string{"cluster", "weight"},
+			},
+		},
+	}
+}
+
+func schema_fedmesh_apis_flomesh_v1alpha1_RouteTier(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RouteTier is a set of clusters that share a consumer's load by weight.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"destinations": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.RouteDestination{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"destinations"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.RouteDestination{}.OpenAPIModelName()},
 	}
 }
 

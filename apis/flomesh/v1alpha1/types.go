@@ -195,6 +195,63 @@ type GlobalTrafficPolicyStatus struct {
 	// +listType=map
 	// +listMapKey=clusterKey
 	Targets []TargetStatus `json:"targets,omitempty"`
+	// Consumers tells, per member and port of the service, where that
+	// member's requests go under this policy, as fedmesh-gateway's
+	// routing (pkg/routing) decides it from what the control plane sees:
+	// the Clusters' Ready conditions and the ServiceImport. The control
+	// plane sees no member's Pods, so a member's own instance of the
+	// service counts only while the member exports it. Sorted by cluster
+	// and port. Reported while it is short: when the federation has at
+	// most 16 members and the list at most 32 entries; the Routed
+	// condition says when it is left out. `kubectl fedmesh status service
+	// NAMESPACE/NAME --from CLUSTER` explains any member's route at length.
+	// +optional
+	// +listType=map
+	// +listMapKey=cluster
+	// +listMapKey=port
+	// +kubebuilder:validation:MaxItems=32
+	Consumers []ConsumerRoute `json:"consumers,omitempty"`
+}
+
+// ConsumerRoute is where one member's requests for one port of the policy's
+// service go.
+type ConsumerRoute struct {
+	// Cluster is the key of the consumer member.
+	Cluster string `json:"cluster"`
+	// Port is the port of the service.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+	// Tiers are the route's tiers in order of preference: a request goes
+	// to the first tier with a destination that answers, and within it to
+	// a destination by weight. None when the member has no route.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	Tiers []RouteTier `json:"tiers,omitempty"`
+	// Message names the clusters left out of the route, each with its
+	// reason (NoLocalEndpoints, NotATarget, NotExported, InvalidExport,
+	// NotReady or ZeroWeight).
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Message string `json:"message,omitempty"`
+}
+
+// RouteTier is a set of clusters that share a consumer's load by weight.
+type RouteTier struct {
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Destinations []RouteDestination `json:"destinations"`
+}
+
+// RouteDestination is one cluster of a tier.
+type RouteDestination struct {
+	// Cluster is the key of the serving cluster; the consumer's own key
+	// for its local instance.
+	Cluster string `json:"cluster"`
+	// Weight is the cluster's share of its tier.
+	// +kubebuilder:validation:Minimum=1
+	Weight int32 `json:"weight"`
 }
 
 // TargetStatus is the state of one policy target.

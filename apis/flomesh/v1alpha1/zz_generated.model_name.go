@@ -47,6 +47,11 @@ func (in ClusterStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ConsumerRoute) OpenAPIModelName() string {
+	return "io.flomesh.v1alpha1.ConsumerRoute"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in CredentialsSecretReference) OpenAPIModelName() string {
 	return "io.flomesh.v1alpha1.CredentialsSecretReference"
 }
@@ -84,6 +89,16 @@ func (in GlobalTrafficPolicyStatus) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in PathRewrite) OpenAPIModelName() string {
 	return "io.flomesh.v1alpha1.PathRewrite"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RouteDestination) OpenAPIModelName() string {
+	return "io.flomesh.v1alpha1.RouteDestination"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RouteTier) OpenAPIModelName() string {
+	return "io.flomesh.v1alpha1.RouteTier"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

@@ -188,7 +188,8 @@ func TestServiceExportCRDLimits(t *testing.T) {
 }
 
 // TestGlobalTrafficPolicyCRDLimits checks that the members' CRD of
-// policies bounds the targets and the grace as fedmesh-apiserver does.
+// policies bounds the targets, the grace and the reported routes as
+// fedmesh-apiserver does.
 func TestGlobalTrafficPolicyCRDLimits(t *testing.T) {
 	data, err := crds.FS.ReadFile("flomesh.io_globaltrafficpolicies.yaml")
 	require.NoError(t, err)
@@ -200,6 +201,13 @@ func TestGlobalTrafficPolicyCRDLimits(t *testing.T) {
 	assert.EqualValues(t, MaxPolicyTargets, get[float64](t, spec, "properties", "targets", "maxItems"))
 	assert.EqualValues(t, 0, get[float64](t, spec, "properties", "unavailableGraceSeconds", "minimum"))
 	assert.EqualValues(t, MaxUnavailableGraceSeconds, get[float64](t, spec, "properties", "unavailableGraceSeconds", "maximum"))
+
+	consumers := get[map[string]any](t, versions[0].(map[string]any), "schema", "openAPIV3Schema", "properties", "status", "properties", "consumers")
+	assert.EqualValues(t, MaxConsumerRoutes, get[float64](t, consumers, "maxItems"))
+	route := get[map[string]any](t, consumers, "items", "properties")
+	assert.EqualValues(t, MaxRouteMessageLength, get[float64](t, route, "message", "maxLength"))
+	assert.EqualValues(t, MaxRouteTiers, get[float64](t, route, "tiers", "maxItems"))
+	assert.EqualValues(t, MaxReportedMembers, get[float64](t, route, "tiers", "items", "properties", "destinations", "maxItems"))
 }
 
 // get returns the value at path in a decoded YAML document.

@@ -445,6 +445,65 @@ func ValidateGlobalTrafficPolicyStatusUpdate(newPolicy, oldPolicy *flomesh.Globa
 	allErrs = append(allErrs, validateClusterKeys(keys, func(i int) *field.Path {
 		return targetsPath.Index(i).Child("clusterKey")
 	})...)
+	allErrs = append(allErrs, validateConsumerRoutes(status.Consumers, fldPath.Child("consumers"))...)
+	return allErrs
+}
+
+// validateConsumerRoutes checks status.consumers: a map list keyed by
+// cluster and port, of bounded size.
+func validateConsumerRoutes(routes []flomesh.ConsumerRoute, fldPath *field.Path) field.ErrorList {
+	if len(routes) > MaxConsumerRoutes {
+		return field.ErrorList{field.TooMany(fldPath, len(routes), MaxConsumerRoutes)}
+	}
+	var allErrs field.ErrorList
+	type routeKey struct {
+		cluster string
+		port    int32
+	}
+	seen := sets.New[routeKey]()
+	for i, r := range routes {
+		path := fldPath.Index(i)
+		errs := ValidateClusterKey(r.Cluster, path.Child("cluster"))
+		errs = append(errs, validatePort(r.Port, path.Child("port"))...)
+		if len(errs) == 0 {
+			if k := (routeKey{r.Cluster, r.Port}); seen.Has(k) {
+				// A repeated key would make server-side apply of the
+				// status fail.
+				errs = append(errs, field.Duplicate(path, fmt.Sprintf("cluster %s, port %d", r.Cluster, r.Port)))
+			} else {
+				seen.Insert(k)
+			}
+		}
+		allErrs = append(allErrs, errs...)
+		if longerThan(r.Message, MaxRouteMessageLength) {
+			allErrs = append(allErrs, field.TooLong(path.Child("message"), "", MaxRouteMessageLength))
+		}
+		tiersPath := path.Child("tiers")
+		if len(r.Tiers) > MaxRouteTiers {
+			allErrs = append(allErrs, field.TooMany(tiersPath, len(r.Tiers), MaxRouteTiers))
+			continue
+		}
+		for j, tier := range r.Tiers {
+			destsPath := tiersPath.Index(j).Child("destinations")
+			if len(tier.Destinations) == 0 {
+				allErrs = append(allErrs, field.Required(destsPath, "a tier has at least one destination"))
+			}
+			if len(tier.Destinations) > MaxReportedMembers {
+				allErrs = append(allErrs, field.TooMany(destsPath, len(tier.Destinations), MaxReportedMembers))
+				continue
+			}
+			keys := make([]string, len(tier.Destinations))
+			for k, d := range tier.Destinations {
+				keys[k] = d.Cluster
+				if d.Weight < 1 {
+					allErrs = append(allErrs, field.Invalid(destsPath.Index(k).Child("weight"), d.Weight, "must be greater than or equal to 1"))
+				}
+			}
+			allErrs = append(allErrs, validateClusterKeys(keys, func(k int) *field.Path {
+				return destsPath.Index(k).Child("cluster")
+			})...)
+		}
+	}
 	return allErrs
 }
 
@@ -481,6 +540,21 @@ const (
 	// than that is not coming back on its own, and the bound keeps the
 	// deadline fedmesh schedules for it a sane time.
 	MaxUnavailableGraceSeconds = 86400
+	// MaxReportedMembers is the size of the largest federation whose
+	// routes a GlobalTrafficPolicy's status.consumers reports, and so the
+	// most destinations a tier of it has. Beyond that, the routes of
+	// every member would make every policy's status grow with the
+	// federation, and every change of a member's readiness rewrite it.
+	MaxReportedMembers = 16
+	// MaxConsumerRoutes bounds status.consumers: one entry per member
+	// and port of the service.
+	MaxConsumerRoutes = 32
+	// MaxRouteTiers bounds status.consumers[].tiers. Routing makes one
+	// or two; the bound leaves room, and no more.
+	MaxRouteTiers = 8
+	// MaxRouteMessageLength bounds status.consumers[].message, in
+	// characters.
+	MaxRouteMessageLength = 4096
 	// MaxTargetClusters bounds spec.targetClusters. An export meant for
 	// more clusters than that leaves the list empty, which means every
 	// cluster.

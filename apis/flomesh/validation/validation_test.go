@@ -726,6 +726,48 @@ func TestValidateGlobalTrafficPolicyStatusUpdate(t *testing.T) {
 		{name: "target key repeated", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
 			s.Targets[1].ClusterKey = s.Targets[0].ClusterKey
 		}, want: errs(want{field.ErrorTypeDuplicate, "status.targets[1].clusterKey"})},
+		{name: "the same consumer on another port", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers[1].Cluster, s.Consumers[1].Port = s.Consumers[0].Cluster, 443
+		}},
+		{name: "consumer repeated", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers[1].Cluster, s.Consumers[1].Port = s.Consumers[0].Cluster, s.Consumers[0].Port
+		}, want: errs(want{field.ErrorTypeDuplicate, "status.consumers[1]"})},
+		{name: "consumer key malformed", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers[0].Cluster = "cluster-2"
+		}, want: errs(want{field.ErrorTypeInvalid, "status.consumers[0].cluster"})},
+		{name: "consumer port out of range", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers[0].Port = 0
+		}, want: errs(want{field.ErrorTypeInvalid, "status.consumers[0].port"})},
+		{name: "as many consumers as allowed", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers = consumers(MaxConsumerRoutes)
+		}},
+		{name: "too many consumers", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers = consumers(MaxConsumerRoutes + 1)
+		}, want: errs(want{field.ErrorTypeTooMany, "status.consumers"})},
+		{name: "message too long", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers[0].Message = strings.Repeat("é", MaxRouteMessageLength+1)
+		}, want: errs(want{field.ErrorTypeTooLong, "status.consumers[0].message"})},
+		{name: "too many tiers", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			for range MaxRouteTiers {
+				s.Consumers[0].Tiers = append(s.Consumers[0].Tiers, s.Consumers[0].Tiers[0])
+			}
+		}, want: errs(want{field.ErrorTypeTooMany, "status.consumers[0].tiers"})},
+		{name: "empty tier", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			s.Consumers[0].Tiers[0].Destinations = nil
+		}, want: errs(want{field.ErrorTypeRequired, "status.consumers[0].tiers[0].destinations"})},
+		{name: "too many destinations", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			for _, c := range consumers(MaxReportedMembers + 1) {
+				s.Consumers[1].Tiers[0].Destinations = append(s.Consumers[1].Tiers[0].Destinations, flomesh.RouteDestination{Cluster: c.Cluster, Weight: 1})
+			}
+		}, want: errs(want{field.ErrorTypeTooMany, "status.consumers[1].tiers[0].destinations"})},
+		{name: "destination repeated, malformed and of weight 0", mutate: func(s *flomesh.GlobalTrafficPolicyStatus) {
+			d := &s.Consumers[1].Tiers[1].Destinations
+			*d = append(*d, (*d)[0], flomesh.RouteDestination{Cluster: "a/b", Weight: 0})
+		}, want: errs(
+			want{field.ErrorTypeDuplicate, "status.consumers[1].tiers[1].destinations[1].cluster"},
+			want{field.ErrorTypeInvalid, "status.consumers[1].tiers[1].destinations[2].weight"},
+			want{field.ErrorTypeInvalid, "status.consumers[1].tiers[1].destinations[2].cluster"},
+		)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -737,11 +779,29 @@ func TestValidateGlobalTrafficPolicyStatusUpdate(t *testing.T) {
 					{ClusterKey: "default/default/default/cluster-1", Known: true, Ready: true, Exported: true},
 					{ClusterKey: "default/default/default/cluster-3", Message: "cluster is not registered"},
 				},
+				Consumers: []flomesh.ConsumerRoute{
+					{Cluster: "default/default/default/cluster-1", Port: 8080, Tiers: []flomesh.RouteTier{
+						{Destinations: []flomesh.RouteDestination{{Cluster: "default/default/default/cluster-1", Weight: 100}}},
+					}},
+					{Cluster: "default/default/default/cluster-2", Port: 8080, Tiers: []flomesh.RouteTier{
+						{Destinations: []flomesh.RouteDestination{{Cluster: "default/default/default/cluster-2", Weight: 100}}},
+						{Destinations: []flomesh.RouteDestination{{Cluster: "default/default/default/cluster-1", Weight: 100}}},
+					}, Message: "default/default/default/cluster-3: NotExported"},
+				},
 			}
 			tc.mutate(&p.Status)
 			assertErrors(t, tc.want, ValidateGlobalTrafficPolicyStatusUpdate(p, old))
 		})
 	}
+}
+
+// consumers returns n routes of distinct consumers, each with no route.
+func consumers(n int) []flomesh.ConsumerRoute {
+	out := make([]flomesh.ConsumerRoute, n)
+	for i := range out {
+		out[i] = flomesh.ConsumerRoute{Cluster: fmt.Sprintf("default/default/default/cluster-%d", i), Port: 80}
+	}
+	return out
 }
 
 func TestValidateClusterUpdate(t *testing.T) {

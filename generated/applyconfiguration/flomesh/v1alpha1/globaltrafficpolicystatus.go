@@ -30,6 +30,17 @@ type GlobalTrafficPolicyStatusApplyConfiguration struct {
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Targets tells, per target, whether it resolves.
 	Targets []TargetStatusApplyConfiguration `json:"targets,omitempty"`
+	// Consumers tells, per member and port of the service, where that
+	// member's requests go under this policy, as fedmesh-gateway's
+	// routing (pkg/routing) decides it from what the control plane sees:
+	// the Clusters' Ready conditions and the ServiceImport. The control
+	// plane sees no member's Pods, so a member's own instance of the
+	// service counts only while the member exports it. Sorted by cluster
+	// and port. Reported while it is short: when the federation has at
+	// most 16 members and the list at most 32 entries; the Routed
+	// condition says when it is left out. `kubectl fedmesh status service
+	// NAMESPACE/NAME --from CLUSTER` explains any member's route at length.
+	Consumers []ConsumerRouteApplyConfiguration `json:"consumers,omitempty"`
 }
 
 // GlobalTrafficPolicyStatusApplyConfiguration constructs a declarative configuration of the GlobalTrafficPolicyStatus type for use with
@@ -60,6 +71,19 @@ func (b *GlobalTrafficPolicyStatusApplyConfiguration) WithTargets(values ...*Tar
 			panic("nil value passed to WithTargets")
 		}
 		b.Targets = append(b.Targets, *values[i])
+	}
+	return b
+}
+
+// WithConsumers adds the given value to the Consumers field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the Consumers field.
+func (b *GlobalTrafficPolicyStatusApplyConfiguration) WithConsumers(values ...*ConsumerRouteApplyConfiguration) *GlobalTrafficPolicyStatusApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithConsumers")
+		}
+		b.Consumers = append(b.Consumers, *values[i])
 	}
 	return b
 }
