@@ -63,6 +63,28 @@ var SyncerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 }
 
+// GatewayRules are what fedmesh-gateway reads in its own member, and all
+// it may do there: it routes from the ServiceImports and
+// GlobalTrafficPolicies fedmesh-syncer writes, the Ingresses of its class,
+// and the Services and EndpointSlices they lead to, all cached by watch. It
+// writes nothing, and reads no Secret. "kubectl fedmesh join" grants them
+// to the ServiceAccount GatewayServiceAccount of IdentityNamespace, by the
+// ClusterRole and ClusterRoleBinding GatewayRole.
+var GatewayRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{"flomesh.io"}, Resources: []string{"serviceimports", "globaltrafficpolicies"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"ingresses"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch"}},
+	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+}
+
+// GatewayServiceAccount is fedmesh-gateway's identity in a member, in
+// IdentityNamespace.
+const GatewayServiceAccount = "fedmesh-gateway"
+
+// GatewayRole names the ClusterRole and ClusterRoleBinding that grant
+// GatewayServiceAccount the GatewayRules.
+const GatewayRole = "fedmesh:gateway"
+
 // IdentityNamespace is the member namespace of fedmesh's own identity:
 // its ServiceAccount and the Secrets its tokens are bound to.
 const IdentityNamespace = "fedmesh-system"

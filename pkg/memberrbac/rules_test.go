@@ -125,6 +125,16 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// TestGatewayRules: fedmesh-gateway only reads, and never a Secret.
+func TestGatewayRules(t *testing.T) {
+	for _, c := range Checks(GatewayRules) {
+		assert.Contains(t, []string{"get", "list", "watch"}, c.Verb, "%s: the gateway writes nothing", c)
+		assert.NotEqual(t, "secrets", c.Resource, "%s: the gateway reads no Secret", c)
+		assert.NotContains(t, []string{"*", ""}, c.Resource, "%s: no wildcard", c)
+	}
+	assert.Contains(t, Checks(GatewayRules), Check{"discovery.k8s.io", "endpointslices", "watch", ""})
+}
+
 func TestMissing(t *testing.T) {
 	all := []authorizationv1.ResourceRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}
 	exact := make([]authorizationv1.ResourceRule, 0)

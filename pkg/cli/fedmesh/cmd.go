@@ -130,7 +130,7 @@ only that token. No admin credential of the member leaves this machine.`,
 	})
 	o.controlPlane.AddFlags(cmd.PersistentFlags())
 	o.member.addFlags(cmd)
-	cmd.AddCommand(newJoinCommand(o), newRotateCommand(o), newUnjoinCommand(o), newStatusCommand(o))
+	cmd.AddCommand(newJoinCommand(o), newRotateCommand(o), newUnjoinCommand(o), newStatusCommand(o), newGatewayKubeconfigCommand(o))
 	return cmd
 }
 

@@ -65,7 +65,10 @@ func newJoinCommand(parent *options) *cobra.Command {
 In the member (--member-kubeconfig, --member-context), join creates or updates
 the namespace fedmesh-system, the ServiceAccount fedmesh-system/fedmesh, and the
 ClusterRole and ClusterRoleBinding fedmesh:member, which hold exactly the
-permissions fedmesh-apiserver and fedmesh-syncer need there. It installs the
+permissions fedmesh-apiserver and fedmesh-syncer need there, and the
+ServiceAccount fedmesh-system/fedmesh-gateway with the ClusterRole and
+ClusterRoleBinding fedmesh:gateway, which may only read what fedmesh-gateway
+routes from (kubectl fedmesh gateway-kubeconfig issues its tokens). It installs the
 CRDs ServiceExport, ServiceImport and GlobalTrafficPolicy, which fedmesh's
 identity may only read and upgrade, and the ValidatingAdmissionPolicies
 fedmesh-confine and fedmesh-ownership with their bindings: fedmesh may change
@@ -217,6 +220,9 @@ func (o *joinOptions) run(ctx context.Context) error {
 		}
 	}
 	if err := m.ensureIdentity(ctx); err != nil {
+		return err
+	}
+	if err := m.ensureGatewayIdentity(ctx); err != nil {
 		return err
 	}
 	if err := m.installCRDs(ctx); err != nil {

@@ -527,6 +527,11 @@ func (m *member) removeIdentity(ctx context.Context) ([]string, error) {
 			return removed, err
 		}
 	}
+	gw, err := m.removeGatewayIdentity(ctx)
+	removed = append(removed, gw...)
+	if err != nil {
+		return removed, err
+	}
 	// The token Secrets go before the ServiceAccount, and explicitly: a
 	// namespace being deleted may take long to empty.
 	revoked, err := m.revokeTokens(ctx, "")

@@ -46,8 +46,9 @@ func newUnjoinCommand(parent *options) *cobra.Command {
 		Long: `Delete the Cluster NAME on the control plane, and its credentials Secret,
 then remove from the member
 what join created there: the ValidatingAdmissionPolicies fedmesh-confine and
-fedmesh-ownership and their bindings, the ClusterRoleBinding and ClusterRole fedmesh:member,
-the token Secrets and the ServiceAccount fedmesh-system/fedmesh, and the
+fedmesh-ownership and their bindings, the ClusterRoleBindings and ClusterRoles fedmesh:member
+and fedmesh:gateway, the token Secrets and the ServiceAccounts fedmesh-system/fedmesh and
+fedmesh-system/fedmesh-gateway, and the
 namespace fedmesh-system when join created it. The CRDs stay: deleting them
 would delete the member's ServiceExports.
 
