@@ -126,7 +126,7 @@ func TestTables(t *testing.T) {
 	assert.NotContains(t, string(clusters.Rows[0].Object.Raw), "current-context")
 
 	policies := get("/apis/flomesh.io/v1alpha1/namespaces/tables/globaltrafficpolicies")
-	assert.Equal(t, []string{"Name", "LB Type", "Targets", "Age"}, columns(policies))
+	assert.Equal(t, []string{"Name", "LB Type", "Targets", "Resolved", "Routed", "Age"}, columns(policies))
 	require.Len(t, policies.Rows, 1)
 	assert.Equal(t, []interface{}{"httpbin", "FailOver", "default/default/default/cluster-1,default/default/default/cluster-3"},
 		policies.Rows[0].Cells[:3])

@@ -25,7 +25,11 @@ limitations under the License.
 //   - every policy's status says, per target, whether the key is a
 //     registered Cluster, whether that Cluster is Ready and whether it
 //     exports the policy's service, and its Resolved condition is False
-//     while a target names no live Cluster.
+//     while a target names no live Cluster;
+//   - every policy's status says where each member's requests for its
+//     service go (status.consumers, computed by pkg/routing, the code
+//     fedmesh-gateway runs), and its Routed condition is False while a
+//     member has no route (routes.go).
 //
 // fedmesh's admission plugins (pkg/admission) give the early, friendly
 // answers: a policy may name only registered Clusters, and deleting a
@@ -344,8 +348,9 @@ func removeString(list []string, s string) []string {
 }
 
 // The Cluster handlers feed both queues: the Cluster itself when its
-// finalizer may need a change, and the policies that target its key when
-// what their status says of it may have changed.
+// finalizer may need a change, and every policy when what their status
+// says of it may have changed: each policy's status tells the route of
+// every member, consumers as well as targets.
 
 func (c *Controller) clusterAdded(obj interface{}) {
 	cluster, ok := obj.(*v1alpha1.Cluster)
@@ -353,7 +358,7 @@ func (c *Controller) clusterAdded(obj interface{}) {
 		return
 	}
 	c.enqueueCluster(cluster)
-	c.enqueuePoliciesTargeting(KeyOf(cluster))
+	c.enqueueAllPolicies()
 }
 
 func (c *Controller) clusterUpdated(oldObj, newObj interface{}) {
@@ -369,42 +374,32 @@ func (c *Controller) clusterUpdated(oldObj, newObj interface{}) {
 	// Heartbeats change a Cluster's status every probe: only a change of
 	// its key, of whether it is live or of whether it is Ready concerns
 	// the policies.
-	if KeyOf(old) != KeyOf(cluster) || isLive(old) != isLive(cluster) || isReady(old) != isReady(cluster) {
-		c.enqueuePoliciesTargeting(KeyOf(old))
-		c.enqueuePoliciesTargeting(KeyOf(cluster))
+	// The reason of a Ready condition that stays False is in the status
+	// too.
+	if KeyOf(old) != KeyOf(cluster) || isLive(old) != isLive(cluster) || isReady(old) != isReady(cluster) ||
+		readyReason(old) != readyReason(cluster) {
+		c.enqueueAllPolicies()
 	}
 }
 
 func (c *Controller) clusterDeleted(obj interface{}) {
-	cluster, ok := obj.(*v1alpha1.Cluster)
-	if !ok {
+	if _, ok := obj.(*v1alpha1.Cluster); !ok {
 		tombstone, ok := obj.(cache.DeletedFinalStateUnknown)
 		if !ok {
 			utilruntime.HandleError(fmt.Errorf("couldn't get object from tombstone %#v", obj))
 			return
 		}
-		if cluster, ok = tombstone.Obj.(*v1alpha1.Cluster); !ok {
+		if _, ok = tombstone.Obj.(*v1alpha1.Cluster); !ok {
 			utilruntime.HandleError(fmt.Errorf("tombstone contained object that is not a Cluster %#v", obj))
 			return
 		}
 	}
-	c.enqueuePoliciesTargeting(KeyOf(cluster))
+	c.enqueueAllPolicies()
 }
 
 func (c *Controller) enqueueCluster(cluster *v1alpha1.Cluster) {
 	if needToAddFinalizer(cluster) || isDeletionCandidate(cluster) {
 		c.clusterQueue.Add(cluster.Name)
-	}
-}
-
-func (c *Controller) enqueuePoliciesTargeting(key string) {
-	names, err := PoliciesTargeting(c.policyIndex, key)
-	if err != nil {
-		utilruntime.HandleError(fmt.Errorf("looking up the GlobalTrafficPolicies targeting %s: %w", key, err))
-		return
-	}
-	for _, name := range names {
-		c.policyQueue.Add(name)
 	}
 }
 

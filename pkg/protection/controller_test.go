@@ -19,6 +19,7 @@ package protection
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -89,10 +90,15 @@ func newPolicy(namespace, name string, keys ...string) *v1alpha1.GlobalTrafficPo
 }
 
 // exported returns an import of namespace/name that the clusters of keys
-// serve.
+// serve, on port 8080, each through its gateway at gw-N:80, N its index.
 func exported(namespace, name string, keys ...string) *flomesh.ServiceImport {
 	si := &flomesh.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
-	for _, k := range keys {
+	if len(keys) > 0 {
+		si.Spec.Ports = []flomesh.ServicePort{{Name: "http", Protocol: "TCP", Port: 8080}}
+	}
+	for i, k := range keys {
+		si.Spec.Ports[0].Endpoints = append(si.Spec.Ports[0].Endpoints, flomesh.Endpoint{ClusterKey: k,
+			Target: flomesh.Target{Host: fmt.Sprintf("gw-%d", i), Port: 80, Path: "/" + name}})
 		si.Status.Clusters = append(si.Status.Clusters, flomesh.SourceStatus{Cluster: k})
 		si.Status.Exports = append(si.Status.Exports, flomesh.ExportStatus{Cluster: k})
 	}
@@ -296,6 +302,8 @@ func TestSyncPolicy(t *testing.T) {
 		return ready(newCluster(name, region), metav1.ConditionTrue, "Connected")
 	}
 	invalid := exported("httpbin", "httpbin", key1)
+	// An invalid export serves no port.
+	invalid.Spec.Ports, invalid.Status.Clusters = nil, nil
 	invalid.Status.Exports[0].Conditions = []metav1.Condition{{Type: imports.ConditionValid, Status: metav1.ConditionFalse, Reason: "NamespaceNotFederated"}}
 
 	for _, tc := range []struct {
@@ -305,6 +313,10 @@ func TestSyncPolicy(t *testing.T) {
 		keys        []string
 		wantTargets []v1alpha1.TargetStatus
 		wantCond    metav1.Condition
+		// wantRouted is the Routed condition's status and reason.
+		wantRouted []string
+		// wantTiers is, per consumer (by key), the clusters of its tiers.
+		wantTiers map[string][][]string
 	}{
 		{
 			name:     "every target known, Ready and exporting",
@@ -315,7 +327,9 @@ func TestSyncPolicy(t *testing.T) {
 				{ClusterKey: key1, Known: true, Ready: true, Exported: true},
 				{ClusterKey: key2, Known: true, Ready: true, Exported: true},
 			},
-			wantCond: metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantCond:   metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantRouted: []string{"True", ReasonEveryConsumerRouted},
+			wantTiers:  map[string][][]string{key1: {{key1}, {key2}}, key2: {{key2}, {key1}}},
 		},
 		{
 			name:     "a Cluster not Ready and not exporting is known all the same",
@@ -326,7 +340,9 @@ func TestSyncPolicy(t *testing.T) {
 				{ClusterKey: key1, Known: true, Exported: true, Message: "not Ready (Unreachable)"},
 				{ClusterKey: key2, Known: true, Message: "not Ready; does not export the service"},
 			},
-			wantCond: metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantCond:   metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantRouted: []string{"False", ReasonConsumersWithoutRoute},
+			wantTiers:  map[string][][]string{key1: {{key1}}, key2: nil},
 		},
 		{
 			name:     "an export that is not Valid does not count",
@@ -336,7 +352,8 @@ func TestSyncPolicy(t *testing.T) {
 			wantTargets: []v1alpha1.TargetStatus{
 				{ClusterKey: key1, Known: true, Ready: true, Message: "does not export the service"},
 			},
-			wantCond: metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantCond:   metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantRouted: []string{"False", ReasonNotExported},
 		},
 		{
 			name:     "unknown keys and Clusters being deleted are named",
@@ -351,10 +368,13 @@ func TestSyncPolicy(t *testing.T) {
 			wantCond: metav1.Condition{Status: metav1.ConditionFalse, Reason: ReasonUnknownTargets,
 				Message: `targets that name no live Cluster: default/default/default/cluster-1 (no registered Cluster has this key), ` +
 					`default/default/default/cluster-2 (Cluster "cluster-2", of this key, is being deleted)`},
+			wantRouted: []string{"True", ReasonEveryConsumerRouted},
+			wantTiers:  map[string][][]string{key1: {{key1}}},
 		},
 		{
-			name:     "a policy without targets is resolved",
-			wantCond: metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			name:       "a policy without targets is resolved",
+			wantCond:   metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantRouted: []string{"Unknown", ReasonNoMembers},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -371,11 +391,32 @@ func TestSyncPolicy(t *testing.T) {
 			assert.Equal(t, tc.wantTargets, status.Targets)
 			tc.wantCond.Type = ConditionResolved
 			tc.wantCond.ObservedGeneration = 3
-			require.Len(t, status.Conditions, 1)
+			require.Len(t, status.Conditions, 2)
 			got := status.Conditions[0]
 			assert.True(t, now.Equal(got.LastTransitionTime.Time), "a new condition: %v", got.LastTransitionTime)
 			got.LastTransitionTime = metav1.Time{}
 			assert.Equal(t, tc.wantCond, got)
+			routed := status.Conditions[1]
+			assert.Equal(t, ConditionRouted, routed.Type)
+			assert.Equal(t, tc.wantRouted, []string{string(routed.Status), routed.Reason}, routed.Message)
+			assert.EqualValues(t, 3, routed.ObservedGeneration)
+			gotTiers := map[string][][]string{}
+			for _, r := range status.Consumers {
+				assert.EqualValues(t, 8080, r.Port)
+				var tiers [][]string
+				for _, tier := range r.Tiers {
+					var keys []string
+					for _, d := range tier.Destinations {
+						keys = append(keys, d.Cluster)
+					}
+					tiers = append(tiers, keys)
+				}
+				gotTiers[r.Cluster] = tiers
+			}
+			if tc.wantTiers == nil {
+				tc.wantTiers = map[string][][]string{}
+			}
+			assert.Equal(t, tc.wantTiers, gotTiers)
 
 			// Once written, the same status is not written again.
 			written := policy.DeepCopy()
@@ -403,6 +444,8 @@ func TestSyncPolicyKeepsTransitionTime(t *testing.T) {
 	_, status := appliedStatus(t, f.client.Actions()[0])
 	assert.Equal(t, []v1alpha1.TargetStatus{{ClusterKey: key1, Known: true, Ready: true, Message: "does not export the service"}}, status.Targets)
 	assert.True(t, earlier.Equal(&status.Conditions[0].LastTransitionTime), "Resolved is still True: %v", status.Conditions[0].LastTransitionTime)
+	assert.Equal(t, ConditionRouted, status.Conditions[1].Type)
+	assert.True(t, now.Equal(status.Conditions[1].LastTransitionTime.Time), "Routed is new")
 }
 
 func TestSyncPolicyGone(t *testing.T) {
@@ -436,9 +479,10 @@ func TestClusterEvents(t *testing.T) {
 	}}
 	c := f.newController()
 
+	all := []string{"a/p", "b/p", "c/p", "d/p"}
 	c.clusterAdded(withoutFinalizer(newCluster("cluster-1", "eu")))
 	assert.Equal(t, []string{"cluster-1"}, queued(t, c, false), "a new Cluster needs the finalizer")
-	assert.ElementsMatch(t, []string{"a/p", "c/p"}, queued(t, c, true), "the policies targeting it learn of it")
+	assert.ElementsMatch(t, all, queued(t, c, true), "every policy routes it, as a consumer if not a target")
 
 	old := ready(newCluster("cluster-1", "eu"), metav1.ConditionTrue, "Connected")
 	beat := old.DeepCopy()
@@ -449,19 +493,27 @@ func TestClusterEvents(t *testing.T) {
 
 	down := ready(newCluster("cluster-1", "eu"), metav1.ConditionFalse, "Unreachable")
 	c.clusterUpdated(old, down)
-	assert.ElementsMatch(t, []string{"a/p", "c/p"}, queued(t, c, true), "Ready flipped")
+	assert.ElementsMatch(t, all, queued(t, c, true), "Ready flipped")
+
+	forbidden := ready(newCluster("cluster-1", "eu"), metav1.ConditionFalse, "Forbidden")
+	c.clusterUpdated(down, forbidden)
+	assert.ElementsMatch(t, all, queued(t, c, true), "the reason it is not Ready changed")
+	stillDown := forbidden.DeepCopy()
+	stillDown.Status.Conditions[0].Message = "another message"
+	c.clusterUpdated(forbidden, stillDown)
+	assert.Empty(t, queued(t, c, true), "the message of a condition is not in the status")
 
 	moved := old.DeepCopy()
 	moved.Spec.Region = "default"
 	c.clusterUpdated(old, moved)
-	assert.ElementsMatch(t, []string{"a/p", "c/p", "d/p"}, queued(t, c, true), "the policies of both keys")
+	assert.ElementsMatch(t, all, queued(t, c, true), "the key changed")
 
 	c.clusterUpdated(old, deleting(old.DeepCopy()))
 	assert.Equal(t, []string{"cluster-1"}, queued(t, c, false), "a Cluster being deleted may go")
-	assert.ElementsMatch(t, []string{"a/p", "c/p"}, queued(t, c, true), "its policies lose it")
+	assert.ElementsMatch(t, all, queued(t, c, true), "the policies lose it")
 
 	c.clusterDeleted(cache.DeletedFinalStateUnknown{Key: "cluster-2", Obj: newCluster("cluster-2", "default")})
-	assert.ElementsMatch(t, []string{"b/p", "c/p"}, queued(t, c, true))
+	assert.ElementsMatch(t, all, queued(t, c, true))
 }
 
 func TestPolicyEvents(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/sets"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/tools/cache"
@@ -85,7 +86,22 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 		return cluster
 	}, si)
 	cond := resolvedCondition(policy, targets, c.now())
-	if upToDate(policy, targets, cond) {
+
+	clusters, err := c.clusters.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	var imp *v1alpha1.ServiceImport
+	if si != nil {
+		imp = &v1alpha1.ServiceImport{}
+		if err := v1alpha1.Convert_flomesh_ServiceImport_To_v1alpha1_ServiceImport(si, imp, nil); err != nil {
+			return fmt.Errorf("converting the import of %s: %w", key, err)
+		}
+	}
+	consumers, routed := consumerRoutes(routeInput{Namespace: namespace, Name: name, Policy: &policy.Spec, Clusters: clusters, Import: imp})
+	routed = withTransition(policy, routed, c.now())
+
+	if upToDate(policy, targets, consumers, cond, routed) {
 		return nil
 	}
 
@@ -95,9 +111,8 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 		WithUID(policy.UID).
 		WithStatus(flomeshac.GlobalTrafficPolicyStatus().
 			WithTargets(targetApplyConfigurations(targets)...).
-			WithConditions(metav1ac.Condition().
-				WithType(cond.Type).WithStatus(cond.Status).WithObservedGeneration(cond.ObservedGeneration).
-				WithReason(cond.Reason).WithMessage(cond.Message).WithLastTransitionTime(cond.LastTransitionTime)))
+			WithConsumers(consumerApplyConfigurations(consumers)...).
+			WithConditions(conditionApplyConfiguration(cond), conditionApplyConfiguration(routed)))
 	_, err = c.client.FlomeshV1alpha1().GlobalTrafficPolicies(namespace).ApplyStatus(ctx, apply,
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	if apierrors.IsNotFound(err) {
@@ -106,7 +121,7 @@ func (c *Controller) syncPolicy(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("writing the status of GlobalTrafficPolicy %s: %w", key, err)
 	}
-	logger.V(3).Info("Wrote GlobalTrafficPolicy status", "policy", klog.KObj(policy), "resolved", cond.Status)
+	logger.V(3).Info("Wrote GlobalTrafficPolicy status", "policy", klog.KObj(policy), "resolved", cond.Status, "routed", routed.Status)
 	return nil
 }
 
@@ -159,6 +174,13 @@ func isLive(c *v1alpha1.Cluster) bool {
 	return c.DeletionTimestamp == nil
 }
 
+func readyReason(c *v1alpha1.Cluster) string {
+	if cond := meta.FindStatusCondition(c.Status.Conditions, clusterset.ConditionReady); cond != nil {
+		return cond.Reason
+	}
+	return ""
+}
+
 func isReady(c *v1alpha1.Cluster) bool {
 	return meta.IsStatusConditionTrue(c.Status.Conditions, clusterset.ConditionReady)
 }
@@ -204,24 +226,65 @@ func resolvedCondition(policy *v1alpha1.GlobalTrafficPolicy, targets []v1alpha1.
 		cond.Reason = ReasonUnknownTargets
 		cond.Message = "targets that name no live Cluster: " + ListNames(unknown)
 	}
+	return withTransition(policy, cond, now)
+}
+
+// withTransition returns cond with its transition time: now, or the
+// policy's condition's own while its status is unchanged.
+func withTransition(policy *v1alpha1.GlobalTrafficPolicy, cond metav1.Condition, now time.Time) metav1.Condition {
+	cond.ObservedGeneration = policy.Generation
 	cond.LastTransitionTime = metav1.NewTime(now.Truncate(time.Second))
-	if old := meta.FindStatusCondition(policy.Status.Conditions, ConditionResolved); old != nil && old.Status == cond.Status {
+	if old := meta.FindStatusCondition(policy.Status.Conditions, cond.Type); old != nil && old.Status == cond.Status {
 		cond.LastTransitionTime = old.LastTransitionTime
 	}
 	return cond
 }
 
-// upToDate reports whether policy's status already says targets and cond.
-func upToDate(policy *v1alpha1.GlobalTrafficPolicy, targets []v1alpha1.TargetStatus, cond metav1.Condition) bool {
-	old := meta.FindStatusCondition(policy.Status.Conditions, ConditionResolved)
-	if old == nil || old.Status != cond.Status || old.Reason != cond.Reason || old.Message != cond.Message ||
-		old.ObservedGeneration != cond.ObservedGeneration {
-		return false
+// upToDate reports whether policy's status already says targets,
+// consumers and the conditions: a status that does is not written again,
+// so that a sync that changes nothing costs no write.
+func upToDate(policy *v1alpha1.GlobalTrafficPolicy, targets []v1alpha1.TargetStatus, consumers []v1alpha1.ConsumerRoute, conds ...metav1.Condition) bool {
+	for _, cond := range conds {
+		old := meta.FindStatusCondition(policy.Status.Conditions, cond.Type)
+		if old == nil || old.Status != cond.Status || old.Reason != cond.Reason || old.Message != cond.Message ||
+			old.ObservedGeneration != cond.ObservedGeneration {
+			return false
+		}
 	}
-	if len(policy.Status.Targets) == 0 && len(targets) == 0 {
+	return sameList(policy.Status.Targets, targets) && sameList(policy.Status.Consumers, consumers)
+}
+
+// sameList compares two lists of a status, nil and empty alike.
+func sameList[T any](a, b []T) bool {
+	if len(a) == 0 && len(b) == 0 {
 		return true
 	}
-	return equality.Semantic.DeepEqual(policy.Status.Targets, targets)
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+func conditionApplyConfiguration(cond metav1.Condition) *metav1ac.ConditionApplyConfiguration {
+	return metav1ac.Condition().
+		WithType(cond.Type).WithStatus(cond.Status).WithObservedGeneration(cond.ObservedGeneration).
+		WithReason(cond.Reason).WithMessage(cond.Message).WithLastTransitionTime(cond.LastTransitionTime)
+}
+
+func consumerApplyConfigurations(routes []v1alpha1.ConsumerRoute) []*flomeshac.ConsumerRouteApplyConfiguration {
+	out := make([]*flomeshac.ConsumerRouteApplyConfiguration, 0, len(routes))
+	for _, r := range routes {
+		ac := flomeshac.ConsumerRoute().WithCluster(r.Cluster).WithPort(r.Port)
+		for _, t := range r.Tiers {
+			tier := flomeshac.RouteTier()
+			for _, d := range t.Destinations {
+				tier.WithDestinations(flomeshac.RouteDestination().WithCluster(d.Cluster).WithWeight(d.Weight))
+			}
+			ac.WithTiers(tier)
+		}
+		if r.Message != "" {
+			ac.WithMessage(r.Message)
+		}
+		out = append(out, ac)
+	}
+	return out
 }
 
 func targetApplyConfigurations(targets []v1alpha1.TargetStatus) []*flomeshac.TargetStatusApplyConfiguration {

@@ -76,13 +76,16 @@ var tableConvertor = table.Convertor{
 	Columns: []metav1.TableColumnDefinition{
 		{Name: "LB Type", Type: "string", Description: "how consumers route: Locality, FailOver or ActiveActive"},
 		{Name: "Targets", Type: "string", Description: "cluster keys traffic may go to"},
+		{Name: "Resolved", Type: "string", Description: "status of the Resolved condition: every target is a registered Cluster"},
+		{Name: "Routed", Type: "string", Description: "status of the Routed condition: every member has a route to the service"},
 	},
 	Row: func(obj runtime.Object) ([]interface{}, error) {
 		p, ok := obj.(*flomesh.GlobalTrafficPolicy)
 		if !ok {
 			return nil, table.Unexpected(obj)
 		}
-		return []interface{}{string(p.Spec.LbType), targets(p.Spec.Targets)}, nil
+		return []interface{}{string(p.Spec.LbType), targets(p.Spec.Targets),
+			table.ConditionStatus(p.Status.Conditions, "Resolved"), table.ConditionStatus(p.Status.Conditions, "Routed")}, nil
 	},
 }
 
