@@ -35,10 +35,9 @@ import (
 // the code fedmesh-gateway runs, from what the control plane sees: the
 // Clusters' Ready conditions as the health of each cluster, and the
 // ServiceImport. The control plane sees no member's Pods, so a member's own
-// instance of the service is its own export: a member that exports the
-// service serves its own requests (through the targets of its export, which
-// stand for its ready endpoints), and one that does not has no local
-// endpoints. kubectl fedmesh status service --from reads a member's real
+// instance of the service is its own export (routing.ExportedBackends): a
+// member that exports the service serves its own requests, and one that
+// does not has no local endpoints. kubectl fedmesh status service --from reads a member's real
 // endpoints when it is given access to the member.
 const (
 	// ConditionRouted is True when every member has a route to every port
@@ -149,7 +148,7 @@ func consumerRoutes(in routeInput) ([]v1alpha1.ConsumerRoute, metav1.Condition) 
 			r := routing.Compute(routing.Input{
 				Consumer:      consumer,
 				Port:          port,
-				LocalBackends: OwnExport(in.Import, consumer, port),
+				LocalBackends: routing.ExportedBackends(in.Import, consumer, port),
 				Import:        in.Import,
 				Policy:        in.Policy,
 				Health:        health,
@@ -168,37 +167,6 @@ func consumerRoutes(in routeInput) ([]v1alpha1.ConsumerRoute, metav1.Condition) 
 		cond.Message = "members without a route: " + ListNames(unrouted)
 	}
 	return routes, cond
-}
-
-// OwnExport returns the targets of consumer's own export of port, as the
-// backends that stand for its local endpoints when only the control plane's
-// view is known: a member that exports a port serves it, as far as the
-// control plane can tell. kubectl fedmesh status service does the same
-// when it is not given access to the member.
-func OwnExport(si *v1alpha1.ServiceImport, consumer string, port int32) []routing.Backend {
-	if si == nil {
-		return nil
-	}
-	var out []routing.Backend
-	for _, p := range si.Spec.Ports {
-		if p.Port != port {
-			continue
-		}
-		for _, e := range p.Endpoints {
-			if e.ClusterKey != consumer {
-				continue
-			}
-			host := e.Target.Host
-			if host == "" {
-				host = e.Target.IP
-			}
-			b := routing.Backend{Host: host, Port: e.Target.Port, Path: e.Target.Path}
-			if !slices.Contains(out, b) {
-				out = append(out, b)
-			}
-		}
-	}
-	return out
 }
 
 // routeStatus is a route as status.consumers tells it: the clusters of each

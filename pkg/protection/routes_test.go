@@ -30,7 +30,6 @@ import (
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/apis/flomesh/validation"
 	"github.com/fedmesh/fedmesh/pkg/imports"
-	"github.com/fedmesh/fedmesh/pkg/routing"
 )
 
 const (
@@ -279,17 +278,6 @@ func TestConsumerRoutesBounded(t *testing.T) {
 	policy.Status.Consumers = routes
 	internal := convertPolicy(t, policy)
 	assert.Empty(t, validation.ValidateGlobalTrafficPolicyStatusUpdate(internal, internal))
-}
-
-func TestOwnExport(t *testing.T) {
-	si := importOf([]string{c1, c3}, 8080, 9090)
-	si.Spec.Ports[0].Endpoints = append(si.Spec.Ports[0].Endpoints, si.Spec.Ports[0].Endpoints[0],
-		v1alpha1.Endpoint{ClusterKey: c3, Target: v1alpha1.Target{IP: "10.0.0.9", Port: 81}})
-	assert.Equal(t, []routing.Backend{{Host: "10.0.0.1", Port: 80, Path: "/" + c1}}, OwnExport(si, c1, 8080), "once")
-	assert.Equal(t, []routing.Backend{{Host: "10.0.0.2", Port: 80, Path: "/" + c3}, {Host: "10.0.0.9", Port: 81}}, OwnExport(si, c3, 8080), "the IP when there is no host")
-	assert.Empty(t, OwnExport(si, c2, 8080), "cluster-2 does not export")
-	assert.Empty(t, OwnExport(si, c1, 7070), "no such port")
-	assert.Empty(t, OwnExport(nil, c1, 8080))
 }
 
 func convertPolicy(t *testing.T, p *v1alpha1.GlobalTrafficPolicy) *flomesh.GlobalTrafficPolicy {
