@@ -74,8 +74,10 @@ limitations under the License.
 package imports
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha1"
+	"encoding/gob"
 	"fmt"
 	"net"
 	"slices"
@@ -334,7 +336,7 @@ func Compute(namespaces Namespaces, namespace, name string, exports []Export) *f
 			continue
 		}
 		if !federates {
-			byKey = append(byKey, &candidate{cluster: exports[i].Cluster, export: exports[i].Export,
+			byKey = append(byKey, &candidate{cluster: exports[i].Cluster, export: exports[i].Export, service: exports[i].Service,
 				validReason: ReasonNamespaceNotFederated, validMessage: why})
 			continue
 		}
@@ -349,7 +351,10 @@ func Compute(namespaces Namespaces, namespace, name string, exports []Export) *f
 		if c := strings.Compare(a.cluster.Key, b.cluster.Key); c != 0 {
 			return c
 		}
-		return compareAge(a, b)
+		if c := compareAge(a, b); c != 0 {
+			return c
+		}
+		return compareInputs(a, b)
 	})
 	byKey = slices.CompactFunc(byKey, func(a, b *candidate) bool { return a.cluster.Key == b.cluster.Key })
 	for i, c := range byKey {
@@ -486,6 +491,7 @@ type exportedPort struct {
 type candidate struct {
 	cluster Cluster
 	export  *ServiceExport
+	service *Service
 	// keyOrder and ageOrder are the candidate's places among the exports
 	// sorted by cluster key, the order of the endpoints of a port, and by
 	// age, the order in which conflicts are resolved.
@@ -509,6 +515,27 @@ func (c *candidate) valid() bool { return c.validReason == ReasonValid }
 // compareAge orders exports oldest first, as KEP-1645 resolves conflicts.
 // Creation times have a resolution of one second, so ties are common and
 // are broken by cluster key, then UID, to give every replica one order.
+// compareInputs orders two candidates by everything Compute reads of them.
+// Only the exports of one cluster key, equally old and with one UID, need
+// it: a caller that passes a cluster twice breaks Compute's contract, yet
+// the import must not depend on the order even then. Such ties are rare
+// enough that encoding the inputs costs nothing that matters.
+func compareInputs(a, b *candidate) int {
+	encode := func(c *candidate) []byte {
+		// gob keeps strings byte for byte (JSON would merge invalid UTF-8
+		// into U+FFFD) and follows pointers. The inputs are plain data, so
+		// encoding cannot fail.
+		var b bytes.Buffer
+		_ = gob.NewEncoder(&b).Encode(struct {
+			Cluster Cluster
+			Export  *ServiceExport
+			Service *Service
+		}{c.cluster, c.export, c.service})
+		return b.Bytes()
+	}
+	return bytes.Compare(encode(a), encode(b))
+}
+
 func compareAge(a, b *candidate) int {
 	if c := a.export.CreationTimestamp.Compare(b.export.CreationTimestamp.Time); c != 0 {
 		return c
@@ -522,7 +549,7 @@ func compareAge(a, b *candidate) int {
 // newCandidate validates an export against its Service and, when it is
 // valid, extracts what the merge compares.
 func newCandidate(namespace, name string, e *Export) *candidate {
-	c := &candidate{cluster: e.Cluster, export: e.Export}
+	c := &candidate{cluster: e.Cluster, export: e.Export, service: e.Service}
 	// The export is judged on its own before anything is read of it or of
 	// its Service, so that one over the limits costs no more than a small
 	// one, and the rest of the work is bounded by the limits.
