@@ -143,8 +143,15 @@ func (c *cpFault) finish(ctx context.Context, truth versioned.Interface) {
 	c.res.Relists = 0
 	for _, r := range c.recs {
 		got := r.recorded()
-		relists = append(relists, fmt.Sprintf("%s %d (%d attempts, %d watches resumed, %d answered 410, %d changes received)",
-			r.name, got.relists, got.attempts, got.resumes, got.expired, got.changes))
+		var failures []string
+		for _, reason := range sortedKeys(got.failures) {
+			failures = append(failures, fmt.Sprintf("%s %d", reason, got.failures[reason]))
+		}
+		if len(failures) == 0 {
+			failures = []string{"none"}
+		}
+		relists = append(relists, fmt.Sprintf("%s %d (%d attempts, %d watches resumed, %d changes received; requests failed: %s)",
+			r.name, got.relists, got.attempts, got.resumes, got.changes, strings.Join(failures, ", ")))
 		c.res.Relists = max(c.res.Relists, got.relists)
 		if len(got.problems) > 0 {
 			c.miss("%s skipped changes: %s", r.name, brief(got.problems))

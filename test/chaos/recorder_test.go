@@ -20,12 +20,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/generated/clientset/versioned"
@@ -80,6 +85,9 @@ type recorder struct {
 	// expired counts the 410 Gone answers, to a watch request or within
 	// a watch.
 	expired int
+	// failures counts the failed lists and watches by reason (the API
+	// status reason, or "transport" for an error without one).
+	failures map[string]int
 	// changes counts the changes received within watches.
 	changes int
 	// problems are the changes skipped and the versions that went back.
@@ -104,7 +112,7 @@ func startRecorder(ctx context.Context, name string, cfg *rest.Config, listThen 
 	if err != nil {
 		return nil, err
 	}
-	r := &recorder{name: name, done: make(chan struct{}), deleted: map[string]int{}}
+	r := &recorder{name: name, done: make(chan struct{}), deleted: map[string]int{}, failures: map[string]int{}}
 	imps := client.FlomeshV1alpha1().ServiceImports(metav1.NamespaceAll)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -175,11 +183,20 @@ func (r *recorder) stop() {
 	<-r.done
 }
 
-// noteError counts a 410 Gone. Called with r.mu held.
+// noteError counts a failure, and a 410 Gone apart. Called with r.mu
+// held.
 func (r *recorder) noteError(err error) {
+	if err == nil {
+		return
+	}
 	if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
 		r.expired++
 	}
+	reason := string(apierrors.ReasonForError(err))
+	if reason == "" {
+		reason = "transport"
+	}
+	r.failures[reason]++
 }
 
 // session is one watch of a recorder: where it started and how far it
@@ -281,19 +298,15 @@ func (s *session) observe(ev watch.Event) (watch.Event, bool) {
 type recorded struct {
 	relists, attempts, resumes, expired, changes int
 	problems                                     []string
-	deleted                                      map[string]int
+	deleted, failures                            map[string]int
 }
 
 func (r *recorder) recorded() recorded {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := map[string]int{}
-	for k, v := range r.deleted {
-		d[k] = v
-	}
 	return recorded{
 		relists: max(r.fetches-1, 0), attempts: max(r.attempts-1, 0), resumes: r.resumes, expired: r.expired, changes: r.changes,
-		problems: append([]string(nil), r.problems...), deleted: d,
+		problems: append([]string(nil), r.problems...), deleted: maps.Clone(r.deleted), failures: maps.Clone(r.failures),
 	}
 }
 
@@ -389,4 +402,63 @@ func brief(s []string) string {
 		return strings.Join(s[:5], "; ") + fmt.Sprintf("; and %d more", len(s)-5)
 	}
 	return strings.Join(s, "; ")
+}
+
+// TestRecorderFindsSkippedChanges feeds a session the events of watches
+// that skip changes, go back, or switch replicas, and ones that do not:
+// the check of the fault tests is only worth what it can find.
+func TestRecorderFindsSkippedChanges(t *testing.T) {
+	const epoch, other = 5, 9
+	rv := func(epoch, counter uint64) string { return strconv.FormatUint(epoch<<rvCounterBits|counter, 10) }
+	imp := func(typ watch.EventType, epoch, counter uint64, initialEnd bool) watch.Event {
+		o := &v1alpha1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a", ResourceVersion: rv(epoch, counter)}}
+		if initialEnd {
+			o.Annotations = map[string]string{metav1.InitialEventsAnnotationKey: "true"}
+		}
+		return watch.Event{Type: typ, Object: o}
+	}
+	for _, tc := range []struct {
+		name     string
+		initial  bool
+		from     string
+		events   []watch.Event
+		problems int
+	}{
+		{name: "resumed, every change", from: rv(epoch, 10), events: []watch.Event{
+			imp(watch.Added, epoch, 11, false), imp(watch.Modified, epoch, 12, false), imp(watch.Bookmark, epoch, 12, false), imp(watch.Deleted, epoch, 13, false),
+		}},
+		{name: "resumed, one skipped", from: rv(epoch, 10), events: []watch.Event{
+			imp(watch.Added, epoch, 11, false), imp(watch.Modified, epoch, 13, false),
+		}, problems: 1},
+		{name: "a bookmark past a change", from: rv(epoch, 10), events: []watch.Event{
+			imp(watch.Added, epoch, 11, false), imp(watch.Bookmark, epoch, 12, false),
+		}, problems: 1},
+		{name: "the version goes back", from: rv(epoch, 10), events: []watch.Event{
+			imp(watch.Added, epoch, 11, false), imp(watch.Modified, epoch, 11, false),
+		}, problems: 1},
+		{name: "another replica's versions", from: rv(epoch, 10), events: []watch.Event{
+			imp(watch.Added, other, 11, false),
+		}, problems: 1},
+		{name: "initial events, then every change", initial: true, events: []watch.Event{
+			imp(watch.Added, epoch, 20, false), imp(watch.Added, epoch, 20, false), imp(watch.Bookmark, epoch, 20, true), imp(watch.Modified, epoch, 21, false),
+		}},
+		{name: "initial events, then a gap", initial: true, events: []watch.Event{
+			imp(watch.Added, epoch, 20, false), imp(watch.Bookmark, epoch, 20, true), imp(watch.Modified, epoch, 22, false),
+		}, problems: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{name: "test", deleted: map[string]int{}, failures: map[string]int{}}
+			o := metav1.ListOptions{ResourceVersion: tc.from}
+			if tc.initial {
+				o.SendInitialEvents = ptr.To(true)
+			}
+			s, err := r.newSession(o)
+			require.NoError(t, err)
+			for _, ev := range tc.events {
+				s.observe(ev)
+			}
+			got := r.recorded()
+			assert.Len(t, got.problems, tc.problems, "%v", got.problems)
+		})
+	}
 }
