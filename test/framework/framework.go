@@ -72,6 +72,15 @@ func Start(t testing.TB, opts Options) *Federation {
 	if testing.Short() {
 		t.Skip("starts real kube-apiservers and etcd; run without -short (make test does)")
 	}
+	// fedmesh is built first, out of the start-up's time: on a busy
+	// machine the build alone can take minutes.
+	if !opts.WithoutFedmesh && opts.FedmeshBinDir == "" {
+		dir, err := fedmeshBinaries()
+		if err != nil {
+			t.Fatalf("starting federation: %v", err)
+		}
+		opts.FedmeshBinDir = dir
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	f, err := New(ctx, opts)
