@@ -120,11 +120,13 @@ func TestPrintService(t *testing.T) {
 	}
 	clusters := []v1alpha1.Cluster{cluster("cluster-1", 1, "", "", nil), cluster("cluster-2", 0, "", "", nil), cluster("cluster-3", 1, "", "", nil)}
 	tests := []struct {
-		name string
-		gtp  *v1alpha1.GlobalTrafficPolicy
-		want []string
+		name       string
+		gtp        *v1alpha1.GlobalTrafficPolicy
+		want       []string
+		wantRegexp []string
 	}{
 		{name: "no policy", want: []string{
+			"Routes:      no policy, so Locality: each member serves itself, or not at all",
 			"Service:     httpbin/httpbin",
 			"Ports:       8080/TCP",
 			"Policy:      none (Locality: consumers use their local service only)",
@@ -140,7 +142,29 @@ func TestPrintService(t *testing.T) {
 			Status: v1alpha1.GlobalTrafficPolicyStatus{Targets: []v1alpha1.TargetStatus{
 				{ClusterKey: "default/default/default/cluster-3", Known: true, Message: "does not export the service"},
 			}},
-		}, want: []string{"Policy:      ActiveActive to default/default/default/cluster-1 (weight 3), default/default/default/cluster-3 (does not export the service)"}},
+		}, want: []string{"Policy:      ActiveActive to default/default/default/cluster-1 (weight 3), default/default/default/cluster-3 (does not export the service)",
+			"Routes:      not reported yet; see kubectl fedmesh status service httpbin/httpbin --from CLUSTER"}},
+		{name: "a policy's routes", gtp: &v1alpha1.GlobalTrafficPolicy{
+			Spec: v1alpha1.GlobalTrafficPolicySpec{LbType: v1alpha1.FailOverLbType, Targets: []v1alpha1.TrafficTarget{{ClusterKey: "default/default/default/cluster-1"}}},
+			Status: v1alpha1.GlobalTrafficPolicyStatus{
+				Conditions: []metav1.Condition{{Type: "Routed", Status: "False", Reason: "ConsumersWithoutRoute", Message: "members without a route: default/default/default/cluster-3 (port 8080)"}},
+				Consumers: []v1alpha1.ConsumerRoute{
+					{Cluster: "default/default/default/cluster-1", Port: 8080, Tiers: []v1alpha1.RouteTier{
+						{Destinations: []v1alpha1.RouteDestination{{Cluster: "default/default/default/cluster-1", Weight: 100}}}}},
+					{Cluster: "default/default/default/cluster-2", Port: 8080, Tiers: []v1alpha1.RouteTier{
+						{Destinations: []v1alpha1.RouteDestination{{Cluster: "default/default/default/cluster-1", Weight: 100}, {Cluster: "default/default/default/cluster-3", Weight: 50}}}},
+						Message: "out: default/default/default/cluster-2: NoLocalEndpoints"},
+					{Cluster: "default/default/default/cluster-3", Port: 8080, Message: "out: default/default/default/cluster-1: NotReady\x1b[2J"},
+				},
+			},
+		}, want: []string{
+			"Routes:      False (ConsumersWithoutRoute: members without a route: default/default/default/cluster-3 (port 8080)); at length, see kubectl fedmesh status service httpbin/httpbin --from CLUSTER",
+		}, wantRegexp: []string{
+			`\nROUTE OF\s+PORT\s+TIERS\s+OUT\n`,
+			`\ndefault/default/default/cluster-1\s+8080\s+default/default/default/cluster-1=100\s+<none>\n`,
+			`\ndefault/default/default/cluster-2\s+8080\s+default/default/default/cluster-1=100 default/default/default/cluster-3=50\s+default/default/default/cluster-2: NoLocalEndpoints\n`,
+			`\ndefault/default/default/cluster-3\s+8080\s+<no route>\s+default/default/default/cluster-1: NotReady\^\[\[2J\n`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +172,9 @@ func TestPrintService(t *testing.T) {
 			require.NoError(t, printService(&out, &si, tt.gtp, clusters))
 			for _, w := range tt.want {
 				assert.Contains(t, out.String(), w)
+			}
+			for _, w := range tt.wantRegexp {
+				assert.Regexp(t, w, out.String())
 			}
 		})
 	}

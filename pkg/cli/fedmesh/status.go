@@ -64,25 +64,71 @@ control plane alone; no member is contacted.`,
 		},
 	}
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", `"wide" adds the gateway, the Kubernetes version and the Ready message`)
-	cmd.AddCommand(&cobra.Command{
-		Use:   "service NAMESPACE/NAME",
-		Short: "Show a federated service: exporting clusters, ports, conflicts, policy and consumers",
+	cmd.AddCommand(newStatusServiceCommand(o))
+	return cmd
+}
+
+type serviceOptions struct {
+	*statusOptions
+	from   string
+	port   int32
+	output string
+}
+
+func newStatusServiceCommand(parent *statusOptions) *cobra.Command {
+	o := &serviceOptions{statusOptions: parent}
+	cmd := &cobra.Command{
+		Use:   "service NAMESPACE/NAME [--from CLUSTER]",
+		Short: "Show a federated service: exporting clusters, ports, conflicts, policy and consumers; or the route of one consumer",
 		Long: `Show the federated service NAMESPACE/NAME as the control plane computes it:
 its ports, the clusters that export it with the endpoints they serve and the
 Valid and Conflict conditions of each export, the GlobalTrafficPolicy of the
 same namespace and name, and the clusters that consume it (every member that
-does not export it: fedmesh-syncer writes the import and the policy there).`,
-		Example: `  kubectl fedmesh status service httpbin/httpbin`,
-		Args:    cobra.MaximumNArgs(1),
+does not export it: fedmesh-syncer writes the import and the policy there).
+
+With --from CLUSTER (a Cluster's name or key), show instead the route that
+consumer's requests get, port by port, as fedmesh-gateway computes it (the
+same code, pkg/routing): its tiers in order of preference, each cluster with
+its weight and backends, and for every cluster considered why it is in or
+out: Local, NoLocalEndpoints, Target, NotATarget, NotExported, InvalidExport,
+NotReady or ZeroWeight. The health of each cluster is its Ready condition on
+the control plane.
+
+The consumer's own endpoints are read from the member, as the gateway reads
+them (its Service and the ready addresses of its EndpointSlices), when
+--member-kubeconfig or --member-context give access to it; the plugin checks
+that this member is the consumer. Without them, the local endpoints are
+unknown, and the consumer's own export stands for them, as in the policy's
+status: a consumer that exports the service serves itself, one that does not
+has no local endpoints. The output says which.`,
+		Example: `  kubectl fedmesh status service httpbin/httpbin
+
+  # The route of cluster-2, with its real endpoints
+  kubectl fedmesh status service httpbin/httpbin --from cluster-2 --member-context cluster-2
+
+  # As the control plane alone sees it, as JSON
+  kubectl fedmesh status service httpbin/httpbin --from default/default/default/cluster-2 -o json`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				// "status service" alone is the status of a Cluster named
 				// service.
+				o.statusOptions.output = o.output
 				return o.clusters(cmd.Context(), "service")
 			}
-			return o.service(cmd.Context(), args[0])
+			if o.from == "" {
+				if o.output != "" || o.port != 0 {
+					return fmt.Errorf("--output and --port need --from")
+				}
+				return o.service(cmd.Context(), args[0])
+			}
+			return o.route(cmd.Context(), args[0])
 		},
-	})
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.from, "from", "", "The consumer cluster, by name or key: show the route its requests get")
+	f.Int32Var(&o.port, "port", 0, "With --from, the one port of the service to show (default: every port)")
+	f.StringVarP(&o.output, "output", "o", "", `With --from, "json" or "yaml" prints the routes as data`)
 	return cmd
 }
 
@@ -179,10 +225,74 @@ func printClusters(w io.Writer, clusters []v1alpha1.Cluster, imports map[string]
 	return tw.Flush()
 }
 
-func (o *statusOptions) service(ctx context.Context, ref string) error {
+func splitRef(ref string) (string, string, error) {
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return fmt.Errorf("%q is not NAMESPACE/NAME", ref)
+		return "", "", fmt.Errorf("%q is not NAMESPACE/NAME", ref)
+	}
+	return ns, name, nil
+}
+
+// route prints the route of the consumer --from to the service ref.
+func (o *serviceOptions) route(ctx context.Context, ref string) error {
+	if o.output != "" && o.output != "json" && o.output != "yaml" {
+		return fmt.Errorf(`--output must be "json", "yaml" or empty, not %q`, o.output)
+	}
+	if o.port < 0 || o.port > 65535 {
+		return fmt.Errorf("--port must be between 1 and 65535, not %d", o.port)
+	}
+	ns, name, err := splitRef(ref)
+	if err != nil {
+		return err
+	}
+	client, cpConfig, err := o.controlPlaneClient()
+	if err != nil {
+		return err
+	}
+	clusters, err := client.FlomeshV1alpha1().Clusters().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	consumer, err := findCluster(clusters.Items, o.from)
+	if err != nil {
+		return err
+	}
+	req := routeRequest{Namespace: ns, Name: name, Consumer: consumer, Clusters: clusters.Items, Port: o.port}
+	req.Import, err = client.FlomeshV1alpha1().ServiceImports(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		req.Import, err = nil, nil
+	}
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	req.Policy, err = client.FlomeshV1alpha1().GlobalTrafficPolicies(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		req.Policy, err = nil, nil
+	}
+	if err != nil {
+		return controlPlaneError(cpConfig, err)
+	}
+	if o.member.set() {
+		if req.Local, err = o.readLocal(ctx, consumer, ns, name); err != nil {
+			return err
+		}
+	} else if req.Import == nil {
+		return fmt.Errorf("no federated service %s/%s: no member exports it; to see whether %s serves it alone, give access to the member with --member-kubeconfig or --member-context", ns, name, consumer.Name)
+	}
+	view, err := computeRoutes(req)
+	if err != nil {
+		return err
+	}
+	if o.output != "" {
+		return printRoutesAs(o.streams.Out, o.output, view)
+	}
+	return printRoutes(o.streams.Out, view)
+}
+
+func (o *statusOptions) service(ctx context.Context, ref string) error {
+	ns, name, err := splitRef(ref)
+	if err != nil {
+		return err
 	}
 	client, cpConfig, err := o.controlPlaneClient()
 	if err != nil {
@@ -270,7 +380,53 @@ func printService(w io.Writer, si *v1alpha1.ServiceImport, gtp *v1alpha1.GlobalT
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(s.Cluster), "yes", cell(orNone(strings.Join(endpoints[s.Cluster], ", "))), "Unknown", "Unknown")
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printPolicyRoutes(escaping(w), si.Namespace+"/"+si.Name, gtp)
+}
+
+// printPolicyRoutes prints the routes of every member as the policy's
+// status reports them, or why it does not.
+func printPolicyRoutes(w io.Writer, ref string, gtp *v1alpha1.GlobalTrafficPolicy) error {
+	fmt.Fprintln(w)
+	hint := "see kubectl fedmesh status service " + ref + " --from CLUSTER"
+	if gtp == nil {
+		fmt.Fprintf(w, "Routes:      no policy, so Locality: each member serves itself, or not at all; %s\n", cell(hint))
+		return nil
+	}
+	routed := meta.FindStatusCondition(gtp.Status.Conditions, "Routed")
+	if routed == nil {
+		fmt.Fprintf(w, "Routes:      not reported yet; %s\n", cell(hint))
+		return nil
+	}
+	fmt.Fprintf(w, "Routes:      %s (%s: %s); at length, %s\n", cell(string(routed.Status)), cell(routed.Reason), cell(routed.Message), cell(hint))
+	if len(gtp.Status.Consumers) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := printers.GetNewTabWriter(w)
+	fmt.Fprintln(tw, "ROUTE OF\tPORT\tTIERS\tOUT")
+	for _, r := range gtp.Status.Consumers {
+		tiers := make([]string, 0, len(r.Tiers))
+		for _, t := range r.Tiers {
+			dests := make([]string, 0, len(t.Destinations))
+			for _, d := range t.Destinations {
+				dests = append(dests, fmt.Sprintf("%s=%d", d.Cluster, d.Weight))
+			}
+			tiers = append(tiers, strings.Join(dests, " "))
+		}
+		out := strings.TrimPrefix(r.Message, "out: ")
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", cell(r.Cluster), r.Port, cell(orValue(strings.Join(tiers, " | "), "<no route>")), cell(orNone(out)))
+	}
 	return tw.Flush()
+}
+
+func orValue(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func policyLine(gtp *v1alpha1.GlobalTrafficPolicy) string {
