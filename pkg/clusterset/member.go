@@ -476,9 +476,9 @@ func (m *member) startInformers(ctx context.Context, onChange func(namespace, na
 	// Each Reflector writes straight into its store: no DeltaFIFO, no
 	// indexer, no event handlers.
 	exportsReflector := cache.NewReflectorWithOptions(exportsLW, &v1alpha1.ServiceExport{}, c.exports,
-		cache.ReflectorOptions{Name: "member/" + m.name + "/serviceexports"})
+		cache.ReflectorOptions{Name: "member/" + m.name + "/serviceexports", Backoff: memberWatchBackoff()})
 	servicesReflector := cache.NewReflectorWithOptions(servicesLW, &corev1.Service{}, c.services,
-		cache.ReflectorOptions{Name: "member/" + m.name + "/services"})
+		cache.ReflectorOptions{Name: "member/" + m.name + "/services", Backoff: memberWatchBackoff()})
 	ctx, cancel := m.bound(ctx)
 	go func() {
 		defer cancel()
@@ -487,6 +487,23 @@ func (m *member) startInformers(ctx context.Context, onChange func(namespace, na
 		wg.Go(func() { servicesReflector.RunWithContext(ctx) })
 		wg.Wait()
 	}()
+}
+
+// memberWatchBackoffCap bounds the wait of a member's cache between two
+// attempts to list or watch again after one failed.
+const memberWatchBackoffCap = 2 * time.Second
+
+// memberWatchBackoff is the back-off of a member cache's reflector. The
+// client-go default doubles from 0.8 s up to 30 s, with as much jitter:
+// after a member's kube-apiserver was down or hung for ten seconds, its
+// caches came back up to 25 s after the member did (measured by the fault
+// suite, test/chaos), while the probe already reported it Ready, so its
+// exports created meanwhile were missing from the imports, and its deleted
+// ones kept, that long. Capped at the probe interval's default, the caches
+// resume within about 3 s of the member, at a cost of one LIST or WATCH
+// attempt per cache every 2 s while a member is down.
+func memberWatchBackoff() *wait.Backoff {
+	return &wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 4, Cap: memberWatchBackoffCap}
 }
 
 // synced returns whether the member's caches have been started and have
