@@ -8,7 +8,7 @@ GO_PACKAGES := ./...
 # Integration tests start real etcd and kube-apiservers; give them room.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit race verify codegen test-binaries run local-up bench clean
+.PHONY: all build test unit race verify codegen test-binaries run local-up bench chaos clean
 
 all: build
 
@@ -58,12 +58,22 @@ local-up: build test-binaries
 	go build -o _output/tools/local-up ./hack/local-up
 	_output/tools/local-up
 
+## demo: replay the Flomesh walkthrough against a running local-up (both as root), curl results beside the walkthrough's
+demo: test-binaries
+	go build -o _output/tools/demo ./hack/demo
+	_output/tools/demo
+
 ## bench: measure fedmesh next to kube-apiserver on a real federation (N=8 members, M=10000 exports)
 BENCH_MEMBERS ?= 8
 BENCH_EXPORTS ?= 10000
 bench: build test-binaries
 	go test -count=1 -timeout 60m -v -run TestBench ./test/bench -args \
 	  -members=$(BENCH_MEMBERS) -exports=$(BENCH_EXPORTS) -list-runs=20 -watch-samples=200 -ready-samples=20 -heap-profile
+
+## chaos: the fault suite, full configuration, on real processes; writes _output/chaos/results.json
+# make test runs its small configuration (results-small.json).
+chaos: build test-binaries
+	go test -count=1 -timeout 40m -v ./test/chaos -args -full
 
 clean:
 	rm -rf _output

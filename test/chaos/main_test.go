@@ -17,9 +17,20 @@ limitations under the License.
 package chaos
 
 import (
+	"flag"
 	"testing"
 
 	"github.com/fedmesh/fedmesh/test/framework"
 )
 
-func TestMain(m *testing.M) { framework.Main(m) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if !testing.Short() {
+		// fedmesh's commands are built once per test process, by the
+		// first federation, within its start-up budget of 3 minutes; on a
+		// busy machine the build alone has taken most of that. Built
+		// here, before any test starts, it counts against no federation.
+		_, _ = framework.FedmeshBinary("fedmesh-apiserver")
+	}
+	framework.Main(m)
+}

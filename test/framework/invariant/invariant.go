@@ -90,6 +90,9 @@ type Checker struct {
 	// WithoutSyncer checks the control plane only: nothing is expected in
 	// the members.
 	WithoutSyncer bool
+	// Log, when set, receives what is still wrong every few seconds
+	// while Converge waits.
+	Log func(format string, args ...any)
 }
 
 // Report is what a check found. Each entry names where and what, as
@@ -163,6 +166,7 @@ func (c *Checker) Converge(ctx context.Context, within time.Duration) (*Report, 
 		last    *Report
 		lastErr error
 	)
+	report := start.Add(5 * time.Second)
 	for {
 		reqCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		r, err := c.Check(reqCtx)
@@ -174,6 +178,14 @@ func (c *Checker) Converge(ctx context.Context, within time.Duration) (*Report, 
 			}
 		} else {
 			lastErr = err
+		}
+		if c.Log != nil && time.Now().After(report) {
+			report = report.Add(5 * time.Second)
+			if err != nil {
+				c.Log("not converged after %s: %v", time.Since(start).Round(time.Second), err)
+			} else {
+				c.Log("not converged after %s:\n%s", time.Since(start).Round(time.Second), r)
+			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			if last == nil {
