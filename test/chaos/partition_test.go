@@ -163,4 +163,3 @@ func TestMemberPartition(t *testing.T) {
 		detectWithin: 10 * time.Second,
 	})
 }
-
