@@ -208,13 +208,11 @@ func (o *Options) Run(ctx context.Context) error {
 
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	synced := make(chan struct{})
 	go func() {
-		if w.Run(watchCtx) {
+		if w.Start(watchCtx) {
 			ready.Store(true)
-			klog.InfoS("Routing", "cluster", o.ClusterKey)
+			klog.InfoS("Routing: the member's objects are read", "cluster", o.ClusterKey)
 		}
-		close(synced)
 	}()
 
 	<-ctx.Done()
@@ -344,13 +342,18 @@ func (w *Watcher) poke() {
 	}
 }
 
-// Run starts the informers and computes tables until ctx is done. It
-// reports whether the caches synced; it returns once ctx is done.
-func (w *Watcher) Run(ctx context.Context) bool {
+// Start starts the informers, waits until they have synced and computes
+// the first table, then computes a new one after every burst of changes
+// until ctx is done. It reports whether the caches synced (false when ctx
+// ended first).
+func (w *Watcher) Start(ctx context.Context) bool {
 	w.kubeFactory.Start(ctx.Done())
 	w.fedFactory.Start(ctx.Done())
-	defer w.kubeFactory.Shutdown()
-	defer w.fedFactory.Shutdown()
+	go func() {
+		<-ctx.Done()
+		w.kubeFactory.Shutdown()
+		w.fedFactory.Shutdown()
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
 		return false
 	}
@@ -365,7 +368,6 @@ func (w *Watcher) Run(ctx context.Context) bool {
 			}
 		}
 	}()
-	<-ctx.Done()
 	return true
 }
 
