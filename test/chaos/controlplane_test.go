@@ -621,4 +621,3 @@ func TestSyncerLeaderKill(t *testing.T) {
 	time.Sleep(c.cfg.Down)
 	c.finish(ctx, f.ControlPlane.Fedmesh())
 }
-
