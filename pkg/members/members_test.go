@@ -151,6 +151,9 @@ func TestResolveFromSecret(t *testing.T) {
 		{name: "a path", secrets: secrets{"s": secret("https://127.0.0.1/x", "ca", "t")}, want: "data[server]: Forbidden: must not have a path"},
 		{name: "no server", secrets: secrets{"s": secret("", "ca", "t")}, want: "data[server]: Required"},
 		{name: "no token", secrets: secrets{"s": secret("https://127.0.0.1", "ca", "")}, want: "data[token]: Required"},
+		{name: "a token of spaces", secrets: secrets{"s": secret("https://127.0.0.1", "ca", " \n")}, want: "data[token]: Required"},
+		{name: "a token of two words", secrets: secrets{"s": secret("https://127.0.0.1", "ca", "t0k3n\r\nX-Other: 1")},
+			want: "data[token]: Invalid value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := Resolve(secretCluster("s"), tc.secrets, opts)
