@@ -33,14 +33,26 @@ limitations under the License.
 //     into the members.
 //
 // It then joins the members with "kubectl fedmesh join" (the plugin of
-// _output/bin, through kubectl), prints "fedmesh is ready" and the commands
-// to try, and stays in the foreground. A server that exits is restarted
-// after a back-off, as a Deployment's pod would be, and the output says so.
-// Ctrl-C (SIGINT), SIGTERM or SIGHUP stops everything it started.
+// _output/bin, through kubectl), each with its gateway at its
+// fedmesh-gateway's ingress listener, and starts that fedmesh-gateway per
+// member, as the member's fedmesh-system/fedmesh-gateway ServiceAccount,
+// which join makes. It writes the gateways' listeners into
+// _output/local-up/gateways.env and prints them, prints "fedmesh is ready"
+// and the commands to try, and stays in the foreground. A server that
+// exits is restarted after a back-off, as a Deployment's pod would be, and
+// the output says so. Ctrl-C (SIGINT), SIGTERM or SIGHUP stops everything
+// it started.
 //
 // There is no kubelet or scheduler: the controller managers make the
 // ReplicaSets and Pods of the Deployments of artifacts/deploy/, but the Pods
-// stay Pending and never run.
+// stay Pending and never run. So the walkthrough's backends are processes
+// of local-up's own: as root, it deploys the walkthrough's httpbin
+// (artifacts/examples/httpbin.yaml) in cluster-1 and cluster-3, as the
+// walkthrough does before it exports it, and serves each from an HTTP
+// server in a network namespace that it makes (test/framework/netns), at
+// an address that an EndpointSlice of each of httpbin's Services names:
+// the members' gateways reach it as kube-proxy reaches a Pod. Without
+// root, the federation runs without backends, and local-up says so.
 //
 // Usage:
 //
@@ -60,6 +72,10 @@ limitations under the License.
 //	logs/<server>.log       one log per server (kube-controller-manager-<cluster>.log
 //	                        for the controller managers, fedmesh-syncer-0.log)
 //	<cluster>.kubeconfig    admin kubeconfigs of control-plane and cluster-1..3
+//	<cluster>-fedmesh-gateway.kubeconfig
+//	                        the ServiceAccount token each member's gateway runs with
+//	gateways.env            the gateways' listeners, CLUSTER_1_INGRESS=127.0.0.1:PORT,
+//	                        CLUSTER_1_EGRESS=..., one line per member and listener
 //	fedmesh-apiserver.kubeconfig, fedmesh-syncer.kubeconfig
 //	                        the ServiceAccount tokens the two run with
 //	local-up.pid            the lock: pid of the running local-up
@@ -74,6 +90,10 @@ limitations under the License.
 //	CLUSTER_3_PORT      cluster-3 kube-apiserver         (default 26446)
 //	FEDMESH_PORT        fedmesh-apiserver                (default 28443)
 //	SYNCER_PORT         fedmesh-syncer's HTTPS /healthz and /metrics (default 28444)
+//	CLUSTER_1_INGRESS_PORT  cluster-1's gateway: ingress, the Cluster's gatewayPort (default 28081)
+//	CLUSTER_1_EGRESS_PORT   cluster-1's gateway: egress, the HTTP proxy of its clients (default 28181)
+//	CLUSTER_1_METRICS_PORT  cluster-1's gateway: /metrics, /healthz, /readyz (default 28281)
+//	                    and the same for CLUSTER_2 (28082, 28182, 28282) and CLUSTER_3 (28083, 28183, 28283)
 //	READY_TIMEOUT       seconds to wait for each server to become ready (default 90)
 //
 // The default ports are below Linux's ephemeral range (32768-60999): a
@@ -100,19 +120,30 @@ import (
 	"time"
 
 	"github.com/fedmesh/fedmesh/test/framework/loopback"
+	"github.com/fedmesh/fedmesh/test/framework/netns"
+	"github.com/fedmesh/fedmesh/test/framework/walkthrough"
 )
 
-// The members are the clusters of the walkthrough; their Cluster objects get
-// gateway ports 81..83.
-var members = []struct {
-	name, portVar string
-	port          int
-	gatewayPort   int
-}{
-	{"cluster-1", "CLUSTER_1_PORT", 26444, 81},
-	{"cluster-2", "CLUSTER_2_PORT", 26445, 82},
-	{"cluster-3", "CLUSTER_3_PORT", 26446, 83},
+// member is a cluster of the walkthrough: its kube-apiserver's port and
+// its gateway's, each with the variable that overrides it.
+type member struct {
+	name string
+	// envPrefix starts the member's variables: CLUSTER_1 for cluster-1.
+	envPrefix string
+	port      int
+	gateway   loopback.GatewayPorts
+	// httpbin: the walkthrough deploys httpbin in this member at first.
+	httpbin bool
 }
+
+var members = []member{
+	{"cluster-1", "CLUSTER_1", 26444, loopback.GatewayPorts{Ingress: 28081, Egress: 28181, Metrics: 28281}, true},
+	{"cluster-2", "CLUSTER_2", 26445, loopback.GatewayPorts{Ingress: 28082, Egress: 28182, Metrics: 28282}, false},
+	{"cluster-3", "CLUSTER_3", 26446, loopback.GatewayPorts{Ingress: 28083, Egress: 28183, Metrics: 28283}, true},
+}
+
+// clusterKey is a member's key: local-up's members take every default.
+func clusterKey(name string) string { return "default/default/default/" + name }
 
 func main() {
 	writeCerts := flag.String("write-certs", "", "only write the certificates into this directory, unless it holds some already, and exit")
@@ -143,7 +174,12 @@ type localUp struct {
 	root, binDir, workDir string
 	start                 time.Time
 	ports                 loopback.Ports
+	gatewayPorts          map[string]loopback.GatewayPorts
 	readyTimeout          time.Duration
+	// walkthrough holds the walkthrough's httpbin servers, when local-up
+	// runs as root; backendsErr says why there are none.
+	walkthrough *walkthrough.Env
+	backendsErr error
 
 	outMu sync.Mutex
 }
@@ -200,7 +236,7 @@ func run() int {
 		return 1
 	}
 	if ctx.Err() == nil {
-		u.printInstructions()
+		u.printInstructions(f)
 		<-ctx.Done()
 	}
 	u.say("\n%v", context.Cause(ctx))
@@ -235,7 +271,79 @@ func (u *localUp) up(ctx context.Context) (*loopback.Federation, error) {
 	if err := u.waitForLease(ctx, f); err != nil {
 		return f, err
 	}
-	return f, u.join(ctx, f)
+	if err := u.join(ctx, f); err != nil {
+		return f, err
+	}
+	if err := u.startGateways(ctx, f); err != nil {
+		return f, err
+	}
+	return f, u.deployHTTPBin(ctx, f)
+}
+
+// startGateways starts a fedmesh-gateway per member, in parallel, as the
+// ServiceAccount join made, and writes gateways.env.
+func (u *localUp) startGateways(ctx context.Context, f *loopback.Federation) error {
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = f.StartGateway(ctx, f.Member(m.name), clusterKey(m.name), u.gatewayPorts[m.name])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("# The listeners of each member's fedmesh-gateway, written by make local-up.\n" +
+		"# curl -x http://$CLUSTER_2_EGRESS http://httpbin.httpbin:8080/ is a request of a client in cluster-2.\n")
+	for _, m := range members {
+		g := f.Gateway(m.name)
+		fmt.Fprintf(&b, "%s_INGRESS=%s\n%s_EGRESS=%s\n", m.envPrefix, g.IngressAddr(), m.envPrefix, g.EgressAddr())
+	}
+	path := filepath.Join(u.workDir, "gateways.env")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	u.log("wrote %s", u.rel(path))
+	return nil
+}
+
+// deployHTTPBin deploys the walkthrough's httpbin in the members that have
+// it at first, as root: the manifest of artifacts/examples, unchanged but
+// for ${CLUSTER_NAME}, and, since its Pods never run, a backend in a
+// network namespace of its own, published by an EndpointSlice of each of
+// the manifest's Services (walkthrough.DeployHTTPBin, as make demo and the
+// integration test deploy it). Without root it says why there is none.
+func (u *localUp) deployHTTPBin(ctx context.Context, f *loopback.Federation) error {
+	if err := netns.Available(); err != nil {
+		u.backendsErr = err
+		u.log("%v: cluster-1 and cluster-3 run no httpbin (run local-up as root for make demo)", err)
+		return nil
+	}
+	u.walkthrough = &walkthrough.Env{
+		Root:         u.root,
+		Kubectl:      filepath.Join(u.binDir, "kubectl"),
+		ControlPlane: f.ControlPlane.KubeconfigPath,
+		Members:      map[string]string{},
+		Show:         u.rel,
+		Log:          func(format string, args ...any) { u.log("  "+format, args...) },
+	}
+	for _, m := range members {
+		u.walkthrough.Members[m.name] = f.Member(m.name).KubeconfigPath
+	}
+	for _, m := range members {
+		if !m.httpbin {
+			continue
+		}
+		u.log("deploying httpbin in %s, as the walkthrough does", m.name)
+		if _, err := u.walkthrough.DeployHTTPBin(ctx, m.name); err != nil {
+			return fmt.Errorf("httpbin of %s: %w", m.name, err)
+		}
+	}
+	return nil
 }
 
 // waitForLease waits until the syncer holds its Lease, as its Deployment's
@@ -281,7 +389,7 @@ func (u *localUp) join(ctx context.Context, f *loopback.Federation) error {
 			cmd := exec.CommandContext(ctx, kubectl, "fedmesh", "join", m.name,
 				"--kubeconfig="+f.ControlPlane.KubeconfigPath,
 				"--member-kubeconfig="+f.Member(m.name).KubeconfigPath,
-				"--gateway-host=127.0.0.1", "--gateway-port="+strconv.Itoa(m.gatewayPort),
+				"--gateway-host=127.0.0.1", "--gateway-port="+strconv.Itoa(u.gatewayPorts[m.name].Ingress),
 				"--wait", "--timeout=60s")
 			cmd.Env = append(os.Environ(), "PATH="+u.binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 			// As the servers: a Ctrl-C reaches local-up only, which then
@@ -292,7 +400,7 @@ func (u *localUp) join(ctx context.Context, f *loopback.Federation) error {
 				errs[i] = fmt.Errorf("kubectl fedmesh join %s failed: %v\n%s", m.name, err, strings.TrimSpace(string(out)))
 				return
 			}
-			u.log("joined %s (gateway 127.0.0.1:%d); it is Ready", m.name, m.gatewayPort)
+			u.log("joined %s (gateway 127.0.0.1:%d, its fedmesh-gateway's ingress); it is Ready", m.name, u.gatewayPorts[m.name].Ingress)
 		}()
 	}
 	wg.Wait()
@@ -304,6 +412,11 @@ func (u *localUp) stop(f *loopback.Federation, lockPath string) {
 	if f != nil {
 		u.say("stopping every server")
 		f.Stop()
+	}
+	if u.walkthrough != nil {
+		if err := u.walkthrough.Close(); err != nil {
+			u.say("removing httpbin's network namespaces: %v", err)
+		}
 	}
 	os.Remove(lockPath)
 }
@@ -331,10 +444,16 @@ func (u *localUp) settings() error {
 	set(&u.ports.EtcdPeer, "ETCD_PEER_PORT", 22380)
 	set(&u.ports.ControlPlane, "CONTROL_PLANE_PORT", 26443)
 	u.ports.Members = map[string]int{}
+	u.gatewayPorts = map[string]loopback.GatewayPorts{}
 	for _, m := range members {
 		var n int
-		set(&n, m.portVar, m.port)
+		set(&n, m.envPrefix+"_PORT", m.port)
 		u.ports.Members[m.name] = n
+		var g loopback.GatewayPorts
+		set(&g.Ingress, m.envPrefix+"_INGRESS_PORT", m.gateway.Ingress)
+		set(&g.Egress, m.envPrefix+"_EGRESS_PORT", m.gateway.Egress)
+		set(&g.Metrics, m.envPrefix+"_METRICS_PORT", m.gateway.Metrics)
+		u.gatewayPorts[m.name] = g
 	}
 	set(&u.ports.Fedmesh, "FEDMESH_PORT", 28443)
 	set(&u.ports.Syncer, "SYNCER_PORT", 28444)
@@ -351,7 +470,7 @@ func (u *localUp) settings() error {
 
 func (u *localUp) checkBinaries() error {
 	var missing []string
-	for _, bin := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "fedmesh-apiserver", "fedmesh-syncer", "kubectl-fedmesh"} {
+	for _, bin := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "fedmesh-apiserver", "fedmesh-syncer", "fedmesh-gateway", "kubectl-fedmesh"} {
 		if st, err := os.Stat(filepath.Join(u.binDir, bin)); err != nil || st.Mode()&0o111 == 0 {
 			missing = append(missing, bin)
 		}
@@ -361,7 +480,7 @@ func (u *localUp) checkBinaries() error {
 	}
 	return fmt.Errorf("missing in %s: %s\n"+
 		"    etcd, kube-apiserver, kube-controller-manager and kubectl: run hack/install-test-binaries.sh (or make test-binaries)\n"+
-		"    fedmesh-apiserver, fedmesh-syncer, kubectl-fedmesh: run make build\n"+
+		"    fedmesh-apiserver, fedmesh-syncer, fedmesh-gateway, kubectl-fedmesh: run make build\n"+
 		"    or simply run make local-up, which does both before starting this command.",
 		u.binDir, strings.Join(missing, " "))
 }
@@ -418,9 +537,27 @@ func (u *localUp) checkPorts() error {
 		{"control-plane", "CONTROL_PLANE_PORT", u.ports.ControlPlane},
 	}
 	for _, m := range members {
-		checks = append(checks, check{m.name, m.portVar, u.ports.Members[m.name]})
+		checks = append(checks, check{m.name, m.envPrefix + "_PORT", u.ports.Members[m.name]})
 	}
 	checks = append(checks, check{"fedmesh-apiserver", "FEDMESH_PORT", u.ports.Fedmesh}, check{"fedmesh-syncer", "SYNCER_PORT", u.ports.Syncer})
+	for _, m := range members {
+		g := u.gatewayPorts[m.name]
+		checks = append(checks,
+			check{m.name + "'s gateway ingress", m.envPrefix + "_INGRESS_PORT", g.Ingress},
+			check{m.name + "'s gateway egress", m.envPrefix + "_EGRESS_PORT", g.Egress},
+			check{m.name + "'s gateway metrics", m.envPrefix + "_METRICS_PORT", g.Metrics})
+	}
+	seen := map[int]string{}
+	var dup []string
+	for _, c := range checks {
+		if other, ok := seen[c.port]; ok {
+			dup = append(dup, fmt.Sprintf("    %d: %s and %s", c.port, other, c.name))
+		}
+		seen[c.port] = c.name
+	}
+	if len(dup) > 0 {
+		return fmt.Errorf("cannot start: two servers would share a port:\n%s", strings.Join(dup, "\n"))
+	}
 	var busy []string
 	for _, c := range checks {
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)))
@@ -455,7 +592,7 @@ func (u *localUp) wipe(keep string) error {
 	return nil
 }
 
-func (u *localUp) printInstructions() {
+func (u *localUp) printInstructions(f *loopback.Federation) {
 	u.log("all up")
 	rel := u.rel(u.workDir)
 	u.outMu.Lock()
@@ -463,28 +600,36 @@ func (u *localUp) printInstructions() {
 	fmt.Printf(`fedmesh is ready
 
   export KUBECONFIG=%[1]s/control-plane.kubeconfig
-  kubectl get clusters
+  kubectl get clusters -o wide
   kubectl get apiservice %[3]s
   kubectl api-resources --api-group=flomesh.io
-  kubectl apply -n default -f - <<'YAML'
-apiVersion: flomesh.io/v1alpha1
-kind: GlobalTrafficPolicy
-metadata:
-  name: httpbin
-spec:
-  lbType: FailOver
-  targets:
-    - clusterKey: default/default/default/cluster-1
-    - clusterKey: default/default/default/cluster-3
-YAML
-  kubectl get gtp -A
 
 The members: kubectl --kubeconfig %[2]s/cluster-1.kubeconfig get namespaces (also cluster-2, cluster-3)
 fedmesh-syncer writes into each member the ServiceImports of what the others export, the
 policies, and the Ingresses of its own exports:
   kubectl --kubeconfig %[2]s/cluster-2.kubeconfig get serviceimports,gtp -A
-Logs: %[2]s/logs/   A server that exits is restarted, and said so here. Press Ctrl-C to stop everything.
+
+Each member's fedmesh-gateway (%[2]s/gateways.env):
 `, u.workDir, rel, loopback.APIServiceName)
+	for _, m := range members {
+		g := f.Gateway(m.name)
+		fmt.Printf("  %s_INGRESS=%s  %s_EGRESS=%s\n", m.envPrefix, g.IngressAddr(), m.envPrefix, g.EgressAddr())
+	}
+	if u.backendsErr != nil {
+		fmt.Printf(`
+%v: no httpbin runs, so make demo cannot replay the walkthrough's traffic.
+`, u.backendsErr)
+	} else {
+		fmt.Printf(`
+httpbin runs in cluster-1 and cluster-3, as the walkthrough deploys it. Replay the walkthrough:
+  make demo
+or by hand, as a client in cluster-2 (404 until httpbin is exported; then, with no policy, a 503 that says why):
+  . %[1]s/gateways.env; curl -i -x http://$CLUSTER_2_EGRESS http://httpbin.httpbin:8080/
+`, rel)
+	}
+	fmt.Printf(`
+Logs: %[1]s/logs/   A server that exits is restarted, and said so here. Press Ctrl-C to stop everything.
+`, rel)
 }
 
 // failed reports an error of the start-up and, when a server is to blame,
