@@ -18,6 +18,7 @@ package syncer
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,8 @@ type member struct {
 	kube kubernetes.Interface
 	fed  versioned.Interface
 	dyn  dynamic.Interface
+	// limiter paces every request to the member.
+	limiter *adaptiveLimiter
 	// err is why the member has no clients (an unusable kubeconfig).
 	err error
 	// lastUsable, for a member with err, is the connection it replaced
@@ -101,9 +104,12 @@ type member struct {
 	// rules (exportPathIndex), to find the exports that claim a path.
 	exportsByPath cache.Indexer
 	ingresses     networkinglisters.IngressLister
-	services      cache.GenericLister
-	namespaces    cache.GenericLister
-	hasSynced     []cache.InformerSynced
+	// ingressesByPath indexes the member's Ingresses by the paths they
+	// serve (ingressPathIndex).
+	ingressesByPath cache.Indexer
+	services        cache.GenericLister
+	namespaces      cache.GenericLister
+	hasSynced       []cache.InformerSynced
 	// synced is set once the CRDs are installed and the caches synced;
 	// until then the member's exports are unknown to the other members.
 	synced atomic.Bool
@@ -149,7 +155,17 @@ func newMember(c *v1alpha1.Cluster, target members.Target, opts Options) *member
 		m.err = err
 		return m
 	}
-	cfg.QPS, cfg.Burst = 50, 100
+	// One limiter for every client of the member, informers included,
+	// that backs off when the member's API Priority and Fairness refuses
+	// (adaptiveLimiter); members do not share it, so a member that
+	// refuses slows nobody else.
+	qps, burst := opts.MemberQPS, opts.MemberBurst
+	if qps <= 0 || burst <= 0 {
+		qps, burst = DefaultMemberQPS, DefaultMemberBurst
+	}
+	m.limiter = newAdaptiveLimiter(qps, burst)
+	m.limiter.throttled = func() { throttledTotal.WithLabelValues(c.Name).Inc() }
+	limitConfig(cfg, m.limiter)
 	if m.kube, err = kubernetes.NewForConfig(cfg); err == nil {
 		if m.fed, err = versioned.NewForConfig(cfg); err == nil {
 			m.dyn, err = dynamic.NewForConfig(cfg)
@@ -177,6 +193,8 @@ func newMember(c *v1alpha1.Cluster, target members.Target, opts Options) *member
 	_ = fl.ServiceExports().Informer().AddIndexers(cache.Indexers{exportPathIndex: indexExportPaths})
 	m.exportsByPath = fl.ServiceExports().Informer().GetIndexer()
 	m.ingresses = m.kubeFactory.Networking().V1().Ingresses().Lister()
+	_ = m.kubeFactory.Networking().V1().Ingresses().Informer().AddIndexers(cache.Indexers{ingressPathIndex: indexIngressPaths})
+	m.ingressesByPath = m.kubeFactory.Networking().V1().Ingresses().Informer().GetIndexer()
 	svc := m.mdFactory.ForResource(servicesGVR)
 	ns := m.mdFactory.ForResource(namespacesGVR)
 	_ = svc.Informer().SetTransform(dropManagedFields)
@@ -423,8 +441,51 @@ func (m *member) forgetReported(obj interface{}) {
 	m.reportedMu.Unlock()
 }
 
-// allIngresses returns every Ingress of the member.
-func (m *member) allIngresses() []*networkingv1.Ingress {
-	list, _ := m.ingresses.List(labelsEverything)
-	return list
+// ingressPathIndex indexes Ingresses by the paths they serve for every
+// host (servesPath), the only ones that can take an export's path.
+const ingressPathIndex = "path"
+
+func indexIngressPaths(obj interface{}) ([]string, error) {
+	ing, ok := obj.(*networkingv1.Ingress)
+	if !ok {
+		return nil, nil
+	}
+	var paths []string
+	for _, r := range ing.Spec.Rules {
+		if r.Host != "" || r.HTTP == nil {
+			continue
+		}
+		for _, p := range r.HTTP.Paths {
+			if !slices.Contains(paths, p.Path) {
+				paths = append(paths, p.Path)
+			}
+		}
+	}
+	return paths, nil
+}
+
+// ingressesInWay returns the member's Ingresses that PathsConflict must
+// look at for export: the one of the export's Ingress name and those
+// serving one of its paths. The rest cannot conflict with it; not listing
+// them keeps a reconcile's cost from growing with the member's Ingresses.
+func (m *member) ingressesInWay(export *v1alpha1.ServiceExport) []*networkingv1.Ingress {
+	if export == nil {
+		return nil
+	}
+	var out []*networkingv1.Ingress
+	if ing, err := m.ingresses.Ingresses(export.Namespace).Get(IngressName(export.Name)); err == nil {
+		out = append(out, ing)
+	}
+	for _, p := range exportPaths(export) {
+		objs, err := m.ingressesByPath.ByIndex(ingressPathIndex, p)
+		if err != nil {
+			continue
+		}
+		for _, o := range objs {
+			if ing, ok := o.(*networkingv1.Ingress); ok && !slices.Contains(out, ing) {
+				out = append(out, ing)
+			}
+		}
+	}
+	return out
 }

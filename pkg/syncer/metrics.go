@@ -53,6 +53,15 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"cluster", "result"})
 
+	// throttledTotal counts the 429s of each member, each of which slows
+	// the syncer's requests to that member (adaptiveLimiter).
+	throttledTotal = metrics.NewCounterVec(&metrics.CounterOpts{
+		Subsystem:      metricsSubsystem,
+		Name:           "member_throttled_total",
+		Help:           "Requests to member clusters refused with 429 Too Many Requests, by cluster.",
+		StabilityLevel: metrics.ALPHA,
+	}, []string{"cluster"})
+
 	// memberSynced is 1 once a member's CRDs are installed, its caches
 	// have synced and every service has been queued for it.
 	memberSynced = metrics.NewGaugeVec(&metrics.GaugeOpts{
@@ -125,7 +134,7 @@ var (
 
 func registerMetrics() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(writesTotal, reconcilesTotal, memberSynced, leading,
+		legacyregistry.MustRegister(writesTotal, reconcilesTotal, throttledTotal, memberSynced, leading,
 			queueDepth, queueAdds, queueLatency, queueWorkDuration, queueUnfinished, queueLongestRunning, queueRetries)
 	})
 }
@@ -219,7 +228,7 @@ func (c *clusterSeries) sweep(now time.Time, wait time.Duration, isMember func(c
 // deleteSeries deletes every series of cluster.
 func deleteSeries(cluster string) {
 	labels := map[string]string{"cluster": cluster}
-	for _, v := range []*metrics.CounterVec{writesTotal, reconcilesTotal, queueAdds, queueRetries} {
+	for _, v := range []*metrics.CounterVec{writesTotal, reconcilesTotal, throttledTotal, queueAdds, queueRetries} {
 		if v.IsCreated() {
 			v.DeletePartialMatch(labels)
 		}

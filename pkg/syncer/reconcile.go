@@ -97,7 +97,7 @@ func (s *Syncer) reconcile(ctx context.Context, m *member, k serviceKey) error {
 	if federates, _ := s.opts.Namespaces.Federates(k.Namespace); federates {
 		wantImport = DesiredImport(m.key, cpImport)
 		wantPolicy = DesiredPolicy(gtp, wantImport != nil, hosts)
-		pathsConflict = PathsConflict(export, s.opts.IngressClass, m.allIngresses(), s.pathRivals(m, export))
+		pathsConflict = PathsConflict(export, s.opts.IngressClass, m.ingressesInWay(export), s.pathRivals(m, export))
 		wantIngress = DesiredIngress(export, Valid(cpConditions), pathsConflict, s.opts.IngressClass)
 		if pathsConflict != "" {
 			m.reportConflict(export, export.UID, imports.ReasonIngressConflict, pathsConflict)

@@ -132,11 +132,12 @@ func (f *fixture) run(key string, k serviceKey) []string {
 	}
 	m.exports, m.exportsByPath = fedlisters.NewServiceExportLister(exports), exports
 	m.imports, m.policies = fedlisters.NewServiceImportLister(imps), fedlisters.NewGlobalTrafficPolicyLister(policies)
-	ings := indexer()
+	ings := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{
+		cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, ingressPathIndex: indexIngressPaths})
 	for _, o := range f.ingresses {
 		add(f.t, ings, o)
 	}
-	m.ingresses = networkinglisters.NewIngressLister(ings)
+	m.ingresses, m.ingressesByPath = networkinglisters.NewIngressLister(ings), ings
 	svcs, nss := indexer(), indexer()
 	for _, ref := range f.services {
 		add(f.t, svcs, metadataOf("Service", ref))
@@ -334,6 +335,33 @@ func TestReconcile(t *testing.T) {
 			"Valid is the control plane's to change, from this condition")
 		require.Len(t, f.recorder.Events, 1)
 		assert.Contains(t, <-f.recorder.Events, imports.ReasonIngressConflict)
+	})
+
+	t.Run("only the Ingresses in an export's way are looked at, through the member's index", func(t *testing.T) {
+		e, imp := exported()
+		ings := []*networkingv1.Ingress{
+			// Another path, and the export's path for one host only.
+			ingress("default", "other", ptr.To("pipy"), "", nil, "/cluster-1/other"),
+			ingress("default", "hosted", ptr.To("pipy"), "example.com", nil, "/cluster-1/httpbin-mesh"),
+		}
+		f := &fixture{t: t, cpImports: []*v1alpha1.ServiceImport{imp}, memberObjects: []runtime.Object{e},
+			ingresses: ings, services: []string{"httpbin/httpbin"}, namespaces: []string{"httpbin"}}
+		assert.Equal(t, []string{
+			"patch ingresses httpbin/fedmesh-httpbin",
+			"patch serviceexports/status httpbin/httpbin",
+		}, f.run(k1, httpbin), "neither is in the way")
+
+		// An Ingress of the export's Ingress name that is not the syncer's,
+		// whatever it serves.
+		squatter := ingress("httpbin", IngressName("httpbin"), ptr.To("other"), "", nil, "/elsewhere")
+		f = &fixture{t: t, cpImports: []*v1alpha1.ServiceImport{imp}, memberObjects: []runtime.Object{e},
+			ingresses: append(ings, squatter), services: []string{"httpbin/httpbin"}, namespaces: []string{"httpbin"}}
+		assert.Equal(t, []string{"patch serviceexports/status httpbin/httpbin"}, f.run(k1, httpbin))
+		got, err := f.fed.FlomeshV1alpha1().ServiceExports("httpbin").Get(context.Background(), "httpbin", metav1.GetOptions{})
+		require.NoError(t, err)
+		paths := meta.FindStatusCondition(got.Status.Conditions, imports.ConditionPathsAvailable)
+		require.NotNil(t, paths)
+		assert.Equal(t, "Ingress httpbin/fedmesh-httpbin exists and is not managed by fedmesh", paths.Message)
 	})
 
 	t.Run("nothing is written into a namespace that does not federate", func(t *testing.T) {

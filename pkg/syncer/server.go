@@ -36,6 +36,7 @@ import (
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/apiserver/pkg/server/mux"
 	apiserveroptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/server/routes"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -66,6 +67,10 @@ type ServerOptions struct {
 	Authentication *apiserveroptions.DelegatingAuthenticationOptions
 	Authorization  *apiserveroptions.DelegatingAuthorizationOptions
 
+	// Profiling serves /debug/pprof, behind the same authorization as
+	// /metrics, as kube-controller-manager's --profiling does.
+	Profiling bool
+
 	LeaderElect          bool
 	LeaderElectNamespace string
 	LeaderElectName      string
@@ -74,6 +79,16 @@ type ServerOptions struct {
 	RenewDeadline        time.Duration
 	RetryPeriod          time.Duration
 }
+
+// The defaults of the member clients. A member's kube-apiserver takes
+// several hundred writes a second; the ceiling is above that, so that the
+// member's own API Priority and Fairness, whose 429s the limiter follows,
+// sets the pace rather than a guess of ours.
+const (
+	DefaultWorkers     = 64
+	DefaultMemberQPS   = 1000
+	DefaultMemberBurst = 2000
+)
 
 // DefaultSecurePort is where fedmesh-syncer serves its health endpoints
 // and metrics.
@@ -97,13 +112,16 @@ func NewServerOptions() *ServerOptions {
 		Authorization:  authz,
 		Syncer: Options{
 			IngressClass:   "pipy",
-			Workers:        2,
+			Workers:        DefaultWorkers,
+			MemberQPS:      DefaultMemberQPS,
+			MemberBurst:    DefaultMemberBurst,
 			ResyncPeriod:   10 * time.Minute,
 			MaxRetryDelay:  30 * time.Second,
 			MemberTimeout:  10 * time.Second,
 			CleanupTimeout: 2 * time.Minute,
 			Members:        members.DefaultOptions(),
 		},
+		Profiling:            true,
 		LeaderElect:          true,
 		LeaderElectNamespace: "fedmesh",
 		LeaderElectName:      "fedmesh-syncer",
@@ -117,13 +135,16 @@ func NewServerOptions() *ServerOptions {
 func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig of the control-plane cluster, where fedmesh-apiserver is registered; empty for the in-cluster configuration")
 	fs.StringVar(&o.Syncer.IngressClass, "ingress-class", o.Syncer.IngressClass, "ingressClassName of the Ingresses that expose exports in their clusters; empty for the members' default class")
-	fs.IntVar(&o.Syncer.Workers, "workers", o.Syncer.Workers, "workers per member cluster")
+	fs.IntVar(&o.Syncer.Workers, "workers", o.Syncer.Workers, "workers per member cluster: services written into a member at once")
+	fs.Float64Var(&o.Syncer.MemberQPS, "member-qps", o.Syncer.MemberQPS, "ceiling of the requests per second to each member cluster; a member's 429 halves the rate, which then grows back slowly")
+	fs.IntVar(&o.Syncer.MemberBurst, "member-burst", o.Syncer.MemberBurst, "burst of requests to each member cluster above --member-qps")
 	fs.DurationVar(&o.Syncer.ResyncPeriod, "resync-period", o.Syncer.ResyncPeriod, "how often every cache replays its objects to be checked again")
 	fs.DurationVar(&o.Syncer.MaxRetryDelay, "max-retry-delay", o.Syncer.MaxRetryDelay, "the longest backoff of a failing write, and so the longest a member that returns waits to catch up")
 	fs.DurationVar(&o.Syncer.MemberTimeout, "member-timeout", o.Syncer.MemberTimeout, "timeout of every request to a member cluster")
 	fs.DurationVar(&o.Syncer.CleanupTimeout, "cleanup-timeout", o.Syncer.CleanupTimeout, "how long to try removing what was written into a cluster that left the federation")
 	o.Syncer.Members.AddFlags(fs)
 	o.Syncer.Namespaces.AddFlags(fs)
+	fs.BoolVar(&o.Profiling, "profiling", o.Profiling, "serve /debug/pprof on the secure port, to whom the control plane authorizes for that non-resource URL")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "run only while holding the lease, so that of several replicas one writes at a time")
 	fs.StringVar(&o.LeaderElectNamespace, "leader-elect-namespace", o.LeaderElectNamespace, "namespace of the Lease")
 	fs.StringVar(&o.LeaderElectName, "leader-elect-name", o.LeaderElectName, "name of the Lease")
@@ -148,6 +169,9 @@ func (o *ServerOptions) Validate() error {
 	var errs []error
 	if o.Syncer.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers must be at least 1"))
+	}
+	if o.Syncer.MemberQPS < 1 || o.Syncer.MemberBurst < 1 {
+		errs = append(errs, fmt.Errorf("--member-qps and --member-burst must be at least 1"))
 	}
 	if o.LeaderElect && !(o.LeaseDuration > o.RenewDeadline && o.RenewDeadline > o.RetryPeriod && o.RetryPeriod > 0) {
 		errs = append(errs, fmt.Errorf("need --leader-elect-lease-duration > --leader-elect-renew-deadline > --leader-elect-retry-period > 0"))
@@ -325,6 +349,9 @@ func (o *ServerOptions) serve(ctx context.Context, watchdog *leaderelection.Heal
 	healthz.InstallLivezHandler(m, checks...)
 	healthz.InstallReadyzHandler(m)
 	m.Handle("/metrics", legacyregistry.Handler())
+	if o.Profiling {
+		routes.Profiling{}.Install(m)
+	}
 
 	_, stopped, err := serving.Serve(handlerChain(m, &authn, &authz), 0, ctx.Done())
 	if err != nil {

@@ -64,8 +64,15 @@ type Options struct {
 	// IngressClass is the class of the Ingresses that expose exports; empty
 	// leaves it to the member's default class.
 	IngressClass string
-	// Workers is the number of workers of each member.
+	// Workers is the number of workers of each member: how many services
+	// are written into it at once, and so how far a member that joins is
+	// written at the member's own speed rather than at one round trip a
+	// write.
 	Workers int
+	// MemberQPS and MemberBurst are the ceiling of each member's client
+	// rate, which a member's 429s lower for a while (adaptiveLimiter).
+	MemberQPS   float64
+	MemberBurst int
 	// ResyncPeriod is how often every cache replays its objects, so that
 	// a missed change is eventually noticed. Resyncs write nothing when
 	// the members match.
@@ -267,16 +274,20 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 			}()
 		}
 	}
+	// A member that joins, leaves or changes key changes what the others
+	// import only through the control plane's imports, whose changes
+	// queue their services everywhere (New): the other members' queues
+	// are not filled with every service, which at 10,000 exports put
+	// seconds of no-op reconciles in front of their next real change
+	// while the new member was being written. The new member queues its
+	// own services once its caches have synced (runMember).
 	switch {
 	case fresh != nil:
 		logger.Info("Connecting to member", "key", fresh.key)
 		memberCtx, cancel := context.WithCancel(ctx)
 		fresh.cancel = cancel
 		go s.runMember(memberCtx, fresh)
-		// The member's key and exports change who imports what.
-		s.enqueueAllEverywhere()
 	case gone:
-		s.enqueueAllEverywhere()
 	default:
 		// A member turning Ready again after an outage can catch up at
 		// once rather than at the end of its backoff. Other status writes
@@ -369,20 +380,6 @@ func (s *Syncer) enqueueEverywhere(k serviceKey) {
 	defer s.mu.RUnlock()
 	for _, m := range s.members {
 		m.queue.Add(k)
-	}
-}
-
-func (s *Syncer) enqueueAllEverywhere() {
-	s.mu.RLock()
-	members := make([]*member, 0, len(s.members))
-	for _, m := range s.members {
-		members = append(members, m)
-	}
-	s.mu.RUnlock()
-	for _, m := range members {
-		if m.synced.Load() {
-			s.enqueueAll(m)
-		}
 	}
 }
 
