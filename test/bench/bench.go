@@ -62,6 +62,12 @@ type Config struct {
 	ReadySamples int
 	// Writers is how many clients populate in parallel.
 	Writers int
+	// LimitWriters is how many goroutines measure a member's write limit.
+	LimitWriters int
+	// ProfileDir, if set, is where to save CPU profiles of the syncer and
+	// of the member it writes into, taken during the late joiner's
+	// fan-out.
+	ProfileDir string
 	// HeapProfile, if set, is where to save fedmesh-apiserver's heap
 	// profile with the exports loaded (go tool pprof reads it).
 	HeapProfile string
@@ -107,6 +113,11 @@ type Results struct {
 	HeapBytesPerExportOneGC float64 `json:"heapBytesPerExportOneGC"`
 
 	PopulateSeconds float64 `json:"populateSeconds"`
+
+	// The figures of other measurements, each a struct of its own whose
+	// fields are top-level keys of results.json.
+	Fanout
+	Scale
 }
 
 const (
@@ -133,7 +144,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	// No kube-controller-manager: the figures are fedmesh's, and the
 	// members' controllers would share the CPU with it (an EndpointSlice
 	// for each of the M Services).
-	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster), WithSyncer: true,
+	// The late joiner is started with the others, and joins last.
+	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster, joinerCluster), WithSyncer: true,
 		SyncerArgs: []string{"-v=2"}, WithoutControllerManagers: true})
 	if f != nil {
 		defer f.Stop()
@@ -156,6 +168,14 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	res := &Results{Config: cfg}
 	fed := f.ControlPlane.Fedmesh()
 
+	none, err := liveHeap(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("heap: %w", err)
+	}
+	res.HeapNoMembersBytes = none[1]
+	if res.RSSNoMembersBytes, err = f.FedmeshRSS(); err != nil {
+		return nil, err
+	}
 	for i, name := range names {
 		if _, err := register(ctx, f, fed, name, name, int32(81+i)); err != nil {
 			return nil, err
@@ -171,7 +191,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	if res.RSSIdleBytes, err = f.FedmeshRSS(); err != nil {
 		return nil, err
 	}
+	res.BytesPerMemberConnection = float64(res.HeapIdleBytes-res.HeapNoMembersBytes) / float64(cfg.Members)
+	res.RSSPerMemberConnection = float64(res.RSSIdleBytes-res.RSSNoMembersBytes) / float64(cfg.Members)
+	if res.FedmeshIdleCPUCores, err = idleCPU(ctx, f); err != nil {
+		return nil, err
+	}
 
+	cpu0, err := fedmeshCPUSeconds(ctx, f)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	if err := populate(ctx, f, cfg, say); err != nil {
 		return nil, err
@@ -186,6 +215,14 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 		return nil, fmt.Errorf("waiting for %d imports: %w", cfg.Exports, err)
 	}
 	say("fedmesh serves %d ServiceImports", cfg.Exports)
+	cpu1, err := fedmeshCPUSeconds(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	res.FedmeshPopulateCPUSeconds = cpu1 - cpu0
+	if res.FedmeshLoadedCPUCores, err = idleCPU(ctx, f); err != nil {
+		return nil, err
+	}
 
 	loaded, err := liveHeap(ctx, f)
 	if err != nil {
@@ -220,10 +257,23 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	if res.SyncerSettleSeconds, err = settleSyncer(ctx, f, cfg); err != nil {
 		return nil, err
 	}
+	res.FanoutSeconds = res.SyncerSettleSeconds
 	say("members synced in %.1f s; timing exports to member ServiceImports (%d samples)", res.SyncerSettleSeconds, cfg.WatchSamples)
 	if res.ExportToMemberImport, err = measureSync(ctx, f, cfg); err != nil {
 		return nil, err
 	}
+	say("measuring the write limit of %s: %d ServiceImports created by %d goroutines", joinerCluster, cfg.Exports, cfg.LimitWriters)
+	if res.MemberWriteLimitPerSecond, err = measureWriteLimit(ctx, f.Member(joinerCluster), cfg.Exports, cfg.LimitWriters, false); err != nil {
+		return nil, fmt.Errorf("write limit: %w", err)
+	}
+	if res.MemberApplyLimitPerSecond, err = measureWriteLimit(ctx, f.Member(joinerCluster), cfg.Exports, cfg.LimitWriters, true); err != nil {
+		return nil, fmt.Errorf("apply limit: %w", err)
+	}
+	say("%.0f ServiceImports/s created, %.0f/s applied; joining %s", res.MemberWriteLimitPerSecond, res.MemberApplyLimitPerSecond, joinerCluster)
+	if err := measureLateJoiner(ctx, f, cfg, res, say); err != nil {
+		return nil, fmt.Errorf("late joiner: %w", err)
+	}
+	say("%s holds its %d imports after %.1f s", joinerCluster, res.LateJoinerImports, res.LateJoinerSeconds)
 	return res, nil
 }
 
@@ -268,7 +318,9 @@ func register(ctx context.Context, f *framework.Federation, fed versioned.Interf
 // kube-apiserver: the peer LIST of the same count. Headless Services skip
 // the IP allocator, which would measure something else.
 func populate(ctx context.Context, f *framework.Federation, cfg Config, say func(string, ...interface{})) error {
-	for _, m := range f.Members {
+	// The members and the peer; the late joiner gets its namespaces from
+	// the syncer, as a new cluster would.
+	for _, m := range f.Members[:cfg.Members+1] {
 		for _, ns := range []string{exportNamespace, latencyNS, peerNamespace} {
 			if _, err := m.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 				return err
@@ -285,9 +337,9 @@ func populate(ctx context.Context, f *framework.Federation, cfg Config, say func
 	total := int64(2 * cfg.Exports)
 	errs := make(chan error, cfg.Writers)
 	var wg sync.WaitGroup
-	kubes := make([]kubernetes.Interface, len(f.Members))
-	feds := make([]versioned.Interface, len(f.Members))
-	for i, m := range f.Members {
+	kubes := make([]kubernetes.Interface, cfg.Members+1)
+	feds := make([]versioned.Interface, cfg.Members+1)
+	for i, m := range f.Members[:cfg.Members+1] {
 		kubes[i], feds[i] = m.Kube(), m.Fedmesh()
 	}
 	for range cfg.Writers {
@@ -643,6 +695,12 @@ func liveHeap(ctx context.Context, f *framework.Federation) ([2]int64, error) {
 
 // heapAlloc reads go_memstats_heap_alloc_bytes off the server's metrics.
 func heapAlloc(ctx context.Context, rc rest.Interface) (int64, error) {
+	v, err := metricValue(ctx, rc, "go_memstats_heap_alloc_bytes")
+	return int64(v), err
+}
+
+// metricValue reads an unlabelled metric off the server's metrics.
+func metricValue(ctx context.Context, rc rest.Interface, name string) (float64, error) {
 	body, err := rc.Get().AbsPath("/metrics").Do(ctx).Raw()
 	if err != nil {
 		return 0, err
@@ -650,12 +708,40 @@ func heapAlloc(ctx context.Context, rc rest.Interface) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(f), err
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
 		}
 	}
-	return 0, fmt.Errorf("no go_memstats_heap_alloc_bytes in /metrics")
+	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+// fedmeshCPUSeconds is the CPU time fedmesh-apiserver has used.
+func fedmeshCPUSeconds(ctx context.Context, f *framework.Federation) (float64, error) {
+	rc, err := rest.UnversionedRESTClientFor(withCodecs(f.FedmeshConfig()))
+	if err != nil {
+		return 0, err
+	}
+	return metricValue(ctx, rc, "process_cpu_seconds_total")
+}
+
+// idleCPU is fedmesh-apiserver's CPU, in cores, over idleWindow of
+// nothing changing.
+func idleCPU(ctx context.Context, f *framework.Federation) (float64, error) {
+	before, err := fedmeshCPUSeconds(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(idleWindow):
+	}
+	after, err := fedmeshCPUSeconds(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	return (after - before) / time.Since(start).Seconds(), nil
 }
 
 // saveHeapProfile saves fedmesh-apiserver's heap profile, the evidence
@@ -734,7 +820,14 @@ func (r *Results) Table(w io.Writer) {
 	fmt.Fprintf(w, "%-52s %8.1f MiB idle, %.1f MiB loaded\n", "fedmesh-apiserver RSS", mib(r.RSSIdleBytes), mib(r.RSSLoadedBytes))
 	fmt.Fprintf(w, "%-52s %8.0f B (%.0f B after a single GC)\n", "live heap per export", r.HeapBytesPerExport, r.HeapBytesPerExportOneGC)
 	fmt.Fprintf(w, "%-52s %8.1f s\n", "populating", r.PopulateSeconds)
-	fmt.Fprintf(w, "%-52s %8.1f s\n", "syncer writing every member's imports", r.SyncerSettleSeconds)
+	fmt.Fprintf(w, "%-52s %8.1f s\n", "syncer writing every member's imports (fan-out)", r.FanoutSeconds)
+	fmt.Fprintf(w, "%-52s %8.1f s (%d imports)\n", "late joiner: Cluster created -> every import", r.LateJoinerSeconds, r.LateJoinerImports)
+	fmt.Fprintf(w, "%-52s %8.0f /s (%.0f /s by server-side apply)\n", "member write limit (plain parallel create)", r.MemberWriteLimitPerSecond, r.MemberApplyLimitPerSecond)
+	fmt.Fprintf(w, "%-52s %8.0f /s (%.2fx the limit)\n", "syncer writing into the late joiner", r.SyncerWritePerSecond, r.SyncerToLimitRatio)
+	row("export -> member ServiceImport during a fan-out", r.ExportToMemberImportDuringFanout)
+	fmt.Fprintf(w, "%-52s %8.1f MiB no member, %.1f MiB with %d\n", "fedmesh-apiserver live heap, members idle", mib(r.HeapNoMembersBytes), mib(r.HeapIdleBytes), r.Config.Members)
+	fmt.Fprintf(w, "%-52s %8.0f B heap, %.0f B RSS\n", "per member connection", r.BytesPerMemberConnection, r.RSSPerMemberConnection)
+	fmt.Fprintf(w, "%-52s %8.3f cores idle, %.3f loaded; %.1f s populating\n", "fedmesh-apiserver CPU", r.FedmeshIdleCPUCores, r.FedmeshLoadedCPUCores, r.FedmeshPopulateCPUSeconds)
 }
 
 // WriteJSON writes the results to path.

@@ -36,8 +36,10 @@ var (
 	watchSamples = flag.Int("watch-samples", 20, "exports timed to their watch event")
 	readySamples = flag.Int("ready-samples", 5, "Cluster registrations timed to Ready")
 	writers      = flag.Int("writers", 32, "clients populating in parallel")
+	limitWriters = flag.Int("limit-writers", 64, "goroutines of the plain create loop that measures a member's write limit")
 	output       = flag.String("output", "", "where to write results.json (default _output/bench/results.json)")
 	heapProfile  = flag.Bool("heap-profile", false, "also save fedmesh-apiserver's heap profile beside results.json")
+	cpuProfiles  = flag.Bool("cpu-profiles", false, "also save CPU profiles of the syncer and of the member it writes into during the late joiner's fan-out, beside results.json")
 )
 
 func TestMain(m *testing.M) {
@@ -64,6 +66,10 @@ func TestBench(t *testing.T) {
 	cfg := Config{
 		Members: *members, Exports: *exports, ListRuns: *listRuns,
 		WatchSamples: *watchSamples, ReadySamples: *readySamples, Writers: *writers,
+		LimitWriters: *limitWriters,
+	}
+	if *cpuProfiles {
+		cfg.ProfileDir = filepath.Dir(path)
 	}
 	if *heapProfile {
 		cfg.HeapProfile = filepath.Join(filepath.Dir(path), "heap.pprof")
