@@ -171,6 +171,15 @@ func (c *Churn) run(ctx context.Context, m *framework.Cluster, rng *rand.Rand) {
 	}
 }
 
+// CreateExport creates in member m the Service namespace/name, with one
+// port, 8080, and its ServiceExport at the path /<member>/<name>, as the
+// churn does.
+func CreateExport(ctx context.Context, m *framework.Cluster, namespace, name string) error {
+	c := &Churn{opts: ChurnOptions{Namespace: namespace}}
+	_, err := c.create(ctx, m, name)
+	return err
+}
+
 // create creates the Service, then the export. A write the member refused
 // leaves the state as the member says it is; one it did not answer leaves
 // it Unknown.
