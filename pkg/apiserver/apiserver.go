@@ -201,6 +201,16 @@ func (c completedConfig) New() (*Server, error) {
 		}
 		return nil
 	})
+	// Until every member known at the start has been reached, the imports
+	// are those of some members only: a client that listed them would take
+	// the others for deleted (clusterset.initialSync).
+	if controller != nil {
+		if err := s.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("fedmesh-imports-complete", func(*http.Request) error {
+			return controller.ImportsComplete()
+		})); err != nil {
+			return nil, err
+		}
+	}
 	// Until their caches sync, the admission plugins make writes wait, then
 	// refuse them, and the imports are incomplete: the server is not ready.
 	if err := s.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("fedmesh-informers-synced", func(*http.Request) error {

@@ -127,6 +127,9 @@ type Controller struct {
 
 	mu      sync.RWMutex
 	members map[string]*member
+
+	// initial follows whether the imports are complete since the start.
+	initial initialSync
 }
 
 // New returns a controller over the Clusters of factory, writing their
@@ -241,6 +244,7 @@ func (c *Controller) Run(ctx context.Context) {
 	if !cache.WaitForNamedCacheSyncWithContext(ctx, c.synced...) {
 		return
 	}
+	c.beginInitialSync()
 	go wait.UntilWithContext(ctx, func(ctx context.Context) {
 		for c.processCluster(ctx) {
 		}
@@ -342,6 +346,8 @@ func (c *Controller) processService() bool {
 		return false
 	}
 	defer c.serviceQueue.Done(k)
+	c.initial.recomputing.Add(1)
+	defer c.initial.recomputing.Add(-1)
 	c.recompute(k[0], k[1])
 	c.serviceQueue.Forget(k)
 	return true
@@ -406,6 +412,7 @@ func (c *Controller) processProbe(ctx context.Context) bool {
 	defer c.probeQueue.Done(name)
 	ctx = klog.NewContext(ctx, klog.LoggerWithValues(klog.FromContext(ctx), "cluster", name))
 	outcome, err := c.syncProbe(ctx, name)
+	c.settleProbed(name)
 	switch {
 	case apierrors.IsConflict(err):
 		// The cache has not seen the Cluster's latest write yet; the
