@@ -180,10 +180,9 @@ func fromSecret(name string, secrets Secrets, o Options) (*validation.MemberCred
 	token := strings.TrimSpace(string(secret.Data[SecretTokenKey]))
 	if token == "" {
 		errs = append(errs, field.Required(data.Key(SecretTokenKey), "fedmesh's bearer token in the member"))
-	} else if !isBearerToken(token) {
+	} else if !validation.IsBearerToken(token) {
 		// Not repeated: it is a credential.
-		errs = append(errs, field.Invalid(data.Key(SecretTokenKey), field.OmitValueType{},
-			"must be one word of printable ASCII, as an Authorization header carries a bearer token"))
+		errs = append(errs, field.Invalid(data.Key(SecretTokenKey), field.OmitValueType{}, validation.BearerTokenMessage))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s: %v", ErrRefused, where, errs.ToAggregate())
@@ -193,20 +192,6 @@ func fromSecret(name string, secrets Secrets, o Options) (*validation.MemberCred
 		CAData: secret.Data[SecretCAKey],
 		Token:  token,
 	}, nil
-}
-
-// isBearerToken reports whether token can be sent as a bearer token: one
-// word of printable ASCII. A token with a space, a control character or
-// another byte would make every request fail in the transport, or be cut
-// by the member's authenticator, rather than be refused here with the
-// field at fault.
-func isBearerToken(token string) bool {
-	for i := 0; i < len(token); i++ {
-		if c := token[i]; c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // fingerprint identifies credentials without keeping them in clear.

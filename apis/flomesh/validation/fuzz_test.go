@@ -83,6 +83,10 @@ func FuzzValidateKubeconfig(f *testing.F) {
 		`"clusters":[{"name":"k","cluster":{"server":"https://h"}}],"users":[{"name":"u","user":{"token":"t0k3n-value"}}]}`)
 	f.Add("apiVersion: v1\nkind: " + testToken + "\n")
 	f.Add("apiVersion: \"\\u00e9" + testToken + "\"\nkind: Config\n")
+	for _, token := range []string{`" "`, `"two words"`, `"t0k3n\n"`, `"t0k3n\r\nX-Other: 1"`} {
+		f.Add("apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n" +
+			"clusters: [{name: k, cluster: {server: https://h}}]\nusers: [{name: u, user: {token: " + token + "}}]\n")
+	}
 	f.Add("current-context: c\ncontexts:\n- name: c\n  context: null\n")
 	f.Add("users: [")
 	f.Add("- a\n- b\n")
@@ -165,6 +169,9 @@ func FuzzValidateKubeconfig(f *testing.F) {
 		}
 		if creds.Token != user.Token || string(creds.ClientKeyData) != string(user.ClientKeyData) {
 			t.Fatalf("credentials differ from the kubeconfig's")
+		}
+		if creds.Token != "" && !IsBearerToken(creds.Token) {
+			t.Fatalf("accepted token %q, which no Authorization header carries", creds.Token)
 		}
 	})
 }

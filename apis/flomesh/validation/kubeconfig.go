@@ -215,9 +215,32 @@ func parseKubeconfigUser(user *clientcmdapi.AuthInfo, path *field.Path, creds *M
 	case !hasCert && user.Token == "" && len(allErrs) == 0:
 		allErrs = append(allErrs, field.Required(path, "credentials: a token, or client-certificate-data and client-key-data"))
 	}
+	if user.Token != "" && !IsBearerToken(user.Token) {
+		allErrs = append(allErrs, invalid(path.Child("token"), "%s", BearerTokenMessage))
+	}
 	creds.Token = user.Token
 	creds.ClientCertData, creds.ClientKeyData = user.ClientCertificateData, user.ClientKeyData
 	return allErrs
+}
+
+// BearerTokenMessage says why a token is refused by IsBearerToken.
+const BearerTokenMessage = "must be one word of printable ASCII, as an Authorization header carries a bearer token"
+
+// IsBearerToken reports whether token can be sent as a bearer token: one
+// word of printable ASCII. A token of blanks, or with a space, a control
+// character or another byte, would make fedmesh call the member
+// anonymously, or fail every request in the transport, or be cut by the
+// member's authenticator, rather than be refused with the field at fault.
+func IsBearerToken(token string) bool {
+	if token == "" {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseMemberServer returns the URL of a member's API server that fedmesh

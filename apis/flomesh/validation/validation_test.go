@@ -366,6 +366,10 @@ func TestValidateKubeconfig(t *testing.T) {
 		{name: "certificate authority file", kubeconfig: testKubeconfig(t, func(cfg *clientcmdapi.Config) {
 			cfg.Clusters["member"].CertificateAuthority = "/etc/kubernetes/pki/ca.crt"
 		}), policy: allowAll, want: []want{{field.ErrorTypeForbidden, cluster + ".certificate-authority", "reads no file"}}},
+		{name: "a token of blanks", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Token: " \n"})),
+			want: []want{{field.ErrorTypeInvalid, user + ".token", "one word of printable ASCII"}}},
+		{name: "a token with a line break", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Token: testToken + "\r\nX-Other: 1"})),
+			want: []want{{field.ErrorTypeInvalid, user + ".token", "one word of printable ASCII"}}},
 		{name: "basic auth", kubeconfig: testKubeconfig(t, withUser(&clientcmdapi.AuthInfo{Username: "admin", Password: "s3cret"})),
 			want: []want{
 				{field.ErrorTypeForbidden, user + ".username", "basic authentication"},
