@@ -481,8 +481,9 @@ func TestFedmeshAPIServerReplicas(t *testing.T) {
 	time.Sleep(c.cfg.Down)
 	restarted := time.Now()
 	require.NoError(t, servers[0].Start(ctx))
+	readyAfter := time.Since(restarted)
 	t.Logf("%s ready %s after its restart (down %s)", servers[0].Name,
-		time.Since(restarted).Round(time.Millisecond), restarted.Sub(killed).Round(time.Millisecond))
+		readyAfter.Round(time.Millisecond), restarted.Sub(killed).Round(time.Millisecond))
 	// Ready, the restarted replica takes its share of the Service's
 	// connections: what it serves at once is what a client that lists
 	// then gets. It must be every import the other replica serves
@@ -499,7 +500,7 @@ func TestFedmeshAPIServerReplicas(t *testing.T) {
 	if _, err := Until(ctx, max(cpRecoverWithin-time.Since(restarted), time.Second), 50*time.Millisecond, c.servesAll(servers[0].Fedmesh())); err != nil {
 		c.miss("recover: %s did not serve every member's imports within %s of its restart: %v", servers[0].Name, cpRecoverWithin, err)
 	}
-	c.note("%s was ready %s after its restart", servers[0].Name, time.Since(restarted).Round(time.Millisecond))
+	c.note("%s was ready %s after its restart", servers[0].Name, readyAfter.Round(time.Millisecond))
 	// Then every client goes to the restarted replica.
 	moveTo(0)
 	c.res.RecoverSeconds = Seconds(slowest)
