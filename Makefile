@@ -63,12 +63,13 @@ demo: test-binaries
 	go build -o _output/tools/demo ./hack/demo
 	_output/tools/demo
 
-## bench: measure fedmesh next to kube-apiserver on a real federation (N=8 members, M=10000 exports)
+## bench: measure fedmesh next to kube-apiserver on a real federation (N=8 members, M=10000 exports), then fedmesh-gateway
 BENCH_MEMBERS ?= 8
 BENCH_EXPORTS ?= 10000
 bench: build test-binaries
 	go test -count=1 -timeout 60m -v -run TestBench ./test/bench -args \
-	  -members=$(BENCH_MEMBERS) -exports=$(BENCH_EXPORTS) -list-runs=20 -watch-samples=200 -ready-samples=20 -heap-profile -cpu-profiles
+	  -members=$(BENCH_MEMBERS) -exports=$(BENCH_EXPORTS) -list-runs=20 -watch-samples=200 -ready-samples=20 -heap-profile -cpu-profiles \
+	  -gateway-latency-samples=2000 -gateway-rps-seconds=5 -gateway-rps-clients=8 -gateway-failover-trials=10 -gateway-profile
 
 ## chaos: the fault suite, full configuration, on real processes; writes _output/chaos/results.json
 # make test runs its small configuration (results-small.json).
