@@ -145,10 +145,14 @@ func run(hold bool, timeout time.Duration) int {
 		for j, res := range r.Results {
 			fmt.Printf("  %-50s %s\n", step.Walkthrough[j%len(step.Walkthrough)], res)
 		}
-		if r.OK {
+		switch {
+		case r.OK && len(step.Expect.Serving) == 0:
+			fmt.Printf("  as the walkthrough: no route, and the 503 says why (round %d of %d requests, %.1fs after the commands returned)\n",
+				r.Rounds, round, r.Elapsed.Seconds())
+		case r.OK:
 			fmt.Printf("  as the walkthrough, and %s named the cluster that answered (round %d of %d requests, %.1fs after the commands returned)\n",
 				walkthrough.ServedByHeader, r.Rounds, round, r.Elapsed.Seconds())
-		} else {
+		default:
 			failed++
 			fmt.Printf("  NOT as the walkthrough after %.1fs: %s\n", r.Elapsed.Seconds(), r.Why)
 		}
