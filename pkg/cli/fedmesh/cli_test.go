@@ -223,6 +223,10 @@ func TestErrorsWithoutServers(t *testing.T) {
 		{"unknown command", []string{"bogus"}, `unknown command "bogus"`},
 		{"bad service", []string{"status", "service", "httpbin", "--kubeconfig", path}, `"httpbin" is not NAMESPACE/NAME`},
 		{"bad output", []string{"status", "-o", "yaml", "--kubeconfig", path}, `--output must be "wide"`},
+		{"output without --from", []string{"status", "service", "httpbin/httpbin", "-o", "json", "--kubeconfig", path}, "--output and --port need --from"},
+		{"bad route output", []string{"status", "service", "httpbin/httpbin", "--from", "c", "-o", "wide", "--kubeconfig", path}, `--output must be "json", "yaml" or empty`},
+		{"bad port", []string{"status", "service", "httpbin/httpbin", "--from", "c", "--port", "70000", "--kubeconfig", path}, "--port must be between 1 and 65535"},
+		{"bad route service", []string{"status", "service", "httpbin", "--from", "c", "--kubeconfig", path}, `"httpbin" is not NAMESPACE/NAME`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
