@@ -224,12 +224,17 @@ func (b *gatewayBench) setUp(ctx context.Context) error {
 	if _, err := cp.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "httpbin"}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	if _, err := cp.Fedmesh().FlomeshV1alpha1().GlobalTrafficPolicies("httpbin").Create(ctx, &v1alpha1.GlobalTrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
-		Spec: v1alpha1.GlobalTrafficPolicySpec{LbType: v1alpha1.FailOverLbType,
-			Targets: []v1alpha1.TrafficTarget{{ClusterKey: benchKey("cluster-1")}, {ClusterKey: benchKey("cluster-3")}}},
-	}, metav1.CreateOptions{}); err != nil {
-		return err
+	// The aggregator may answer 503 for a moment on a loaded machine.
+	var last error
+	if err := waitFor(ctx, time.Minute, func() (bool, error) {
+		_, last = cp.Fedmesh().FlomeshV1alpha1().GlobalTrafficPolicies("httpbin").Create(ctx, &v1alpha1.GlobalTrafficPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "httpbin", Name: "httpbin"},
+			Spec: v1alpha1.GlobalTrafficPolicySpec{LbType: v1alpha1.FailOverLbType,
+				Targets: []v1alpha1.TrafficTarget{{ClusterKey: benchKey("cluster-1")}, {ClusterKey: benchKey("cluster-3")}}},
+		}, metav1.CreateOptions{})
+		return last == nil, nil
+	}); err != nil {
+		return fmt.Errorf("creating the policy: %w (%v)", err, last)
 	}
 	u, _ := url.Parse("http://" + b.gw["cluster-2"].EgressAddr())
 	b.egress = &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u), MaxIdleConnsPerHost: 256}, Timeout: 10 * time.Second}
