@@ -70,6 +70,13 @@ const (
 	// to the takeover is the rest of the lease's term (up to 3s) plus
 	// this.
 	leaseRetry = 1100 * time.Millisecond
+	// clientResync is how long an informer-style client may take, once
+	// the server is back, to hold the true set again: client-go's
+	// reflector retries a failing list or watch after a back-off that
+	// doubles from 800ms to 30s, jittered up to twice that, so a client
+	// that failed for as long as fedmesh-apiserver was down may wait a
+	// minute before it tries again.
+	clientResync = 65 * time.Second
 )
 
 // cpFault is what every control-plane fault test sets up: a federation
@@ -164,8 +171,11 @@ func (c *cpFault) finish(ctx context.Context, truth versioned.Interface) {
 		if n := got.deleted[c.cfg.Churn.Namespace+"/"+stableName]; n > 0 {
 			c.miss("%s saw the stable import deleted %d times: the aggregated API served a list without it", r.name, n)
 		}
-		if diff := r.matches(ctx, truth, 10*time.Second); diff != "" {
-			c.miss("%s does not hold the true set: %s", r.name, diff)
+		start := time.Now()
+		if diff := r.matches(ctx, truth, clientResync); diff != "" {
+			c.miss("%s does not hold the true set %s after the churn stopped: %s", r.name, clientResync, diff)
+		} else if took := time.Since(start); took > time.Second {
+			c.note("%s held the true set %s after the checker found the federation converged", r.name, took.Round(time.Millisecond))
 		}
 	}
 	c.note("relists: %s", strings.Join(relists, ", "))
