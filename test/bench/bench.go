@@ -145,8 +145,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Results, error) 
 	// members' controllers would share the CPU with it (an EndpointSlice
 	// for each of the M Services).
 	// The late joiner is started with the others, and joins last.
+	// The syncer runs with its production lease and member timeout, not
+	// the tests' short ones: on a loaded machine a 2 s renew deadline
+	// loses the lease in the middle of a fan-out.
 	f, err := framework.New(ctx, framework.Options{Members: append(names, peerCluster, joinerCluster), WithSyncer: true,
-		SyncerArgs: []string{"-v=2"}, WithoutControllerManagers: true})
+		SyncerArgs: []string{"-v=2", "--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s",
+			"--leader-elect-retry-period=2s", "--member-timeout=10s"},
+		WithoutControllerManagers: true})
 	if f != nil {
 		defer f.Stop()
 		// The servers' logs outlive the run, beside the results.
