@@ -8,7 +8,7 @@ GO_PACKAGES := ./...
 # Integration tests start real etcd and kube-apiservers; give them room.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build test unit race verify codegen test-binaries run local-up bench chaos clean
+.PHONY: all build test unit race fuzz verify codegen test-binaries run local-up bench chaos clean
 
 all: build
 
@@ -20,8 +20,8 @@ build:
 test-binaries:
 	hack/install-test-binaries.sh
 
-## test: verify, the race detector, then every test (unit and integration) on real servers
-test: verify test-binaries build race
+## test: verify, the race detector, each fuzz target briefly, then every test (unit and integration) on real servers
+test: verify test-binaries build race fuzz
 	go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_PACKAGES)
 
 ## unit: run the tests quickly, without the checks of verify
@@ -34,6 +34,11 @@ RACE_PACKAGES := ./pkg/registry/... ./pkg/clusterset/... ./pkg/syncer/... ./pkg/
 ## race: the unit tests of the concurrent packages under the race detector
 race:
 	go test -race -short -count=1 $(RACE_PACKAGES)
+
+## fuzz: run each Go fuzz target (func FuzzX) for FUZZ_TIME, one at a time (hack/fuzz.sh)
+FUZZ_TIME ?= 5s
+fuzz:
+	FUZZ_TIME=$(FUZZ_TIME) hack/fuzz.sh
 
 ## verify: gofmt, go vet and generated-code freshness
 verify:
