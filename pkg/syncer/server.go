@@ -186,8 +186,12 @@ func (o *ServerOptions) Validate() error {
 }
 
 // Run runs the syncer until ctx is done. With leader election it syncs only
-// while it holds the lease; it exits the process when it loses the lease
-// unexpectedly, as another replica may already be writing.
+// while it holds the lease. When it loses the lease unexpectedly (the
+// control plane, or its etcd, did not answer its renewals in time), it
+// stops writing at once, as another replica may already be writing, waits
+// until every write of its term has ended, and campaigns again with a
+// fresh syncer: it recovers without a restart of the process, as
+// fedmesh-apiserver does.
 func (o *ServerOptions) Run(ctx context.Context) error {
 	cfg, err := o.restConfig()
 	if err != nil {
@@ -211,7 +215,6 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 	if o.LeaderElect {
 		watchdog = leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 	}
-	var started atomic.Bool
 	if err := o.serve(ctx, watchdog); err != nil {
 		return err
 	}
@@ -232,9 +235,27 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 		Client:     kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
+	klog.InfoS("Waiting for the lease", "lease", o.LeaderElectNamespace+"/"+o.LeaderElectName, "identity", id)
+	for o.lead(ctx, s, id, lock, watchdog) && ctx.Err() == nil {
+		klog.InfoS("Lost the lease; stopped writing, waiting for the lease again", "identity", id)
+		// A syncer's queues end with its term: the next term starts
+		// from fresh caches, as a restarted process would.
+		if s, err = New(fed, kube, o.Syncer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
+// lead campaigns for the lease and runs s while it holds it. It returns
+// when ctx is done, or once it has lost the lease, with lost set, and
+// every write of s has ended.
+func (o *ServerOptions) lead(ctx context.Context, s *Syncer, id string, lock resourcelock.Interface, watchdog *leaderelection.HealthzAdaptor) (lost bool) {
+	var started atomic.Bool
+	// ran is closed when the term's syncer has stopped.
+	ran := make(chan struct{})
 	// The lease is released only after the syncer has stopped writing:
-	// the elector's context outlives ctx until Run returns, so that a
+	// the elector's context outlives ctx until the term ends, so that a
 	// replica taking over never overlaps with this one's last writes.
 	electorCtx, stopElector := context.WithCancel(context.Background())
 	defer stopElector()
@@ -244,7 +265,6 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 		}
 	})
 	defer stopIfIdle()
-	klog.InfoS("Waiting for the lease", "lease", o.LeaderElectNamespace+"/"+o.LeaderElectName, "identity", id)
 	leaderelection.RunOrDie(electorCtx, leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   o.LeaseDuration,
@@ -256,12 +276,15 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(leaseCtx context.Context) {
 				started.Store(true)
+				defer close(ran)
 				defer stopElector()
 				if ctx.Err() != nil {
 					return
 				}
 				klog.InfoS("Became the leader", "identity", id)
 				leading.Set(1)
+				// Every write is made with this context, which ends with
+				// the lease: a lost lease cancels the writes in flight.
 				runCtx, cancel := context.WithCancel(leaseCtx)
 				defer cancel()
 				stop := context.AfterFunc(ctx, cancel)
@@ -274,10 +297,8 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 					klog.InfoS("Stopped leading on request", "identity", id)
 					return
 				}
-				// Another replica may hold the lease by now: stop at once
-				// rather than risk writing alongside it.
-				klog.ErrorS(nil, "Lost the lease; exiting", "identity", id)
-				klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+				klog.ErrorS(nil, "Lost the lease", "identity", id)
+				lost = true
 			},
 			OnNewLeader: func(identity string) {
 				if identity != id {
@@ -286,7 +307,10 @@ func (o *ServerOptions) Run(ctx context.Context) error {
 			},
 		},
 	})
-	return nil
+	if started.Load() {
+		<-ran
+	}
+	return lost
 }
 
 // runSyncer runs s until ctx is done, deleting meanwhile the metric series
