@@ -34,6 +34,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fedmesh/fedmesh/test/framework"
+	"github.com/fedmesh/fedmesh/test/framework/invariant"
 )
 
 // memberFault is one fault of a member, and what fedmesh must do about it.
@@ -165,7 +166,9 @@ func finishChurn(t *testing.T, ctx context.Context, f *framework.Federation, cfg
 	case err != nil:
 		miss("converge: %v", err)
 	case !report.OK():
-		miss("converge: not within %s:\n%s", cfg.ConvergeWithin, report)
+		t.Errorf("the federation did not hold the truth within %s:\n%s", cfg.ConvergeWithin, report)
+		miss("converge: not within %s: %d lost, %d stale, %d duplicated, %d differ (first: %s)", cfg.ConvergeWithin,
+			len(report.Lost), len(report.Stale), len(report.Duplicated), len(report.Differ), first(report))
 	default:
 		res.ConvergeSeconds = Seconds(took)
 		t.Logf("converged in %s: %s", took.Round(time.Millisecond), report)
@@ -222,4 +225,17 @@ func TestMemberHang(t *testing.T) {
 		},
 		detectWithin: 10 * time.Second,
 	})
+}
+
+// first returns the first difference a report names, for a note.
+func first(r *invariant.Report) string {
+	for _, items := range [][]string{r.Lost, r.Stale, r.Duplicated, r.Differ} {
+		if len(items) > 0 {
+			if len(items[0]) > 200 {
+				return items[0][:200] + "..."
+			}
+			return items[0]
+		}
+	}
+	return ""
 }
