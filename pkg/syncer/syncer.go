@@ -254,6 +254,18 @@ func (s *Syncer) syncCluster(ctx context.Context, name string) {
 			fresh.lastUsable = old.usable()
 		}
 		s.members[name] = fresh
+	case old.synced.Load() && !old.ready.Load() && apimeta.IsStatusConditionTrue(cluster.Status.Conditions, "Ready"):
+		// A member turning Ready again after an outage gets fresh
+		// caches. Its old ones resume their watches only at the end of
+		// client-go's back-off, up to 30 s after the member is back;
+		// meanwhile they hold what the member held before, and the
+		// syncer, which skips a write its cache says is done, left the
+		// member's imports, policies and Ingresses stale that long
+		// (measured by the fault suite, test/chaos). A fresh member lists
+		// at once and then queues every service of the member.
+		logger.Info("Member is Ready again; reconnecting with fresh caches")
+		fresh = newMember(cluster, target, s.opts)
+		s.members[name] = fresh
 	}
 	s.mu.Unlock()
 
