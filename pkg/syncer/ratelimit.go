@@ -236,6 +236,11 @@ func retryAfter(v string) time.Duration {
 	if err != nil || s <= 0 {
 		return 0
 	}
+	// Bounded before the multiplication, which a member's huge value
+	// would overflow into a negative duration, that is, no wait at all.
+	if s > int(maxRetryAfter/time.Second) {
+		return maxRetryAfter
+	}
 	return time.Duration(s) * time.Second
 }
 
