@@ -341,8 +341,11 @@ func TestSyncPolicy(t *testing.T) {
 				{ClusterKey: key2, Known: true, Message: "not Ready; does not export the service"},
 			},
 			wantCond:   metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
-			wantRouted: []string{"False", ReasonConsumersWithoutRoute},
-			wantTiers:  map[string][][]string{key1: {{key1}}, key2: nil},
+			// cluster-1's endpoints are still in the import (its grace has
+			// not run out), so the gateways route to it, and so does the
+			// status.
+			wantRouted: []string{"True", ReasonEveryConsumerRouted},
+			wantTiers:  map[string][][]string{key1: {{key1}}, key2: {{key1}}},
 		},
 		{
 			name:     "an export that is not Valid does not count",
@@ -368,8 +371,10 @@ func TestSyncPolicy(t *testing.T) {
 			wantCond: metav1.Condition{Status: metav1.ConditionFalse, Reason: ReasonUnknownTargets,
 				Message: `targets that name no live Cluster: default/default/default/cluster-1 (no registered Cluster has this key), ` +
 					`default/default/default/cluster-2 (Cluster "cluster-2", of this key, is being deleted)`},
+			// A Cluster being deleted is no consumer; while the import
+			// still holds its endpoints, it is routed to.
 			wantRouted: []string{"True", ReasonEveryConsumerRouted},
-			wantTiers:  map[string][][]string{key1: {{key1}}},
+			wantTiers:  map[string][][]string{key1: {{key1}, {key2}}},
 		},
 		{
 			name:       "a policy without targets is resolved",

@@ -149,18 +149,29 @@ func TestConsumerRoutes(t *testing.T) {
 			wantStatus: metav1.ConditionTrue, wantReason: ReasonEveryConsumerRouted,
 		},
 		{
-			name: "a target not Ready is out with fedmesh's reason, never the member's message; one being deleted is no consumer",
+			name: "a target not Ready and withdrawn is out with fedmesh's reason, never the member's message; one being deleted is no consumer",
 			in: routeInput{
 				Clusters: []*v1alpha1.Cluster{member("cluster-1", "False", "Unreachable"), member("cluster-2", "", ""),
 					deleting(member("cluster-3", "True", "Connected"))},
-				Import: importOf([]string{c1, c3}), Policy: failover13,
+				Import: importOf([]string{c3}), Policy: failover13,
 			},
 			want: []v1alpha1.ConsumerRoute{
-				{Cluster: c1, Port: 8080, Tiers: []v1alpha1.RouteTier{tier(dest(c1, 100))}, Message: "out: " + c3 + ": NotReady"},
-				{Cluster: c2, Port: 8080, Message: "out: " + c1 + ": NotReady; " + c2 + ": NoLocalEndpoints; " + c3 + ": NotReady"},
+				{Cluster: c1, Port: 8080, Tiers: []v1alpha1.RouteTier{tier(dest(c3, 100))}, Message: "out: " + c1 + ": NoLocalEndpoints"},
+				{Cluster: c2, Port: 8080, Tiers: []v1alpha1.RouteTier{tier(dest(c3, 100))}, Message: "out: " + c1 + ": NotReady; " + c2 + ": NoLocalEndpoints"},
 			},
-			wantStatus: metav1.ConditionFalse, wantReason: ReasonConsumersWithoutRoute,
-			wantMessage: "members without a route: " + c2 + " (port 8080)",
+			wantStatus: metav1.ConditionTrue, wantReason: ReasonEveryConsumerRouted,
+		},
+		{
+			name: "a target not Ready in its grace is routed to, as the gateways do",
+			in: routeInput{
+				Clusters: []*v1alpha1.Cluster{member("cluster-1", "False", "Unreachable"), member("cluster-2", "", "")},
+				Import:   importOf([]string{c1}), Policy: failover13,
+			},
+			want: []v1alpha1.ConsumerRoute{
+				{Cluster: c1, Port: 8080, Tiers: []v1alpha1.RouteTier{tier(dest(c1, 100))}, Message: "out: " + c3 + ": NotExported"},
+				{Cluster: c2, Port: 8080, Tiers: []v1alpha1.RouteTier{tier(dest(c1, 100))}, Message: "out: " + c2 + ": NoLocalEndpoints; " + c3 + ": NotExported"},
+			},
+			wantStatus: metav1.ConditionTrue, wantReason: ReasonEveryConsumerRouted,
 		},
 		{
 			name: "an export for some clusters only is not exported to the others",

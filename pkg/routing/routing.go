@@ -51,10 +51,14 @@ limitations under the License.
 //   - A target that does not export the service, or not this port, or not
 //     to the consumer, is out (NotExported). One whose export is invalid or
 //     withdrawn for a conflict is out as InvalidExport, with the reason.
-//   - A cluster known not to be Ready is out (NotReady). A cluster whose
-//     health is not given is taken as Ready: a member's gateway does not
-//     see Clusters, and fedmesh-apiserver has already withdrawn the
-//     endpoints of a cluster that is not serving from the import.
+//   - A cluster known not to be Ready whose endpoints the import no longer
+//     holds is out (NotReady). One whose endpoints it still holds is in:
+//     fedmesh-apiserver keeps a member's endpoints for a grace after it
+//     stops being Ready (the policy's unavailableGraceSeconds), and the
+//     gateways route by the import, so a route that left it out would
+//     tell the user something the data plane does not do. Its decision
+//     says it is in only for the grace. A cluster whose health is not
+//     given is taken as Ready: a member's gateway does not see Clusters.
 //   - An exporting cluster the policy does not list is out (NotATarget);
 //     under Locality every other cluster is.
 //   - The consumer is never a remote destination of itself: it serves
@@ -271,6 +275,7 @@ func Compute(in Input) Route {
 		}
 	}
 	var tier Tier
+	inGrace := map[string]string{}
 	for _, key := range remote {
 		if key == in.Consumer {
 			continue // decided above, as Local or not
@@ -282,7 +287,7 @@ func Compute(in Input) Route {
 		backends, exports := exported[key]
 		h, known := in.Health[key]
 		switch {
-		case known && !h.Ready:
+		case known && !h.Ready && !exports:
 			decide(key, -1, NotReady, "%s is not Ready%s", key, because(h))
 		case !exports && invalid[key] != "":
 			decide(key, -1, InvalidExport, "the export of %s is not served: %s", key, invalid[key])
@@ -292,6 +297,9 @@ func Compute(in Input) Route {
 			decide(key, -1, ZeroWeight, "the policy gives %s a weight of 0", key)
 		default:
 			tier = append(tier, Destination{Cluster: key, Weight: w, Backends: slices.Clone(backends)})
+			if known && !h.Ready {
+				inGrace[key] = because(h)
+			}
 		}
 	}
 	slices.SortFunc(tier, func(a, b Destination) int { return cmp.Compare(a.Cluster, b.Cluster) })
@@ -318,7 +326,11 @@ func Compute(in Input) Route {
 	}
 	for i, t := range r.Tiers {
 		for _, d := range t {
-			if !d.Local {
+			switch why, grace := inGrace[d.Cluster]; {
+			case d.Local:
+			case grace:
+				decide(d.Cluster, i, Target, "%s is a target of the %s policy and exports the service; it is not Ready%s, and is served until its grace runs out", d.Cluster, lbType, why)
+			default:
 				decide(d.Cluster, i, Target, "%s is a target of the %s policy and exports the service", d.Cluster, lbType)
 			}
 		}

@@ -184,11 +184,18 @@ func TestCompute(t *testing.T) {
 			reasons: map[string]Reason{"cluster-1": NotATarget, "cluster-2": Local, "cluster-3": InvalidExport},
 		},
 		{
-			name: "a target that is not Ready",
-			in: Input{Consumer: c2, Port: 8080, Import: httpbin(c1, c3), Policy: policy(v1alpha1.FailOverLbType, target(c1), target(c3)),
+			name: "a target that is not Ready and whose endpoints are withdrawn",
+			in: Input{Consumer: c2, Port: 8080, Import: httpbin(c3), Policy: policy(v1alpha1.FailOverLbType, target(c1), target(c3)),
 				Health: map[string]Health{c1: {Ready: false, Reason: "Unreachable"}, c3: {Ready: true}}},
 			want:    "cluster-3=100",
 			reasons: map[string]Reason{"cluster-1": NotReady, "cluster-2": NoLocalEndpoints, "cluster-3": Target},
+		},
+		{
+			name: "a target that is not Ready but still in its grace is routed to, as the gateways do",
+			in: Input{Consumer: c2, Port: 8080, Import: httpbin(c1, c3), Policy: policy(v1alpha1.FailOverLbType, target(c1), target(c3)),
+				Health: map[string]Health{c1: {Ready: false, Reason: "Unreachable"}, c3: {Ready: true}}},
+			want:    "cluster-1=100,cluster-3=100",
+			reasons: map[string]Reason{"cluster-1": Target, "cluster-2": NoLocalEndpoints, "cluster-3": Target},
 		},
 		{
 			name:    "weights, and a weight of zero drains a target",
@@ -242,6 +249,14 @@ func TestComputeDoesNotAlias(t *testing.T) {
 	assert.Equal(t, "/cluster-1/httpbin-mesh", r.Tiers[1][0].Backends[0].Path)
 }
 
+func TestComputeSaysWhenAClusterIsInOnlyForItsGrace(t *testing.T) {
+	r := Compute(Input{Consumer: c2, Port: 8080, Import: httpbin(c1), Policy: policy(v1alpha1.FailOverLbType, target(c1)),
+		Health: map[string]Health{c1: {Ready: false, Reason: "Unreachable"}}})
+	require.Len(t, r.Decisions, 2)
+	assert.Equal(t, c1, r.Decisions[0].Cluster)
+	assert.Contains(t, r.Decisions[0].Message, "not Ready (Unreachable), and is served until its grace runs out")
+}
+
 func TestSelect(t *testing.T) {
 	r := Compute(Input{Consumer: c2, Port: 8080, LocalBackends: local, Import: httpbin(c1, c3), Policy: policy(v1alpha1.FailOverLbType, target(c1), target(c3))})
 	all := func(string, Backend) bool { return true }
@@ -278,7 +293,7 @@ func TestPick(t *testing.T) {
 }
 
 func TestExplain(t *testing.T) {
-	r := Compute(Input{Consumer: c2, Port: 8080, Import: httpbin(c1, c3), Policy: policy(v1alpha1.FailOverLbType, target(c1)),
+	r := Compute(Input{Consumer: c2, Port: 8080, Import: httpbin(c3), Policy: policy(v1alpha1.FailOverLbType, target(c1)),
 		Health: map[string]Health{c1: {Ready: false, Reason: "Unreachable", Message: "dial tcp: connection refused"}}})
 	got := r.Explain()
 	for _, want := range []string{

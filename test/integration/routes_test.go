@@ -228,7 +228,7 @@ func TestRouteExplanation(t *testing.T) {
 		waitRoutes(t, metav1.ConditionTrue, map[string][][]string{c1: {{c1}, {c3}}, c2: {{c2}, {c1, c3}}, c3: {{c3}, {c1}}})
 	})
 
-	t.Run("a target that is not Ready leaves every route at once", func(t *testing.T) {
+	t.Run("a target that is not Ready leaves every route when its grace runs out", func(t *testing.T) {
 		f.Member("cluster-3").Stop()
 		waitReady(t, ctx, f, "cluster-3", metav1.ConditionFalse, 15*time.Second)
 		// After the grace, the control plane withdraws cluster-3's export,

@@ -114,10 +114,16 @@ func TestComputeRoutes(t *testing.T) {
 			wantNote:      "read from the member at https://127.0.0.1:6443 (context cluster-2): its Service and EndpointSlices",
 		},
 		{
-			name: "ActiveActive, a target not Ready",
-			req:  routeRequest{Import: walkthroughImport("cluster-1", "cluster-3"), Policy: gtp(v1alpha1.ActiveActiveLbType, k1, k3), Local: localHTTPBin(), Clusters: down},
+			name: "ActiveActive, a target not Ready and withdrawn",
+			req:  routeRequest{Import: walkthroughImport("cluster-1"), Policy: gtp(v1alpha1.ActiveActiveLbType, k1, k3), Local: localHTTPBin(), Clusters: down},
 			want: [][]string{{k2, k1}}, wantLocal: localFromMember,
 			wantDecisions: []string{k1 + " Target", k2 + " Local", k3 + " NotReady"},
+		},
+		{
+			name: "ActiveActive, a target not Ready in its grace, which the gateways still route to",
+			req:  routeRequest{Import: walkthroughImport("cluster-1", "cluster-3"), Policy: gtp(v1alpha1.ActiveActiveLbType, k1, k3), Local: localHTTPBin(), Clusters: down},
+			want: [][]string{{k2, k1, k3}}, wantLocal: localFromMember,
+			wantDecisions: []string{k1 + " Target", k2 + " Local", k3 + " Target"},
 		},
 		{
 			name: "no import, the member read: Locality serves from its own Service",
@@ -183,7 +189,7 @@ func TestPrintRoutes(t *testing.T) {
 	// A member's administrator words the Ready message of its Cluster.
 	clusters[2].Status.Conditions[0].Message = "dial tcp\x1b[2J\tforged\ncluster-3   True"
 	view, err := computeRoutes(routeRequest{Namespace: "httpbin", Name: "httpbin", Consumer: &clusters[1], Clusters: clusters,
-		Import: walkthroughImport("cluster-1", "cluster-3"), Policy: gtp(v1alpha1.FailOverLbType, k1, k3), Local: localHTTPBin()})
+		Import: walkthroughImport("cluster-1"), Policy: gtp(v1alpha1.FailOverLbType, k1, k3), Local: localHTTPBin()})
 	require.NoError(t, err)
 
 	var out bytes.Buffer
