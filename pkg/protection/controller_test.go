@@ -340,7 +340,7 @@ func TestSyncPolicy(t *testing.T) {
 				{ClusterKey: key1, Known: true, Exported: true, Message: "not Ready (Unreachable)"},
 				{ClusterKey: key2, Known: true, Message: "not Ready; does not export the service"},
 			},
-			wantCond:   metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
+			wantCond: metav1.Condition{Status: metav1.ConditionTrue, Reason: ReasonAllTargetsKnown, Message: "every target is the key of a registered Cluster"},
 			// cluster-1's endpoints are still in the import (its grace has
 			// not run out), so the gateways route to it, and so does the
 			// status.
