@@ -147,6 +147,9 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, progress io.Writer) (*Ga
 	}
 	res := &GatewayResults{GatewayConfig: cfg}
 
+	if err := b.ensureGateways(ctx); err != nil {
+		return nil, err
+	}
 	say("latency: %d requests directly and %d through cluster-2's egress, interleaved", cfg.LatencySamples, cfg.LatencySamples)
 	if err := b.latency(ctx, cfg, res); err != nil {
 		return nil, fmt.Errorf("latency: %w", err)
@@ -173,6 +176,9 @@ func RunGateway(ctx context.Context, cfg GatewayConfig, progress io.Writer) (*Ga
 		return nil, fmt.Errorf("failover from a remote gateway: %w", err)
 	}
 	res.FailoverRequestsPerTrial = float64(b.requests.Load()-before) / float64(cfg.FailoverTrials)
+	if err := b.ensureGateways(ctx); err != nil {
+		return nil, err
+	}
 	say("cluster-1 unreachable from the control plane")
 	if err := b.unreachable(ctx, res); err != nil {
 		return nil, fmt.Errorf("unreachable member: %w", err)
@@ -462,6 +468,9 @@ func (b *gatewayBench) failovers(ctx context.Context, trials int, kill func(cont
 	var times []float64
 	errs := 0
 	for range trials {
+		if err := b.ensureGateways(ctx); err != nil {
+			return Distribution{}, errs, err
+		}
 		type result struct {
 			start, end time.Time
 			by         string
@@ -503,11 +512,17 @@ func (b *gatewayBench) failovers(ctx context.Context, trials int, kill func(cont
 		close(stop)
 		wg.Wait()
 		var served, lastErr time.Time
+		var firstErr error
+		by := map[string]int{}
 		for _, r := range results {
 			if r.start.Before(t0) {
 				continue
 			}
+			by[r.by]++
 			if r.err != nil {
+				if firstErr == nil {
+					firstErr = r.err
+				}
 				errs++
 				if r.end.After(lastErr) {
 					lastErr = r.end
@@ -519,7 +534,7 @@ func (b *gatewayBench) failovers(ctx context.Context, trials int, kill func(cont
 			}
 		}
 		if served.IsZero() {
-			return Distribution{}, errs, fmt.Errorf("no request was served by another cluster than %s after it failed", out)
+			return Distribution{}, errs, fmt.Errorf("no request was served by another cluster than %s after it failed: served by %v, first error: %v", out, by, firstErr)
 		}
 		if lastErr.After(served) {
 			served = lastErr
@@ -530,6 +545,21 @@ func (b *gatewayBench) failovers(ctx context.Context, trials int, kill func(cont
 		}
 	}
 	return distribution(times), errs, nil
+}
+
+// ensureGateways starts again any gateway that is found dead before a
+// measurement: on a shared machine another process may kill it, and a
+// figure must not measure that.
+func (b *gatewayBench) ensureGateways(ctx context.Context) error {
+	for _, m := range benchMembers {
+		if g := b.gw[m]; g.PID() == 0 {
+			b.say("the gateway of %s was found dead before a measurement (see its log, %s); starting it again", m, g.Log())
+			if err := g.Start(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // killLocal kills cluster-2's httpbin; the repair starts it again and
