@@ -50,16 +50,16 @@ import (
 type GatewayConfig struct {
 	// LatencySamples are the sequential requests timed directly and
 	// through the gateway, each.
-	LatencySamples int
+	LatencySamples int `json:"latencySamples"`
 	// ThroughputSeconds is how long each throughput run lasts, with
 	// ThroughputClients clients in parallel.
-	ThroughputSeconds float64
-	ThroughputClients int
+	ThroughputSeconds float64 `json:"throughputSeconds"`
+	ThroughputClients int     `json:"throughputClients"`
 	// FailoverTrials is how many times each failover is timed.
-	FailoverTrials int
+	FailoverTrials int `json:"failoverTrials"`
 	// Profile, if set, is where to save the consumer gateway's CPU
 	// profile taken during the throughput run.
-	Profile string
+	Profile string `json:"profile,omitempty"`
 }
 
 // GatewayResults are the gateway's figures, top-level keys of
@@ -685,9 +685,9 @@ func (r *GatewayResults) Table(w io.Writer) {
 	fmt.Fprintf(w, "%-52s %8.0f /s direct, %.0f /s through the egress: %.2fx (target >= 0.5)\n",
 		fmt.Sprintf("throughput, %d clients", r.GatewayConfig.ThroughputClients), r.GatewayDirectRPS, r.GatewayRPS, r.GatewayThroughputRatio)
 	row("failover, local httpbin killed (target p99 1 s)", r.FailoverLocalBackend)
-	fmt.Fprintf(w, "%-52s %8d of %.0f requests per trial\n", "  requests failed", r.FailoverLocalBackendErrors, r.FailoverRequestsPerTrial)
+	fmt.Fprintf(w, "%-52s %8d\n", "  requests failed", r.FailoverLocalBackendErrors)
 	row("failover, cluster-1's gateway killed (target p99 1 s)", r.FailoverRemoteGateway)
-	fmt.Fprintf(w, "%-52s %8d\n", "  requests failed", r.FailoverRemoteGatewayErrors)
+	fmt.Fprintf(w, "%-52s %8d of %.0f requests per trial\n", "  requests failed", r.FailoverRemoteGatewayErrors, r.FailoverRequestsPerTrial)
 	fmt.Fprintf(w, "%-52s %8.1f s to Ready=False, %.1f s to withdrawal (%.1f s in cluster-2; grace %.0f s)\n",
 		"cluster-1 unreachable from the control plane", r.UnreachableToNotReadySeconds, r.UnreachableToWithdrawalSeconds,
 		r.UnreachableToMemberWithdrawalSeconds, r.UnreachableGraceSeconds)
