@@ -113,7 +113,7 @@ func TestAdmission(t *testing.T) {
 		out = k.run(t, kc, seed(t, "gtp-activeactive.yaml", nil), "apply", "-n", "httpbin", "-f", "-")
 		assert.Contains(t, out, "globaltrafficpolicy.flomesh.io/httpbin configured")
 		out = k.run(t, kc, "", "get", "gtp", "-n", "httpbin")
-		assert.Regexp(t, `(?m)^httpbin +ActiveActive +default/default/default/cluster-1,default/default/default/cluster-3 +\S+$`, out)
+		assert.Regexp(t, `(?m)^httpbin +ActiveActive +default/default/default/cluster-1,default/default/default/cluster-3(?: +(?:True|False|Unknown)){0,2} +\S+$`, out)
 		// A dry run is judged too.
 		_, errOut, err := k.try(t, kc, strings.Replace(seed(t, "gtp-failover.yaml", nil), "cluster-3", "cluster-9", 1),
 			"apply", "--dry-run=server", "-n", "httpbin", "-f", "-")

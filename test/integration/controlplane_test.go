@@ -99,7 +99,7 @@ func TestControlPlane(t *testing.T) {
 				assert.Contains(t, out, "globaltrafficpolicy.flomesh.io/httpbin")
 			}
 			out = k.run(t, kc, "", "get", "gtp", "-n", "httpbin")
-			assert.Regexp(t, `(?m)^httpbin +ActiveActive +default/default/default/cluster-1,default/default/default/cluster-3 +\S+$`, out)
+			assert.Regexp(t, `(?m)^httpbin +ActiveActive +default/default/default/cluster-1,default/default/default/cluster-3(?: +(?:True|False|Unknown)){0,2} +\S+$`, out)
 
 			explain := k.run(t, kc, "", "explain", "globaltrafficpolicy.spec.lbType")
 			assert.Contains(t, explain, "Locality")
