@@ -233,7 +233,7 @@ func measureLateJoiner(ctx context.Context, f *framework.Federation, cfg Config,
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer func() { w.Stop() }()
 
 	// The steady-state probe runs from before the join to its end.
 	probeCtx, stopProbe := context.WithCancel(ctx)
@@ -277,26 +277,67 @@ func measureLateJoiner(ctx context.Context, f *framework.Federation, cfg Config,
 	}
 	var first, last time.Time
 	seen := 0
+	held := map[string]bool{}
+	lastRV := ""
+	add := func(si *v1alpha1.ServiceImport) {
+		key := si.Namespace + "/" + si.Name
+		if !want[key] || held[key] {
+			return
+		}
+		held[key] = true
+		now := time.Now()
+		if seen == 0 {
+			first = now
+		}
+		last = now
+		seen++
+	}
+	// A watch of a custom resource ends whenever its CRD is written, as
+	// the syncer does when it meets a member whose CRDs are older than its
+	// own: resume from the last version seen, and list when that version
+	// is gone, so that what the joiner holds is counted once either way.
+	resume := func(relist bool) error {
+		w.Stop()
+		if !relist && lastRV != "" {
+			var err error
+			if w, err = joiner.Fedmesh().FlomeshV1alpha1().ServiceImports(metav1.NamespaceAll).Watch(ctx, metav1.ListOptions{ResourceVersion: lastRV}); err == nil {
+				return nil
+			}
+			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+				return err
+			}
+		}
+		list, err := joiner.Fedmesh().FlomeshV1alpha1().ServiceImports(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range list.Items {
+			add(&list.Items[i])
+		}
+		lastRV = list.ResourceVersion
+		w, err = joiner.Fedmesh().FlomeshV1alpha1().ServiceImports(metav1.NamespaceAll).Watch(ctx, metav1.ListOptions{ResourceVersion: lastRV})
+		return err
+	}
 	timeout := time.After(15 * time.Minute)
 	for seen < len(want) {
 		select {
 		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return fmt.Errorf("watch of %s's imports ended", joinerCluster)
-			}
-			if ev.Type == watch.Error {
-				return fmt.Errorf("watch of %s's imports failed: %v", joinerCluster, ev.Object)
-			}
-			si, ok := ev.Object.(*v1alpha1.ServiceImport)
-			if !ok || ev.Type != watch.Added || !want[si.Namespace+"/"+si.Name] {
+			if !ok || ev.Type == watch.Error {
+				// An error event is a version that is gone: list.
+				if err := resume(ok); err != nil {
+					return fmt.Errorf("resuming the watch of %s's imports: %w", joinerCluster, err)
+				}
 				continue
 			}
-			now := time.Now()
-			if seen == 0 {
-				first = now
+			si, ok := ev.Object.(*v1alpha1.ServiceImport)
+			if !ok {
+				continue
 			}
-			last = now
-			seen++
+			lastRV = si.ResourceVersion
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			add(si)
 		case <-timeout:
 			return fmt.Errorf("%s holds %d of %d imports after 15 minutes", joinerCluster, seen, len(want))
 		}
