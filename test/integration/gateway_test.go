@@ -128,7 +128,6 @@ func TestGatewayIdentity(t *testing.T) {
 // under FailOver it is served by cluster-1 through cluster-1's ingress,
 // with the rewrite; and it still is once the control plane is gone.
 func TestGatewayRoutes(t *testing.T) {
-	quarantined(t, "open defect: in some runs fedmesh-syncer never syncs the caches of a member that joined while it ran, and writes nothing into it (cluster-2 never gets its ServiceImport)")
 	if err := netns.Available(); err != nil {
 		t.Skipf("the backends run in network namespaces: %v", err)
 	}

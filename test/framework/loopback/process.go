@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -107,7 +108,7 @@ func (p *process) launchLocked(note string) error {
 	// order. Pdeathsig takes the process down with a caller that dies
 	// without stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startFromSpawner(cmd); err != nil {
 		log.Close()
 		return fmt.Errorf("starting %s: %w", p.name, err)
 	}
@@ -318,3 +319,36 @@ func copyDir(src, dst string) error {
 		return os.WriteFile(target, b, 0o644)
 	})
 }
+
+// startFromSpawner starts cmd from the spawner, one OS thread that lives
+// as long as the caller. The kernel sends a child its Pdeathsig when the
+// thread that forked it ends, not the process (prctl(2)); the Go runtime
+// ends a thread whenever a goroutine exits locked to it, as one that
+// entered a network namespace may (netns), so a child forked from an
+// ordinary goroutine's thread could be killed at any moment.
+func startFromSpawner(cmd *exec.Cmd) error {
+	spawnerOnce.Do(func() {
+		spawns = make(chan spawn)
+		go func() {
+			// Never unlocked, and never returns: the thread is the
+			// parent of every process started here.
+			runtime.LockOSThread()
+			for s := range spawns {
+				s.done <- s.cmd.Start()
+			}
+		}()
+	})
+	s := spawn{cmd: cmd, done: make(chan error, 1)}
+	spawns <- s
+	return <-s.done
+}
+
+type spawn struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+var (
+	spawnerOnce sync.Once
+	spawns      chan spawn
+)

@@ -192,31 +192,58 @@ func (ns *Namespace) Listen(port int) (net.Listener, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		// Never unlocked: once the thread has joined the namespace, the
-		// runtime must end it with this goroutine rather than run other
-		// goroutines on it.
+		// The thread joins the namespace for the socket call only and is
+		// then moved back. Were it left there, the runtime would have to
+		// end it with this goroutine, and a thread that ends sends the
+		// Pdeathsig of every process it started (prctl(2) ties the signal
+		// to the thread, not the process): the servers of the test that
+		// happened to be started from it were killed without a word.
 		runtime.LockOSThread()
-		f, err := os.Open(filepath.Join(netnsDir, ns.Name))
+		home, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
+		defer home.Close()
+		f, err := os.Open(filepath.Join(netnsDir, ns.Name))
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer f.Close()
 		if sysSetns == 0 {
-			f.Close()
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("%w (no setns number known for %s)", ErrNeedRoot, runtime.GOARCH)}
 			return
 		}
-		_, _, errno := syscall.RawSyscall(sysSetns, f.Fd(), syscall.CLONE_NEWNET, 0)
-		f.Close()
-		if errno != 0 {
+		if errno := setns(f); errno != 0 {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("setns %s: %w", ns.Name, errno)}
 			return
 		}
 		ln, err := net.Listen("tcp", netip.AddrPortFrom(ns.IP, uint16(port)).String())
+		if errno := setns(home); errno != 0 {
+			// Still in the namespace: the thread stays locked and ends
+			// with this goroutine, which is the lesser harm.
+			if ln != nil {
+				ln.Close()
+			}
+			ch <- result{err: fmt.Errorf("setns back from %s: %w", ns.Name, errno)}
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- result{ln, err}
 	}()
 	r := <-ch
 	return r.ln, r.err
+}
+
+// setns moves the calling thread into the network namespace of f.
+func setns(f *os.File) syscall.Errno {
+	_, _, errno := syscall.RawSyscall(sysSetns, f.Fd(), syscall.CLONE_NEWNET, 0)
+	return errno
 }
 
 // Close removes the namespace and, with it, the veth pair and whatever

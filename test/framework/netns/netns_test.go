@@ -208,3 +208,58 @@ func TestRemoveStale(t *testing.T) {
 		t.Errorf("live namespace %s was removed", mine.Name)
 	}
 }
+
+// threads maps each thread of this process to its network namespace.
+func threads(t *testing.T) map[string]string {
+	t.Helper()
+	paths, err := filepath.Glob("/proc/self/task/*/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range paths {
+		if ns, err := os.Readlink(p); err == nil {
+			out[strings.Split(p, "/")[4]] = ns
+		}
+	}
+	return out
+}
+
+// TestListenKeepsThreads checks that Listen leaves every thread of the
+// process alive and in the host's namespace. A thread that ends kills the
+// processes it started with a Pdeathsig, which is how the framework
+// starts its servers; one left in the namespace would send the process's
+// loopback traffic there.
+func TestListenKeepsThreads(t *testing.T) {
+	needRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	home, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	before := threads(t)
+	for range 20 {
+		ln, err := ns.Listen(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+	}
+	after := threads(t)
+	for id := range before {
+		if _, ok := after[id]; !ok {
+			t.Errorf("thread %s ended", id)
+		}
+	}
+	for id, n := range after {
+		if n != home {
+			t.Errorf("thread %s is in %s, not the host's %s", id, n, home)
+		}
+	}
+}
