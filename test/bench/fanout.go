@@ -37,6 +37,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -381,11 +382,14 @@ type sample struct {
 // once its watches are open.
 func probeSync(ctx context.Context, members []*framework.Cluster, ready chan<- struct{}) ([]sample, error) {
 	watches := make([]watch.Interface, len(members))
+	kube := make([]kubernetes.Interface, len(members))
+	fed := make([]versioned.Interface, len(members))
 	for i, m := range members {
-		if _, err := m.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fanoutNS}}, metav1.CreateOptions{}); err != nil {
+		kube[i], fed[i] = m.Kube(), m.Fedmesh()
+		if _, err := kube[i].CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fanoutNS}}, metav1.CreateOptions{}); err != nil {
 			return nil, err
 		}
-		w, err := m.Fedmesh().FlomeshV1alpha1().ServiceImports(fanoutNS).Watch(ctx, metav1.ListOptions{})
+		w, err := fed[i].FlomeshV1alpha1().ServiceImports(fanoutNS).Watch(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -401,24 +405,35 @@ func probeSync(ctx context.Context, members []*framework.Cluster, ready chan<- s
 		}
 		return nil, err
 	}
+	// Paced, as a steady state is: back to back, the probe was itself a
+	// load of about 20 exports a second, each written into every member,
+	// that took a third of the machine from the fan-out it is beside.
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
 	for i := 0; ctx.Err() == nil; i++ {
 		from, to := i%len(members), (i+1)%len(members)
-		m := members[from]
 		name := fmt.Sprintf("fan-%05d", i)
-		if _, err := m.Kube().CoreV1().Services(fanoutNS).Create(ctx, headless(name, 8080), metav1.CreateOptions{}); err != nil {
+		if _, err := kube[from].CoreV1().Services(fanoutNS).Create(ctx, headless(name, 8080), metav1.CreateOptions{}); err != nil {
 			return stopped(err)
 		}
 		start := time.Now()
-		if _, err := m.Fedmesh().FlomeshV1alpha1().ServiceExports(fanoutNS).Create(ctx, export(name, 8080), metav1.CreateOptions{}); err != nil {
+		if _, err := fed[from].FlomeshV1alpha1().ServiceExports(fanoutNS).Create(ctx, export(name, 8080), metav1.CreateOptions{}); err != nil {
 			return stopped(err)
 		}
 		if err := awaitAddedCtx(ctx, watches[to], name); err != nil {
 			return stopped(fmt.Errorf("%s: %w", members[to].Name, err))
 		}
 		samples = append(samples, sample{start, float64(time.Since(start).Microseconds()) / 1000})
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
 	}
 	return samples, nil
 }
+
+// probeInterval paces the steady-state probe: about 5 exports a second.
+const probeInterval = 200 * time.Millisecond
 
 // awaitAddedCtx is awaitAdded that also returns when ctx is done.
 func awaitAddedCtx(ctx context.Context, w watch.Interface, name string) error {
@@ -436,11 +451,29 @@ func awaitAddedCtx(ctx context.Context, w watch.Interface, name string) error {
 const profileSeconds = "10"
 
 // saveFanoutProfiles saves CPU profiles, taken at the same time, of the
-// syncer and of the member kube-apiserver it writes into.
+// syncer and of the member kube-apiserver it writes into, and the
+// syncer's goroutines half-way through: where its workers wait, when
+// neither process is busy, is where the fan-out's time goes.
 func saveFanoutProfiles(ctx context.Context, f *framework.Federation, member *framework.Cluster, dir string) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	wg.Add(2)
+	errs := make([]error, 3)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+			return
+		}
+		code, body, err := f.Syncer().Get(ctx, f.ControlPlane.Config(), "/debug/pprof/goroutine?debug=1")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("syncer /debug/pprof/goroutine: %d %s", code, body)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "syncer-goroutines.txt"), body, 0o644)
+		}
+		errs[2] = err
+	}()
 	go func() {
 		defer wg.Done()
 		code, body, err := f.Syncer().Get(ctx, f.ControlPlane.Config(), "/debug/pprof/profile?seconds="+profileSeconds)
