@@ -124,6 +124,22 @@ type member struct {
 	// object.
 	reportedMu sync.Mutex
 	reported   map[types.UID]string
+
+	// creating holds the namespace creations in flight, so that the
+	// workers that need a namespace the cache does not hold yet wait for
+	// one request rather than send one each: a member joining a
+	// federation had 60 of its workers race to create one namespace, 59
+	// of them refused with AlreadyExists.
+	creatingMu sync.Mutex
+	creating   map[string]*namespaceCreation
+}
+
+// namespaceCreation is a namespace creation in flight; err is set before
+// done is closed. waiters counts the callers waiting for it.
+type namespaceCreation struct {
+	done    chan struct{}
+	err     error
+	waiters int
 }
 
 var (

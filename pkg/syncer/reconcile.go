@@ -287,14 +287,48 @@ func (s *Syncer) ensureNamespace(ctx context.Context, m *member, name string, cr
 	if !create {
 		return false, nil
 	}
+	if err := m.createNamespace(ctx, name); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// createNamespace creates a namespace, labelled as the syncer's, or waits
+// for the creation of it already in flight; one that exists is no error.
+func (m *member) createNamespace(ctx context.Context, name string) error {
+	m.creatingMu.Lock()
+	if m.creating == nil {
+		m.creating = map[string]*namespaceCreation{}
+	}
+	c, inFlight := m.creating[name]
+	if inFlight {
+		c.waiters++
+	} else {
+		c = &namespaceCreation{done: make(chan struct{})}
+		m.creating[name] = c
+	}
+	m.creatingMu.Unlock()
+	if inFlight {
+		select {
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	countWrite(ctx, m, "namespaces", "create", "", name)
 	_, err := m.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ownedLabels()},
 	}, metav1.CreateOptions{FieldManager: FieldManager})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return false, err
+	if apierrors.IsAlreadyExists(err) {
+		err = nil
 	}
-	return true, nil
+	c.err = err
+	m.creatingMu.Lock()
+	delete(m.creating, name)
+	m.creatingMu.Unlock()
+	close(c.done)
+	return err
 }
 
 // deleteOwned deletes an object the syncer created, on the condition that

@@ -26,10 +26,13 @@ package syncer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -374,4 +377,59 @@ func TestReconcile(t *testing.T) {
 		assert.Equal(t, []string{"delete serviceimports kube-system/httpbin"}, f.run(k2, serviceKey{"kube-system", "httpbin"}),
 			"what was written there before goes")
 	})
+}
+
+// TestCreateNamespaceOnce checks that workers needing a namespace while its
+// creation is in flight wait for it rather than send their own, and share
+// its outcome.
+func TestCreateNamespaceOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refuse  error
+		wantErr bool
+	}{
+		{name: "created"},
+		{name: "already there", refuse: apierrors.NewAlreadyExists(corev1.Resource("namespaces"), "ns")},
+		{name: "refused", refuse: apierrors.NewForbidden(corev1.Resource("namespaces"), "ns", errors.New("no")), wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kube := kubefake.NewSimpleClientset()
+			entered, release := make(chan struct{}), make(chan struct{})
+			var creates atomic.Int32
+			kube.PrependReactor("create", "namespaces", func(core.Action) (bool, runtime.Object, error) {
+				if creates.Add(1) == 1 {
+					close(entered)
+				}
+				<-release
+				if tc.refuse != nil {
+					return true, nil, tc.refuse
+				}
+				return false, nil, nil
+			})
+			m := &member{name: "member", kube: kube}
+			const followers = 8
+			errs := make(chan error, followers+1)
+			go func() { errs <- m.createNamespace(context.Background(), "ns") }()
+			<-entered
+			for range followers {
+				go func() { errs <- m.createNamespace(context.Background(), "ns") }()
+			}
+			// Released once every follower waits on the creation in flight.
+			require.Eventually(t, func() bool {
+				m.creatingMu.Lock()
+				defer m.creatingMu.Unlock()
+				return m.creating["ns"].waiters == followers
+			}, 10*time.Second, time.Millisecond)
+			close(release)
+			for range followers + 1 {
+				if err := <-errs; tc.wantErr {
+					assert.True(t, apierrors.IsForbidden(err), "error %v", err)
+				} else {
+					assert.NoError(t, err)
+				}
+			}
+			assert.Equal(t, int32(1), creates.Load(), "namespace creations sent")
+			assert.Empty(t, m.creating, "nothing left in flight")
+		})
+	}
 }
