@@ -21,12 +21,10 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/apis/flomesh/validation"
-	"github.com/fedmesh/fedmesh/pkg/clusterset"
 	"github.com/fedmesh/fedmesh/pkg/routing"
 )
 
@@ -59,13 +57,6 @@ const (
 	ReasonTooManyRoutes = "TooManyRoutes"
 )
 
-// Health reasons of clusters that are not Ready for a reason of the
-// Cluster object itself rather than of its Ready condition.
-const (
-	healthBeingDeleted = "BeingDeleted"
-	healthNoCondition  = "NotProbedYet"
-)
-
 // routeInput is what consumerRoutes decides from.
 type routeInput struct {
 	// Namespace and Name of the policy and its service.
@@ -91,21 +82,14 @@ func consumerRoutes(in routeInput) ([]v1alpha1.ConsumerRoute, metav1.Condition) 
 	var consumers []string
 	for _, c := range in.Clusters {
 		key := KeyOf(c)
-		switch {
-		case c.DeletionTimestamp != nil:
-			health[key] = routing.Health{Reason: healthBeingDeleted}
+		h := routing.HealthOf(c)
+		// Only fedmesh's own reason: the message of a Ready condition
+		// may quote the member, and status never echoes what a member
+		// said.
+		h.Message = ""
+		health[key] = h
+		if c.DeletionTimestamp != nil {
 			continue
-		case isReady(c):
-			health[key] = routing.Health{Ready: true}
-		default:
-			// Only fedmesh's own reason: the message of a Ready
-			// condition may quote the member, and status never echoes
-			// what a member said.
-			h := routing.Health{Reason: healthNoCondition}
-			if rc := meta.FindStatusCondition(c.Status.Conditions, clusterset.ConditionReady); rc != nil && rc.Reason != "" {
-				h.Reason = rc.Reason
-			}
-			health[key] = h
 		}
 		consumers = append(consumers, key)
 	}

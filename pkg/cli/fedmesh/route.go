@@ -153,17 +153,9 @@ func computeRoutes(req routeRequest) (*routeView, error) {
 	health := map[string]routing.Health{}
 	for i := range req.Clusters {
 		c := &req.Clusters[i]
-		h := routing.Health{Ready: true}
-		switch cond := ready(c); {
-		case c.DeletionTimestamp != nil:
-			h = routing.Health{Reason: "BeingDeleted"}
-		case cond == nil:
-			h = routing.Health{Reason: "NotProbedYet"}
-		case cond.Status != metav1.ConditionTrue:
-			// The message may quote the member: it is escaped when
-			// printed, as everything is.
-			h = routing.Health{Reason: cond.Reason, Message: cond.Message}
-		}
+		// The message may quote the member: it is escaped when printed,
+		// as everything is.
+		h := routing.HealthOf(c)
 		health[keyOf(c.Name, c.Spec)] = h
 	}
 
