@@ -407,8 +407,10 @@ func probeSync(ctx context.Context, members []*framework.Cluster, ready chan<- s
 	}
 	// Paced, as a steady state is: back to back, the probe was itself a
 	// load of about 20 exports a second, each written into every member,
-	// that took a third of the machine from the fan-out it is beside.
-	tick := time.NewTicker(probeInterval)
+	// that took a third of the machine from the fan-out it is beside. Each
+	// export is an import in every other member, so the pace follows the
+	// members: about 10 member writes a second whatever their number.
+	tick := time.NewTicker(probeInterval * time.Duration(max(len(members), 2)) / 2)
 	defer tick.Stop()
 	for i := 0; ctx.Err() == nil; i++ {
 		from, to := i%len(members), (i+1)%len(members)
@@ -432,7 +434,8 @@ func probeSync(ctx context.Context, members []*framework.Cluster, ready chan<- s
 	return samples, nil
 }
 
-// probeInterval paces the steady-state probe: about 5 exports a second.
+// probeInterval paces the steady-state probe: about 5 exports a second
+// with 2 members, fewer with more (probeSync).
 const probeInterval = 200 * time.Millisecond
 
 // awaitAddedCtx is awaitAdded that also returns when ctx is done.
