@@ -142,52 +142,48 @@ func measureWriteLimit(ctx context.Context, member *framework.Cluster, n, worker
 	if _, err := member.Kube().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: limitNS}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return 0, err
 	}
+	client := fed.FlomeshV1alpha1().ServiceImports(limitNS)
 	write := func(name string) error {
 		si := benchImport(limitNS, name)
 		if !apply {
-			_, err := fed.FlomeshV1alpha1().ServiceImports(limitNS).Create(ctx, si, metav1.CreateOptions{})
+			_, err := client.Create(ctx, si, metav1.CreateOptions{})
 			return err
 		}
 		body, err := json.Marshal(si)
 		if err != nil {
 			return err
 		}
-		_, err = fed.FlomeshV1alpha1().ServiceImports(limitNS).Patch(ctx, name, types.ApplyPatchType, body,
+		_, err = client.Patch(ctx, name, types.ApplyPatchType, body,
 			metav1.PatchOptions{FieldManager: "bench", Force: ptr.To(true)})
 		return err
 	}
-	client := fed.FlomeshV1alpha1().ServiceImports(limitNS)
-	var next atomic.Int64
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
+	name := func(i int) string { return fmt.Sprintf("limit-%05d", i) }
 	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				if err := write(fmt.Sprintf("limit-%05d", i)); err != nil {
-					errs[w] = err
-					return
-				}
-			}
-		}()
+	if err := inParallel(workers, n, func(i int) error { return write(name(i)) }); err != nil {
+		return 0, fmt.Errorf("creating ServiceImports: %w", err)
 	}
-	wg.Wait()
 	elapsed := time.Since(start)
-	for _, err := range errs {
-		if err != nil {
-			return 0, fmt.Errorf("creating ServiceImports: %w", err)
-		}
-	}
 	// One by one, by as many goroutines: a single DeleteCollection of
 	// 10,000 objects outlasts the server's request timeout on a loaded
 	// machine.
-	next.Store(0)
+	if err := inParallel(workers, n, func(i int) error {
+		if err := client.Delete(ctx, name(i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("deleting ServiceImports: %w", err)
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// inParallel calls f(0) to f(n-1) from workers goroutines, each taking
+// the next index, and returns the first error met; a goroutine stops at
+// its first error, the others go on.
+func inParallel(workers, n int, f func(int) error) error {
+	var next atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -197,7 +193,7 @@ func measureWriteLimit(ctx context.Context, member *framework.Cluster, n, worker
 				if i >= int64(n) {
 					return
 				}
-				if err := client.Delete(ctx, fmt.Sprintf("limit-%05d", i), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				if err := f(int(i)); err != nil {
 					errs[w] = err
 					return
 				}
@@ -207,10 +203,10 @@ func measureWriteLimit(ctx context.Context, member *framework.Cluster, n, worker
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return 0, fmt.Errorf("deleting ServiceImports: %w", err)
+			return err
 		}
 	}
-	return float64(n) / elapsed.Seconds(), nil
+	return nil
 }
 
 // measureLateJoiner registers the late joiner with the syncer running and
