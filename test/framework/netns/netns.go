@@ -190,6 +190,20 @@ func (ns *Namespace) Listen(port int) (net.Listener, error) {
 		ln  net.Listener
 		err error
 	}
+	if sysSetns == 0 {
+		return nil, fmt.Errorf("%w (no setns number known for %s)", ErrNeedRoot, runtime.GOARCH)
+	}
+	// The namespace to return to is the process's own: its main thread's.
+	home, err := os.Open("/proc/self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	defer home.Close()
+	target, err := os.Open(filepath.Join(netnsDir, ns.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
 	ch := make(chan result, 1)
 	go func() {
 		// The thread joins the namespace for the socket call only and is
@@ -199,26 +213,7 @@ func (ns *Namespace) Listen(port int) (net.Listener, error) {
 		// to the thread, not the process): the servers of the test that
 		// happened to be started from it were killed without a word.
 		runtime.LockOSThread()
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer home.Close()
-		f, err := os.Open(filepath.Join(netnsDir, ns.Name))
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if sysSetns == 0 {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("%w (no setns number known for %s)", ErrNeedRoot, runtime.GOARCH)}
-			return
-		}
-		if errno := setns(f); errno != 0 {
+		if errno := setns(target); errno != 0 {
 			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("setns %s: %w", ns.Name, errno)}
 			return
