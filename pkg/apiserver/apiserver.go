@@ -146,19 +146,24 @@ func (c completedConfig) New() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiGroupInfo.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
-		"clusters":                     clusters,
-		"clusters/status":              clusterStatus,
-		"globaltrafficpolicies":        policies,
-		"globaltrafficpolicies/status": policyStatus,
-		"serviceimports":               serviceimport.NewREST(s.Imports),
-	}
-	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
-		return nil, err
+	// The group is installed last: the serviceimports storage serves no
+	// read until the clusterset controller has filled the imports.
+	install := func(importsComplete func() error) (*Server, error) {
+		apiGroupInfo.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+			"clusters":                     clusters,
+			"clusters/status":              clusterStatus,
+			"globaltrafficpolicies":        policies,
+			"globaltrafficpolicies/status": policyStatus,
+			"serviceimports":               serviceimport.NewREST(s.Imports, importsComplete),
+		}
+		if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	informers := c.ExtraConfig.Informers
 	if informers == nil {
-		return s, nil
+		return install(nil)
 	}
 	var controller *clusterset.Controller
 	var secrets kubeinformers.SharedInformerFactory
@@ -203,10 +208,13 @@ func (c completedConfig) New() (*Server, error) {
 	})
 	// Until every member known at the start has been reached, the imports
 	// are those of some members only: a client that listed them would take
-	// the others for deleted (clusterset.initialSync).
+	// the others for deleted (clusterset.initialSync). The server is not
+	// ready, and the storage refuses reads.
+	var importsComplete func() error
 	if controller != nil {
+		importsComplete = controller.ImportsComplete
 		if err := s.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("fedmesh-imports-complete", func(*http.Request) error {
-			return controller.ImportsComplete()
+			return importsComplete()
 		})); err != nil {
 			return nil, err
 		}
@@ -226,5 +234,5 @@ func (c completedConfig) New() (*Server, error) {
 	})); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return install(importsComplete)
 }

@@ -122,7 +122,7 @@ func NewController(client versioned.Interface, factory informers.SharedInformerF
 		policyIndex:  policyInformer.Informer().GetIndexer(),
 		synced:       []cache.InformerSynced{clusterInformer.Informer().HasSynced, policyInformer.Informer().HasSynced},
 		imports:      imports,
-		importREST:   serviceimport.NewREST(imports),
+		importREST:   serviceimport.NewREST(imports, nil),
 		writes:       writes,
 		clusterQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "cluster_protection"}),

@@ -27,7 +27,9 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -44,6 +46,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 	kubeinformers "k8s.io/client-go/informers"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
@@ -414,6 +417,11 @@ func TestFedmeshAPIServerKill(t *testing.T) {
 	}
 	time.Sleep(max(c.cfg.Down-time.Since(killed), 0))
 
+	// A reader of the replica itself, not through the aggregator, lists
+	// from the moment it listens: every list it is served must hold the
+	// stable import, the storage refusing (429) until the imports are
+	// complete.
+	direct := startDirectReader(ctx, server, c.cfg.Churn.Namespace+"/"+stableName)
 	restarted := time.Now()
 	require.NoError(t, server.Start(ctx))
 	t.Logf("fedmesh-apiserver ready and its APIService Available %s after the restart (down %s)",
@@ -424,8 +432,98 @@ func TestFedmeshAPIServerKill(t *testing.T) {
 		c.res.RecoverSeconds = Seconds(time.Since(restarted))
 		t.Logf("every member's imports served %s after the restart", time.Since(restarted).Round(time.Millisecond))
 	}
+	got := direct.stop()
+	if got.served == 0 {
+		c.miss("the direct reader was never served a list of the restarted replica: %v", got.lastErr)
+	}
+	if got.partial > 0 {
+		c.miss("the restarted replica served %d of %d lists without the stable import", got.partial, got.served)
+	}
+	if got.noRetryAfter > 0 {
+		c.miss("the restarted replica refused %d lists without a Retry-After", got.noRetryAfter)
+	}
+	c.note("the restarted replica itself refused %d lists with 429 before serving %d", got.refused, got.served)
 	time.Sleep(c.cfg.Down)
 	c.finish(ctx, f.ControlPlane.Fedmesh())
+}
+
+// directReader lists the imports of one fedmesh-apiserver replica in a
+// tight loop, without client-go's retries, and counts what it is served.
+type directReader struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	// Set by the loop, read after done.
+	served, partial, refused, noRetryAfter int
+	lastErr                                error
+}
+
+func startDirectReader(ctx context.Context, server *loopback.FedmeshServer, stable string) *directReader {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &directReader{done: make(chan struct{}), cancel: cancel}
+	cfg := server.Config()
+	client, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		r.lastErr = err
+		close(r.done)
+		return r
+	}
+	url := cfg.Host + "/apis/" + v1alpha1.SchemeGroupVersion.String() + "/serviceimports"
+	go func() {
+		defer close(r.done)
+		for ctx.Err() == nil {
+			r.read(ctx, client, url, stable)
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return r
+}
+
+func (r *directReader) read(ctx context.Context, client *http.Client, url, stable string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		r.lastErr = err
+		return
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// Not listening yet.
+		r.lastErr = err
+		return
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var list v1alpha1.ServiceImportList
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+			r.lastErr = err
+			return
+		}
+		r.served++
+		for _, si := range list.Items {
+			if si.Namespace+"/"+si.Name == stable {
+				return
+			}
+		}
+		r.partial++
+	case http.StatusTooManyRequests:
+		r.refused++
+		if resp.Header.Get("Retry-After") == "" {
+			r.noRetryAfter++
+		}
+	default:
+		// A server still starting answers 403 or 503 before its
+		// authorization and storage are up.
+		r.lastErr = fmt.Errorf("%s", resp.Status)
+	}
+}
+
+func (r *directReader) stop() *directReader {
+	r.cancel()
+	<-r.done
+	return r
 }
 
 // TestFedmeshAPIServerReplicas runs two fedmesh-apiserver replicas behind

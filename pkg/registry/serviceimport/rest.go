@@ -40,8 +40,20 @@ import (
 // REST serves ServiceImports from an Aggregate. It implements get, list and
 // watch and nothing else, so the API server answers every write with 405
 // Method Not Allowed and discovery lists exactly these verbs.
+//
+// A server that has just started fills its aggregate member by member. A
+// client that read it then would take the imports of the members not yet
+// reached for deleted, and fedmesh-syncer would withdraw them from every
+// member. So until the aggregate is complete, every read is answered 429
+// Too Many Requests with a Retry-After of one second, as kube-apiserver's
+// watch cache answers while it initializes; clients retry. The server's
+// readiness says the same, but a client may reach the server without
+// passing a Service that heeds it.
 type REST struct {
 	agg *Aggregate
+	// complete returns nil once the aggregate holds every member's
+	// imports, and otherwise what it waits for; nil means always.
+	complete func() error
 }
 
 var (
@@ -55,9 +67,25 @@ var (
 	_ rest.SingularNameProvider = &REST{}
 )
 
-// NewREST returns the storage of serviceimports over agg.
-func NewREST(agg *Aggregate) *REST {
-	return &REST{agg: agg}
+// NewREST returns the storage of serviceimports over agg, which serves no
+// read until complete returns nil; a nil complete serves them at once.
+func NewREST(agg *Aggregate, complete func() error) *REST {
+	return &REST{agg: agg, complete: complete}
+}
+
+// retryAfterSeconds is the Retry-After of a read refused while the
+// aggregate is incomplete.
+const retryAfterSeconds = 1
+
+// ready refuses reads while the aggregate is incomplete.
+func (r *REST) ready() error {
+	if r.complete == nil {
+		return nil
+	}
+	if err := r.complete(); err != nil {
+		return apierrors.NewTooManyRequests("serviceimports are still being computed: "+err.Error(), retryAfterSeconds)
+	}
+	return nil
 }
 
 // New implements rest.Storage.
@@ -80,6 +108,9 @@ func (r *REST) NewList() runtime.Object { return &flomesh.ServiceImportList{} }
 
 // Get implements rest.Getter.
 func (r *REST) Get(ctx context.Context, name string, options *metav1.GetOptions) (runtime.Object, error) {
+	if err := r.ready(); err != nil {
+		return nil, err
+	}
 	namespace := genericapirequest.NamespaceValue(ctx)
 	obj, ok := r.agg.Get(namespace, name)
 	if !ok {
@@ -92,6 +123,9 @@ func (r *REST) Get(ctx context.Context, name string, options *metav1.GetOptions)
 // state, whatever resourceVersion it asks for: the aggregate is the only
 // copy there is.
 func (r *REST) List(ctx context.Context, options *metainternalversion.ListOptions) (runtime.Object, error) {
+	if err := r.ready(); err != nil {
+		return nil, err
+	}
 	pred, err := predicate(options)
 	if err != nil {
 		return nil, err
@@ -107,6 +141,9 @@ func (r *REST) List(ctx context.Context, options *metainternalversion.ListOption
 
 // Watch implements rest.Watcher.
 func (r *REST) Watch(ctx context.Context, options *metainternalversion.ListOptions) (watch.Interface, error) {
+	if err := r.ready(); err != nil {
+		return nil, err
+	}
 	pred, err := predicate(options)
 	if err != nil {
 		return nil, err
