@@ -47,6 +47,9 @@ const (
 	ListenerEgress  = "egress"
 )
 
+// maxResponseHeaderBytes bounds the response headers of a backend.
+const maxResponseHeaderBytes = 1 << 20
+
 // maxExplainBytes bounds the body of a 503: an explanation names every
 // cluster considered, and messages the control plane relayed.
 const maxExplainBytes = 16 << 10
@@ -96,7 +99,7 @@ type Gateway struct {
 	opts      ProxyOptions
 	table     atomic.Pointer[Table]
 	health    *health
-	transport *http.Transport
+	transport *inlineTransport
 	proxy     *httputil.ReverseProxy
 }
 
@@ -108,18 +111,25 @@ func NewGateway(opts ProxyOptions) *Gateway {
 		ejectionsTotal.WithLabelValues(cluster).Inc()
 	})
 	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
-	g.transport = &http.Transport{
-		// Never the environment's proxy: every destination is a route.
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
-		IdleConnTimeout:       opts.IdleConnTimeout,
-		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		// The client's Accept-Encoding goes through as it is.
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 1 << 20,
+	g.transport = &inlineTransport{
+		next: &http.Transport{
+			// Never the environment's proxy: every destination is a route.
+			Proxy:                 nil,
+			DialContext:           dialer.DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+			IdleConnTimeout:       opts.IdleConnTimeout,
+			ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+			ExpectContinueTimeout: time.Second,
+			// The client's Accept-Encoding goes through as it is.
+			DisableCompression:     true,
+			MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		},
+		dial:                   dialer.DialContext,
+		responseHeaderTimeout:  opts.ResponseHeaderTimeout,
+		idleTimeout:            opts.IdleConnTimeout,
+		maxIdlePerHost:         opts.MaxIdleConnsPerHost,
+		maxResponseHeaderBytes: maxResponseHeaderBytes,
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      func(*httputil.ProxyRequest) {},
