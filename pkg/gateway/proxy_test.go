@@ -49,7 +49,7 @@ type backend struct {
 	code int
 }
 
-func newBackend(t *testing.T, name string) *backend {
+func newBackend(t testing.TB, name string) *backend {
 	b := &backend{name: name, code: http.StatusOK}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
@@ -76,7 +76,7 @@ func (b *backend) lastHit() string {
 }
 
 // addr is a backend's address as a routing.Backend.
-func addr(t *testing.T, hostPort string) routing.Backend {
+func addr(t testing.TB, hostPort string) routing.Backend {
 	h, p, err := net.SplitHostPort(hostPort)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func refusedAddr(t *testing.T) string {
 // egressTable is the table of cluster-2 for httpbin/httpbin port 8080:
 // its own endpoints local, and the exports of the remotes (cluster key to
 // the loopback address of a stand-in for its gateway).
-func egressTable(t *testing.T, local []string, remotes map[string]string, pol *v1alpha1.GlobalTrafficPolicySpec) *Table {
+func egressTable(t testing.TB, local []string, remotes map[string]string, pol *v1alpha1.GlobalTrafficPolicySpec) *Table {
 	targets := map[string]v1alpha1.Target{}
 	for c, a := range remotes {
 		b := addr(t, a)
@@ -118,7 +118,7 @@ func egressTable(t *testing.T, local []string, remotes map[string]string, pol *v
 
 // newEgress serves g's egress on loopback and returns a client that uses
 // it as its proxy.
-func newEgress(t *testing.T, g *Gateway) *http.Client {
+func newEgress(t testing.TB, g *Gateway) *http.Client {
 	srv := httptest.NewServer(g.Egress())
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
