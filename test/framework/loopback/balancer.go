@@ -194,21 +194,28 @@ func (b *Balancer) serve() {
 			}
 			return
 		}
+		// The first backend is picked here, in the order the clients
+		// connected, so that the round robin is theirs, not that of the
+		// goroutines' scheduling.
+		first, ok := b.pick()
 		b.serving.Add(1)
 		go func() {
 			defer b.serving.Done()
-			b.forward(conn)
+			b.forward(conn, first, ok)
 		}()
 	}
 }
 
-// forward pairs a client connection with a backend, trying each enabled
-// one in turn from the next, and copies between them until either side
-// ends. A client for whom no backend answers is disconnected, as a Service
-// without ready endpoints refuses.
-func (b *Balancer) forward(client net.Conn) {
-	for range b.backends {
-		i, ok := b.pick()
+// forward pairs a client connection with a backend, trying first (when
+// ok), then each enabled one in turn from the next, and copies between
+// them until either side ends. A client for whom no backend answers is
+// disconnected, as a Service without ready endpoints refuses.
+func (b *Balancer) forward(client net.Conn, first int, ok bool) {
+	i := first
+	for attempt := range b.backends {
+		if attempt > 0 {
+			i, ok = b.pick()
+		}
 		if !ok {
 			break
 		}
