@@ -123,6 +123,9 @@ type Ports struct {
 
 const defaultReadyTimeout = 90 * time.Second
 
+// maxStarting is how many member clusters start at once.
+const maxStarting = 8
+
 // Federation is a running set of clusters.
 type Federation struct {
 	ControlPlane *Cluster
@@ -232,11 +235,18 @@ func New(ctx context.Context, opts Options) (*Federation, error) {
 		}
 		cp.Wait()
 	}()
+	// Starting costs a kube-apiserver seconds of CPU too: more members than
+	// maxStarting at once share the cores so thinly that none is ready
+	// within its timeout (34 at once on 2 cores were not, after 90s).
+	starting := make(chan struct{}, maxStarting)
 	for i, m := range f.Members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[2+i] = m.Start(ctx); errs[2+i] != nil || opts.WithoutMemberCRDs {
+			starting <- struct{}{}
+			errs[2+i] = m.Start(ctx)
+			<-starting
+			if errs[2+i] != nil || opts.WithoutMemberCRDs {
 				return
 			}
 			// As "kubectl fedmesh join" does, the member's administrator
