@@ -25,6 +25,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -150,14 +151,9 @@ func closedByPeer(err error) bool {
 // conn returns an idle connection to addr, or dials one.
 func (t *inlineTransport) conn(ctx context.Context, addr string) (*inlineConn, bool, error) {
 	t.mu.Lock()
-	if list := t.idle[addr]; len(list) > 0 {
-		c := list[len(list)-1]
-		list[len(list)-1] = nil
-		if len(list) == 1 {
-			delete(t.idle, addr)
-		} else {
-			t.idle[addr] = list[:len(list)-1]
-		}
+	if n := len(t.idle[addr]); n > 0 {
+		// The most recently used: the others are the first to expire.
+		c := t.unkeep(addr, n-1)
 		t.mu.Unlock()
 		c.idleTimer.Stop()
 		return c, true, nil
@@ -197,19 +193,25 @@ func (t *inlineTransport) put(c *inlineConn) {
 func (t *inlineTransport) remove(c *inlineConn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	list := t.idle[c.addr]
-	for i, kept := range list {
-		if kept == c {
-			list = append(list[:i], list[i+1:]...)
-			if len(list) == 0 {
-				delete(t.idle, c.addr)
-			} else {
-				t.idle[c.addr] = list
-			}
-			return true
-		}
+	i := slices.Index(t.idle[c.addr], c)
+	if i < 0 {
+		return false
 	}
-	return false
+	t.unkeep(c.addr, i)
+	return true
+}
+
+// unkeep takes the idle connection at index i of addr's out of the idle
+// connections and returns it. t.mu is held.
+func (t *inlineTransport) unkeep(addr string, i int) *inlineConn {
+	list := t.idle[addr]
+	c := list[i]
+	if list = slices.Delete(list, i, i+1); len(list) == 0 {
+		delete(t.idle, addr)
+	} else {
+		t.idle[addr] = list
+	}
+	return c
 }
 
 // CloseIdleConnections closes the kept-alive connections of both
