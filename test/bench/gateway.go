@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -190,7 +189,7 @@ func (b *gatewayBench) setUp(ctx context.Context) error {
 	f := b.f
 	ports := map[string]loopback.GatewayPorts{}
 	for _, m := range benchMembers {
-		p, err := freeBenchPort()
+		p, err := loopback.FreePort()
 		if err != nil {
 			return err
 		}
@@ -284,15 +283,6 @@ func joinMembers(ctx context.Context, f *framework.Federation, ports map[string]
 		}
 	}
 	return nil
-}
-
-func freeBenchPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 const benchURL = "http://httpbin.httpbin:8080/"

@@ -138,7 +138,7 @@ func TestGatewayRoutes(t *testing.T) {
 	key := func(m string) string { return "default/default/default/" + m }
 	ports := map[string]loopback.GatewayPorts{}
 	for _, m := range []string{"cluster-1", "cluster-2"} {
-		ports[m] = loopback.GatewayPorts{Ingress: gatewayTestPort(t)}
+		ports[m] = loopback.GatewayPorts{Ingress: freeLoopbackPort(t)}
 		p.run(t, "join", m, "--member-context", m, "--gateway-host", "127.0.0.1", "--gateway-port", strconv.Itoa(ports[m].Ingress), "--wait", "--timeout", "90s")
 	}
 	gw := map[string]*loopback.Gateway{}
@@ -262,11 +262,14 @@ func importState(ctx context.Context, f *framework.Federation) string {
 	return strings.Join(out, "; ")
 }
 
-func gatewayTestPort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freeLoopbackPort is a port for a gateway's ingress, which its Cluster
+// names at join, before the gateway starts: one from below the ephemeral
+// range, which no outgoing connection takes in between.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	p, err := loopback.FreePort()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // proxyClient is an HTTP client whose proxy is a gateway's egress.

@@ -18,7 +18,6 @@ package integration
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,14 +102,6 @@ func startWalkthrough(t *testing.T) (*framework.Federation, *walkthrough.Env) {
 		require.NoError(t, err, "httpbin of %s", m)
 	}
 	return f, env
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestWalkthrough replays the Flomesh walkthrough through the egress proxy

@@ -18,12 +18,14 @@ package loopback
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -280,10 +282,77 @@ func (e *ProcessError) Unwrap() error { return e.Err }
 // errExited is the error of a wait whose process ended.
 var errExited = errors.New("exited")
 
-// freePort returns a loopback port nobody listens on now. Another process
-// may take it before the caller binds it; callers retry start-up on a new
-// port when their server fails to bind.
+// Ports are handed out from below Linux's ephemeral range. A port in that
+// range, free when checked, may be taken before the server binds it by
+// the local end of any outgoing connection (the kube-apiservers' own, to
+// etcd, come by the thousand) or by a listener on port 0; a port below it
+// is taken only by an explicit bind. So a server whose port was picked
+// long before it starts (a gateway's ingress port, which its Cluster names
+// at join) still gets it. Ports are picked at random, so that test
+// binaries running side by side rarely try the same one, and never twice
+// by one process.
+const (
+	portsFrom = 10000
+	// portsTo leaves local-up's default ports, 26443 and up, alone.
+	portsTo = 26000
+)
+
+var picked = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a loopback port nobody listens on now, from below the
+// ephemeral range. Another test process may still bind it first; callers
+// retry start-up on a new port when their server fails to bind.
 func freePort() (int, error) {
+	from, to := portsFrom, min(portsTo, ephemeralFrom())
+	if to-from < 1000 {
+		// The ephemeral range reaches down to here: take one of it.
+		return anyPort()
+	}
+	picked.Lock()
+	defer picked.Unlock()
+	for range 200 {
+		p := from + rand.IntN(to-from)
+		if picked.ports[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", hostPort(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		picked.ports[p] = true
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free loopback port in %d-%d after 200 tries", from, to-1)
+}
+
+// FreePort is freePort, for callers that must name a port before its
+// server starts.
+func FreePort() (int, error) { return freePort() }
+
+// ephemeralFrom is the first port of Linux's ephemeral range, or 32768,
+// its default, where that cannot be read.
+func ephemeralFrom() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
+}
+
+// anyPort asks the kernel for a port, from the ephemeral range.
+func anyPort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

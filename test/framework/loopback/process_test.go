@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -149,4 +150,28 @@ func TestWaitForGivesUpOnAProcessThatKeepsExiting(t *testing.T) {
 	})
 	assert.NoError(t, err, "a process that comes back and works is ready")
 	assert.True(t, ready)
+}
+
+// TestFreePortIsBelowTheEphemeralRange: the ports handed out are never the
+// ones an outgoing connection or a listener on port 0 can take, never
+// handed out twice, and bindable.
+func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {
+	to := min(portsTo, ephemeralFrom())
+	if to-portsFrom < 1000 {
+		t.Skipf("this machine's ephemeral range starts at %d: freePort falls back to it", ephemeralFrom())
+	}
+	seen := map[int]bool{}
+	for range 100 {
+		p, err := freePort()
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, p, portsFrom)
+		require.Less(t, p, to)
+		require.False(t, seen[p], "port %d handed out twice", p)
+		seen[p] = true
+	}
+	for p := range seen {
+		l, err := net.Listen("tcp", hostPort(p))
+		require.NoError(t, err, "port %d", p)
+		l.Close()
+	}
 }
