@@ -47,3 +47,14 @@ func BenchmarkEgress(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseServiceHost is the egress listener's reading of the host
+// of each request.
+func BenchmarkParseServiceHost(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := parseServiceHost("httpbin.httpbin.svc.cluster.local:8080", "cluster.local"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -28,15 +28,23 @@ import (
 // host, which any client of the proxy writes. Whatever it accepts names a
 // Service as the API would (a DNS-1035 name, a DNS-1123 namespace) and a
 // port from 1 to 65535, and reads back the same from its canonical form.
+// Its label check agrees with apimachinery's on any string.
 func FuzzParseServiceHost(f *testing.F) {
 	for _, h := range []string{
 		"httpbin.httpbin:8080", "httpbin.httpbin", "httpbin.httpbin.svc", "httpbin.httpbin.svc.cluster.local:8080",
 		"HTTPBIN.httpbin.svc.cluster.local.", "[::1]:80", "a.b.c", "a.b:0", "a.b:65536", "a.b:99999999999999999999",
 		"example.com", ":80", "", "a..b", "1a.b", "a.b:+80", "a.b:８０",
+		"a-", "-a", "a-1", "1-a", "a_b", strings.Repeat("a", 63), strings.Repeat("a", 64),
 	} {
 		f.Add(h)
 	}
 	f.Fuzz(func(t *testing.T, host string) {
+		if got, want := isDNSLabel(host, true), len(validation.IsDNS1035Label(host)) == 0; got != want {
+			t.Fatalf("%q: DNS-1035 label %v, apimachinery says %v", host, got, want)
+		}
+		if got, want := isDNSLabel(host, false), len(validation.IsDNS1123Label(host)) == 0; got != want {
+			t.Fatalf("%q: DNS-1123 label %v, apimachinery says %v", host, got, want)
+		}
 		key, port, err := parseServiceHost(host, "cluster.local")
 		if err != nil {
 			return

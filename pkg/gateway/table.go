@@ -25,7 +25,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/fedmesh/fedmesh/apis/flomesh/v1alpha1"
 	"github.com/fedmesh/fedmesh/pkg/imports"
@@ -344,8 +343,11 @@ func (t *Table) matchPath(host, path string) *ingressRoute {
 	}
 }
 
-// clusterDomainSuffixes are what a federated service's host may end with,
-// after NAME.NAMESPACE.
+// parseServiceHost reads the host of an egress request as a Service and a
+// port: NAME.NAMESPACE, NAME.NAMESPACE.svc or NAME.NAMESPACE.svc.DOMAIN,
+// in any case and with an optional trailing dot, then an optional :PORT
+// (80 without). NAME must be a DNS-1035 label and NAMESPACE a DNS-1123
+// label, as the API requires of a Service.
 func parseServiceHost(host, clusterDomain string) (ServiceKey, int32, error) {
 	h, portStr := host, ""
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
@@ -376,10 +378,39 @@ func parseServiceHost(host, clusterDomain string) (ServiceKey, int32, error) {
 	if !ok || strings.Contains(ns, ".") {
 		return ServiceKey{}, 0, fmt.Errorf("want NAME.NAMESPACE, NAME.NAMESPACE.svc or NAME.NAMESPACE.svc.%s, with an optional :PORT", clusterDomain)
 	}
-	if len(validation.IsDNS1035Label(name)) > 0 || len(validation.IsDNS1123Label(ns)) > 0 {
+	if !isDNSLabel(name, true) || !isDNSLabel(ns, false) {
 		return ServiceKey{}, 0, fmt.Errorf("%q is not a Service name and namespace", h)
 	}
 	return ServiceKey{Namespace: ns, Name: name}, port, nil
+}
+
+// isDNSLabel reports whether s is a DNS-1123 label: 1 to 63 lower-case
+// letters, digits and '-', starting and ending with a letter or digit;
+// with letterFirst, a DNS-1035 label, which starts with a letter. It is
+// validation.IsDNS1123Label and IsDNS1035Label (FuzzParseServiceHost holds
+// it to them) without their regular expressions: it runs on every egress
+// request, where the pair took about 0.6 µs and this takes 0.02
+// (BenchmarkParseServiceHost).
+func isDNSLabel(s string, letterFirst bool) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z':
+		case '0' <= c && c <= '9':
+			if i == 0 && letterFirst {
+				return false
+			}
+		case c == '-':
+			if i == 0 || i == len(s)-1 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // stripPort removes the port of a Host header.
