@@ -293,8 +293,8 @@ var errExited = errors.New("exited")
 // by one process.
 const (
 	portsFrom = 10000
-	// portsTo leaves local-up's default ports, 26443 and up, alone.
-	portsTo = 26000
+	// portsTo leaves local-up's default ports, 22379 and up, alone.
+	portsTo = 22000
 )
 
 var picked = struct {
